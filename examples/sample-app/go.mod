@@ -1,0 +1,3 @@
+module kprof.example/sample-app
+
+go 1.19

@@ -1,0 +1,141 @@
+"""The ports the executor and the runtimes talk through. Adapters implement them; tests may too.
+
+Contracts are stated here, once: what each method returns, what it raises, and what it must not do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+PPROF_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """One profile to fetch from one pod's pprof endpoint."""
+
+    namespace: str
+    pod: str
+    pod_ip: str
+    scheme: str
+    port: int
+    base_path: str  # e.g. "/debug/pprof", no trailing slash
+    profile_type: str  # heap, cpu, goroutine, mutex, block, allocs, threadcreate
+    cpu_seconds: int = 30
+
+    @property
+    def path(self) -> str:
+        """The path under the pod's address: `{base}/profile` for cpu, `{base}/{type}` otherwise."""
+        leaf = "profile" if self.profile_type == "cpu" else self.profile_type
+        return f"{self.base_path.rstrip('/')}/{leaf}"
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {"seconds": str(self.cpu_seconds)} if self.profile_type == "cpu" else {}
+
+    @property
+    def target(self) -> str:
+        """A human-readable address for messages and spans."""
+        query = "?" + "&".join(f"{k}={v}" for k, v in self.query.items()) if self.query else ""
+        return f"{self.scheme}://{self.pod_ip}:{self.port}{self.path}{query}"
+
+
+@dataclass
+class Response:
+    """An HTTP response being streamed. `chunks` yields the body; reading it may raise
+    `CaptureTimeout` or `CaptureFailed` (connection lost)."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    chunks: Iterator[bytes]
+
+
+class Transport(Protocol):
+    """Reaches a pod's pprof endpoint: directly, through the API server's pods/proxy, or port-forward.
+
+    `open` returns a context manager that yields the `Response` once the status line and headers
+    are in; leaving the context releases the connection whether or not the body was read.
+    It raises `CaptureTimeout` when nothing answers within `timeout` seconds and `CaptureFailed`
+    for every other failure to connect (the message says why). It does not check the status code,
+    the size or the content: the caller does, while streaming.
+    """
+
+    name: str
+
+    def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]: ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where a profile went. `uri` is s3://bucket/key or file:///path; `spooled` when it waits in the
+    local spool for the store to come back."""
+
+    uri: str
+    key: str
+    size: int
+    attempts: int = 1
+    spooled: bool = False
+
+
+class ProfileStore(Protocol):
+    """Keeps profiles. `put` stores one object and returns where it went; it raises `StoreError` when
+    the object could not be stored (after the store's own retries). It must not keep a partial object
+    under `key` on failure. `metadata` values and `tags` are plain strings, already within limits the
+    caller can know (see keys.py); the store drops what its backend still refuses, with a log line.
+    """
+
+    description: str  # e.g. "s3://bucket" or "/var/lib/kprof/profiles", for messages
+
+    def put(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject: ...
+
+
+class Clock(Protocol):
+    """Time, for everything except reconcile (which is given `now`). Tests may drive a fake one."""
+
+    def now(self) -> dt.datetime: ...  # aware, UTC
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class CaptureError(Exception):
+    """A capture that did not produce a profile; `str()` is the reason shown to users."""
+
+    retryable = False
+
+
+class CaptureFailed(CaptureError):
+    """Connection refused, reset, DNS, HTTP error status, non-pprof content: a clear reason."""
+
+
+class CaptureTimeout(CaptureError):
+    """Nothing, or not all of the profile, arrived in time."""
+
+
+class CaptureTooLarge(CaptureError):
+    """The profile exceeded the size cap; streaming was stopped at the cap."""
+
+
+class TargetBusy(CaptureError):
+    """Go's CPU profiler is held by another profiler (HTTP 500 "cpu profiling already in use"):
+    worth retrying later."""
+
+    retryable = True
+
+
+class StoreError(Exception):
+    """A profile that could not be stored; `str()` says why. `retryable` when a later attempt may work
+    (network, throttling, 5xx), false for permanent refusals (no such bucket, access denied)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1):
+        super().__init__(message)
+        self.retryable = retryable
+        self.attempts = attempts

@@ -1,0 +1,1 @@
+"""Sub-commands of `kprof`, one module each (see kprof_lib.runtimes.cli)."""

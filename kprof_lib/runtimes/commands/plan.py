@@ -1,0 +1,88 @@
+"""Show what kprof would do (check mode): each pod's action and reason under a ProfilingConfig, over a
+cluster state file (now, pods, podMetrics, history), and a recap line. Nothing is captured."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from kprof_lib.planning.reconcile import Plan, reconcile
+from kprof_lib.runtimes import documents
+from kprof_lib.spec.errors import InputError
+
+NAME = "plan"
+HELP = "show each pod's action and reason (check mode)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="ProfilingConfig YAML/JSON (one or more documents)"
+    )
+    parser.add_argument(
+        "--state", required=True, metavar="FILE", help="cluster state JSON/YAML: now, pods, podMetrics, history"
+    )
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        configs = documents.load_all(args.config)
+        state = documents.load_one(args.state)
+    except documents.DocumentError as error:
+        print(error, file=sys.stderr)
+        return 1
+    plans: list[tuple[str, Plan]] = []
+    for index, config in enumerate(configs):
+        name = _name(config, index)
+        spec = config.get("spec") if isinstance(config, dict) and "spec" in config else config
+        try:
+            plans.append((name, reconcile(spec, state)))
+        except InputError as error:
+            print(f"{args.config} ({name}): {error}", file=sys.stderr)
+            return 1
+    if args.output == "json":
+        out: Any = plans[0][1].to_dict() if len(plans) == 1 else {name: plan.to_dict() for name, plan in plans}
+        json.dump(out, sys.stdout, indent=2)
+        print()
+        return 0
+    for name, plan in plans:
+        if len(plans) > 1:
+            print(f"== {name}")
+        print(render(plan))
+    return 0
+
+
+def render(plan: Plan) -> str:
+    """A table of pod, action, reason and observed usage, then the recap line."""
+    rows = [("POD", "ACTION", "REASON", "CPU%", "MEM%", "DETAIL")]
+    for result in plan.results:
+        observed = result.get("observed") or {}
+        detail = result.get("message", "")
+        if result["action"] == "capture":
+            detail = f"{','.join(result['profileTypes'])} from {result['endpoint']['scheme']}://{result['podIP']}:{result['endpoint']['port']}{result['endpoint']['path']}"
+        rows.append(
+            (
+                f"{result['namespace']}/{result['pod']}",
+                result["action"],
+                result["reason"],
+                _percent(observed.get("cpuPercent")),
+                _percent(observed.get("memoryPercent")),
+                detail,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 5 else cell for i, cell in enumerate(row)).rstrip() for row in rows]
+    return "\n".join([*lines, "", f"active pods: {plan.summary['activePods']}  {plan.recap()}"])
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _name(config: Any, index: int) -> str:
+    metadata = config.get("metadata") if isinstance(config, dict) else None
+    if isinstance(metadata, dict) and metadata.get("name"):
+        return str(metadata["name"])
+    return f"document {index + 1}"

@@ -1,0 +1,113 @@
+"""Validates a ProfilingConfig (its `.spec`, or a whole document) against the schema, defaults applied.
+
+Every problem is reported at once, each with the path of the field it concerns
+(`spec.thresholds.cooldownSeconds: 10 is less than the minimum of 60`), so a user fixes a config
+in one round. Callers: `planning.reconcile` (the spec), `kprof validate` (whole documents).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+
+from kprof_lib.spec import defaults, schemas
+from kprof_lib.spec.errors import Problem, SpecError
+
+API_VERSION = "profiling.io/v1alpha1"
+KIND = "ProfilingConfig"
+
+
+@functools.cache
+def _spec_validator() -> jsonschema.protocols.Validator:
+    schema = schemas.spec_schema()
+    cls = jsonschema.validators.validator_for(schemas.load("profilingconfig"))
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def validate_spec(spec: Any) -> dict[str, Any]:
+    """The spec with defaults applied; `SpecError` listing every problem if it is invalid."""
+    if not isinstance(spec, dict):
+        raise SpecError([{"path": "spec", "message": f"must be an object, not {_type_name(spec)}"}])
+    filled = defaults.apply(schemas.spec_schema(), spec)
+    problems = format_errors(_spec_validator().iter_errors(filled), root="spec")
+    if problems:
+        raise SpecError(problems)
+    return filled
+
+
+def validate_document(document: Any) -> dict[str, Any]:
+    """A whole ProfilingConfig (apiVersion, kind, metadata, spec) with the spec's defaults applied."""
+    if not isinstance(document, dict):
+        raise SpecError([{"path": "(document)", "message": f"must be an object, not {_type_name(document)}"}])
+    problems: list[Problem] = []
+    if document.get("apiVersion") != API_VERSION:
+        problems.append(
+            {"path": "apiVersion", "message": f"must be {API_VERSION!r}, not {document.get('apiVersion')!r}"}
+        )
+    if document.get("kind") != KIND:
+        problems.append({"path": "kind", "message": f"must be {KIND!r}, not {document.get('kind')!r}"})
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        problems.append({"path": "metadata.name", "message": "is required"})
+    filled = dict(document)
+    if "spec" not in document:
+        problems.append({"path": "spec", "message": "is required"})
+    else:
+        try:
+            filled["spec"] = validate_spec(document["spec"])
+        except SpecError as error:
+            problems.extend(error.errors)
+    if problems:
+        raise SpecError(problems)
+    return filled
+
+
+def format_errors(errors: Iterable[jsonschema.ValidationError], root: str) -> list[Problem]:
+    """jsonschema's errors as `{path, message}`, sorted by path, the path pointing at the field itself."""
+    problems: dict[str, str] = {}
+    for error in errors:
+        path = list(error.absolute_path)
+        custom = _custom_message(error)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = sorted(error.schema.get("properties", {}))
+            for extra in sorted(set(error.instance) - set(allowed)):
+                problems[_join(root, [*path, extra])] = f"unknown field (allowed: {', '.join(allowed)})"
+            continue
+        if error.validator == "required" and isinstance(error.validator_value, list):
+            missing = [key for key in error.validator_value if key not in error.instance]
+            for key in missing:
+                problems.setdefault(_join(root, [*path, key]), custom or "is required")
+            continue
+        problems.setdefault(_join(root, path), custom or error.message)
+    return [{"path": path, "message": message} for path, message in sorted(problems.items())]
+
+
+def _custom_message(error: jsonschema.ValidationError) -> str | None:
+    """The `x-kprof-message` of the deepest subschema on the error's schema path, if any: for rules
+    such as if/then whose generic message would not tell the user what to change."""
+    schema: Any = schemas.spec_schema()
+    found = None
+    for step in error.absolute_schema_path:
+        if isinstance(schema, dict):
+            schema = schema.get(step)
+        elif isinstance(schema, list) and isinstance(step, int) and step < len(schema):
+            schema = schema[step]
+        else:
+            break
+        if isinstance(schema, dict) and "x-kprof-message" in schema:
+            found = schema["x-kprof-message"]
+    return found
+
+
+def _join(root: str, path: list[Any]) -> str:
+    out = root
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return out
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
