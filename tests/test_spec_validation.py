@@ -168,6 +168,10 @@ def test_the_schema_defaults_are_the_documented_ones():
             ],
         ),
         (
+            {"s3Config": {"bucket": "profiles", "kmsKeyId": "arn:aws:kms:eu-west-1:1:key/x"}},
+            [{"path": "spec.s3Config.serverSideEncryption", "message": "kmsKeyId needs serverSideEncryption: aws:kms"}],
+        ),
+        (
             {"onDemand": {"enabled": "yes"}},
             [{"path": "spec.onDemand.enabled", "message": "'yes' is not of type 'boolean'"}],
         ),

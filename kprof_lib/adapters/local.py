@@ -1,0 +1,137 @@
+"""The local profile store: keeps profiles as files under one directory, for clusters without S3,
+for the CLI and for development. Runtimes build it when spec.s3Config is absent.
+
+A key maps to the path `<directory>/<key>`, so the key layouts of `kprof_lib.execution.keys` give
+the same tree as in S3. Beside each profile `<file>` lies `<file>.json`, the sidecar with what S3
+would keep with the object:
+
+    {"key": ..., "contentType": ..., "size": ..., "sha256": ..., "metadata": {...}, "tags": {...}}
+
+Both files are written to temporary names in the target directory and renamed into place
+(`os.replace` is atomic within one filesystem), the sidecar first, so a reader sees a whole
+profile with its sidecar or nothing, and a failed write leaves nothing behind. Keys ending in
+`.json` are refused, as are keys that would leave the directory (absolute, `..`, or through a
+symbolic link).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from kprof_lib.execution.ports import StoredObject, StoreError
+
+SIDECAR_SUFFIX = ".json"
+# Out of space or quota, or a flaky disk, may pass; a permission or path problem will not.
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY}
+
+
+class LocalStore:
+    """A `ProfileStore` writing files under `directory` (created when first needed)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory).absolute()
+        self.description = str(self.directory)
+
+    def path_for(self, key: str) -> Path:
+        """The file a key is stored in; raises `StoreError` for a key that would escape."""
+        parts = key.split("/")
+        if not key or key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in parts):
+            raise StoreError(
+                f"refusing key {key!r}: it must be a relative path without empty, . or .. "
+                f"segments, inside {self.directory}",
+                retryable=False,
+            )
+        if key.endswith(SIDECAR_SUFFIX):
+            raise StoreError(
+                f"refusing key {key!r}: names ending in {SIDECAR_SUFFIX} are the metadata sidecars of {self.directory}",
+                retryable=False,
+            )
+        path = self.directory.joinpath(*parts)
+        # Defence in depth: a symbolic link already in the tree must not lead outside it either.
+        root = self.directory.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise StoreError(f"refusing key {key!r}: it resolves to {path.resolve()}, outside {root}", retryable=False)
+        return path
+
+    def uri_for(self, key: str) -> str:
+        return self.directory.joinpath(*key.split("/")).as_uri()
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str],
+        tags: Mapping[str, str],
+        content_type: str,
+    ) -> StoredObject:
+        path = self.path_for(key)
+        sidecar = {
+            "key": key,
+            "contentType": content_type,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "metadata": dict(metadata),
+            "tags": dict(tags),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Re-check after creating directories: a link could have appeared in between.
+            self.path_for(key)
+            # The sidecar goes first: whoever finds the profile finds its description too.
+            sidecar_text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
+            write_atomically([(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)])
+        except OSError as error:
+            transient = error.errno in _TRANSIENT_ERRNOS
+            raise StoreError(
+                f"storing {key} in {self.directory}: {error.strerror or error} ({path})", retryable=transient
+            ) from error
+        return StoredObject(uri=path.as_uri(), key=key, size=len(data))
+
+
+def write_atomically(files: list[tuple[Path, bytes]]) -> None:
+    """Write each (target, content): all to temporary files beside their targets first (where a
+    full disk shows), then renamed into place in order. On failure no temporary file is left and
+    the targets renamed before the failure are removed, so the last target never exists without
+    the others: put the one readers look for last.
+    """
+    temporaries: list[str] = []
+    renamed: list[Path] = []
+    try:
+        for target, content in files:
+            handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            temporaries.append(name)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(content)
+                stream.flush()
+                os.fsync(stream.fileno())
+        for name, (target, _) in zip(temporaries, files, strict=True):
+            os.replace(name, target)
+            renamed.append(target)
+        for directory in {target.parent for target, _ in files}:
+            _fsync_directory(directory)
+    except BaseException:
+        for name in temporaries:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        for target in renamed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the renames durable across a power loss; not every filesystem allows it.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

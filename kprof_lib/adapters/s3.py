@@ -1,0 +1,250 @@
+"""The S3 profile store: puts profiles into a bucket of AWS S3 or an S3-compatible store (MinIO and
+the like), with their metadata, tags and server-side encryption. Runtimes build one from
+spec.s3Config; the executor only calls `put`.
+
+Credentials come only from boto3's default chain (IRSA web identity, environment variables, shared
+profiles, container and instance roles), never from kprof's configuration. Retries are botocore's
+"standard" mode; once they are used up, every failure is a `StoreError` whose `retryable` says
+whether waiting can help (connection errors, throttling, 5xx) or not (no such bucket, access
+denied, no credentials).
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+
+from kprof_lib.execution.ports import StoredObject, StoreError
+
+log = logging.getLogger(__name__)
+
+SSE_MODES = ("AES256", "aws:kms")
+
+# Error codes that no retry can fix: the request or the set-up is wrong.
+_PERMANENT_CODES = {
+    "NoSuchBucket": "the bucket does not exist",
+    "AccessDenied": "access denied: the role or credentials lack s3:PutObject (and s3:PutObjectTagging)",
+    "AllAccessDisabled": "all access to the bucket is disabled",
+    "AccountProblem": "the AWS account has a problem that prevents the operation",
+    "InvalidAccessKeyId": "the access key id is not known to the store",
+    "SignatureDoesNotMatch": "the request signature does not match: check the secret key and the region",
+    "InvalidBucketName": "the bucket name is not valid",
+    "PermanentRedirect": "the bucket is in another region or behind another endpoint",
+    "AuthorizationHeaderMalformed": "the region does not match the bucket's region",
+    "KMS.NotFoundException": "the KMS key does not exist",
+    "KMS.DisabledException": "the KMS key is disabled",
+    "KMS.AccessDeniedException": "access to the KMS key is denied",
+    "InvalidArgument": "the store refused an argument of the request",
+    "InvalidRequest": "the store refused the request",
+}
+_RETRYABLE_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "OperationAborted",
+}
+# Codes with which a backend refuses what it does not support; the object is stored without it.
+_TAGS_REFUSED = {"InvalidTag", "NotImplemented", "InvalidTagError"}
+_METADATA_REFUSED = {"MetadataTooLarge"}
+
+
+class S3Store:
+    """A `ProfileStore` writing to one bucket. Thread-safe: boto3 clients may be shared by threads.
+
+    `prefix` is kept for whoever builds keys (see `kprof_lib.execution.keys`); `put` takes keys
+    complete and adds nothing to them.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        prefix: str = "",
+        sse: str | None = None,
+        kms_key_id: str | None = None,
+        max_attempts: int = 5,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+    ) -> None:
+        if sse is not None and sse not in SSE_MODES:
+            raise ValueError(f"server-side encryption {sse!r} is not one of {', '.join(SSE_MODES)}")
+        if kms_key_id and sse != "aws:kms":
+            raise ValueError("a KMS key id needs serverSideEncryption aws:kms")
+        self.bucket = bucket
+        self.region = region
+        self.endpoint = endpoint
+        self.prefix = prefix
+        self.sse = sse
+        self.kms_key_id = kms_key_id
+        self.max_attempts = max_attempts
+        self.description = f"s3://{bucket}"
+        config = Config(
+            region_name=region,
+            # total_max_attempts counts the first try; botocore's max_attempts would count retries only.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Custom endpoints rarely have wildcard DNS for virtual-hosted buckets.
+            s3={"addressing_style": "path"} if endpoint else None,
+        )
+        # A session of its own: the default session is shared module state, not safe to build
+        # clients from in several threads.
+        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+
+    def uri_for(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str],
+        tags: Mapping[str, str],
+        content_type: str,
+    ) -> StoredObject:
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentType": content_type,
+            "Metadata": self._sendable_metadata(key, metadata),
+        }
+        if tags:
+            request["Tagging"] = urllib.parse.urlencode(sorted(tags.items()), quote_via=urllib.parse.quote)
+        if self.sse:
+            request["ServerSideEncryption"] = self.sse
+        if self.kms_key_id:
+            request["SSEKMSKeyId"] = self.kms_key_id
+        response = self._put_dropping_refused(request)
+        return StoredObject(
+            uri=self.uri_for(key),
+            key=key,
+            size=len(data),
+            attempts=_attempts(response) or 1,
+        )
+
+    def check(self) -> None:
+        """Start-up diagnostics: raise `StoreError` saying why the bucket cannot be reached."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if status == 404 or code in ("404", "NoSuchBucket"):
+                raise StoreError(f"{self._where()}: the bucket does not exist", retryable=False) from error
+            if status == 403 or code in ("403", "AccessDenied"):
+                raise StoreError(
+                    f"{self._where()}: access denied; the credentials from the default chain "
+                    "(IRSA role, environment, profile) need s3:ListBucket and s3:PutObject on it",
+                    retryable=False,
+                ) from error
+            raise self._store_error(error, "checking the bucket") from error
+        except BotoCoreError as error:
+            raise self._store_error(error, "checking the bucket") from error
+
+    def _put_dropping_refused(self, request: dict[str, Any]) -> dict[str, Any]:
+        # The port's contract: what the backend still refuses is dropped with a log line, so a
+        # store without tagging support, say, still keeps every profile.
+        while True:
+            try:
+                return self.client.put_object(**request)
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in _TAGS_REFUSED and "Tagging" in request:
+                    log.warning(
+                        "%s refused the tags of %s (%s); storing it without tags",
+                        self.description,
+                        request["Key"],
+                        code,
+                    )
+                    del request["Tagging"]
+                    continue
+                if code in _METADATA_REFUSED and request["Metadata"]:
+                    log.warning(
+                        "%s refused the metadata of %s (%s); storing it without metadata",
+                        self.description,
+                        request["Key"],
+                        code,
+                    )
+                    request["Metadata"] = {}
+                    continue
+                raise self._store_error(error, f"storing {request['Key']}") from error
+            except BotoCoreError as error:
+                raise self._store_error(error, f"storing {request['Key']}") from error
+
+    def _sendable_metadata(self, key: str, metadata: Mapping[str, str]) -> dict[str, str]:
+        # Metadata travels as HTTP headers: only printable ASCII survives every hop.
+        sendable = {}
+        for name, value in metadata.items():
+            if _is_header_safe(name) and _is_header_safe(value):
+                sendable[name] = value
+            else:
+                log.warning("%s: metadata %r of %s is not printable ASCII; not stored", self.description, name, key)
+        return sendable
+
+    def _where(self) -> str:
+        return f"s3://{self.bucket}" + (f" at {self.endpoint}" if self.endpoint else "")
+
+    def _store_error(self, error: Exception, doing: str) -> StoreError:
+        where = self._where()
+        if isinstance(error, ClientError):
+            details = error.response.get("Error", {})
+            code = str(details.get("Code", ""))
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            said = details.get("Message") or code or f"HTTP {status}"
+            attempts = _attempts(error.response) or 1
+            if code in _PERMANENT_CODES:
+                return StoreError(
+                    f"{doing} in {where}: {_PERMANENT_CODES[code]} ({code}: {said})", retryable=False, attempts=attempts
+                )
+            retryable = code in _RETRYABLE_CODES or status >= 500 or status == 429
+            reason = "the store is overloaded or failing" if retryable else "the store refused the request"
+            return StoreError(
+                f"{doing} in {where}: {reason} ({code or status}: {said})", retryable=retryable, attempts=attempts
+            )
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            return StoreError(
+                f"{doing} in {where}: no usable AWS credentials in the default chain "
+                f"(IRSA web identity, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE): {error}",
+                retryable=False,
+            )
+        if isinstance(error, ParamValidationError):
+            return StoreError(f"{doing} in {where}: invalid request: {error}", retryable=False)
+        if isinstance(error, ConnectionError | HTTPClientError):
+            # botocore retried the connection as many times as allowed before giving up.
+            return StoreError(
+                f"{doing} in {where}: cannot reach the store after {self.max_attempts} attempts: {error}",
+                retryable=True,
+                attempts=self.max_attempts,
+            )
+        return StoreError(f"{doing} in {where}: {type(error).__name__}: {error}", retryable=True)
+
+
+def _attempts(response: Mapping[str, Any]) -> int | None:
+    retries = response.get("ResponseMetadata", {}).get("RetryAttempts")
+    return None if retries is None else int(retries) + 1
+
+
+def _is_header_safe(text: str) -> bool:
+    return isinstance(text, str) and all(" " <= char <= "~" for char in text)

@@ -1,0 +1,275 @@
+"""Where a profile goes and what it is labelled with: object keys, S3 user metadata and object tags.
+
+The executor builds every key here, and both stores (S3 and the local directory) take the key as
+given, so the two share one layout. Pure: no I/O, no SDK. Every value that comes from a cluster is
+sanitised on the way in, so a pod or label cannot steer a key out of its prefix, break S3's limits
+or turn into a surprising file name.
+
+Layouts (spec.s3Config.keyLayout):
+    pod           {prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof
+    service-date  {prefix}/{date}/{service}/{timestamp}-{type}.pprof
+A keyTemplate replaces the layout; its fields are those of `TEMPLATE_FIELDS` and it must use {type}.
+
+`{timestamp}` is the capture time in UTC as `20261125T100000.123Z` (ISO 8601 basic form): it sorts
+as text in time order and is safe in keys and file names. Milliseconds are kept because two
+captures of one pod and type within a second (an on-demand request right after a threshold
+capture, or two replicas of the operator) would otherwise overwrite each other. `{date}` is
+`2026-11-25` in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import string
+import unicodedata
+from collections.abc import Mapping
+
+LAYOUTS = {
+    "pod": "{prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof",
+    "service-date": "{prefix}/{date}/{service}/{timestamp}-{type}.pprof",
+}
+TEMPLATE_FIELDS = ("prefix", "namespace", "pod", "service", "date", "timestamp", "type", "reason")
+
+MAX_KEY_BYTES = 1024  # S3's limit for a whole key
+MAX_SEGMENT_CHARS = 255  # a key segment becomes a file or directory name in the local store
+MAX_COMPONENT_CHARS = 200  # one value (pod name, namespace, ...) before it is shortened
+MAX_PREFIX_CHARS = 512  # as spec.s3Config.prefix allows
+
+MAX_METADATA_BYTES = 2048  # S3's limit for all user metadata keys and values together
+MAX_METADATA_VALUE_CHARS = 256
+
+MAX_TAGS = 10
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
+# Labels Kubernetes adds to every replica: they identify a rollout, not the workload, so they are
+# the first to give way when a pod has more labels than S3 keeps tags.
+LOW_PRIORITY_LABELS = frozenset(
+    {
+        "pod-template-hash",
+        "controller-revision-hash",
+        "pod-template-generation",
+        "statefulset.kubernetes.io/pod-name",
+        "apps.kubernetes.io/pod-index",
+    }
+)
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# S3's tag character set, restricted to ASCII letters so every S3-compatible store takes it.
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
+_METADATA_UNSAFE = re.compile(r"[^\x20-\x7e]")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def object_key(
+    *,
+    layout: str = "pod",
+    template: str | None = None,
+    prefix: str = "",
+    namespace: str,
+    pod: str,
+    service: str,
+    profile_type: str,
+    reason: str,
+    captured_at: dt.datetime,
+) -> str:
+    """The object key for one profile: `template` if given, else the named `layout`.
+
+    Raises ValueError for an unknown layout, a template with an unknown or malformed field or
+    without {type}, a naive `captured_at`, or a template whose literal text alone is too long.
+    """
+    if template is None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown key layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+        template = LAYOUTS[layout]
+    fields = _template_fields(template)
+    if "type" not in fields:
+        raise ValueError(f"key template {template!r} must contain {{type}}, or profiles of one capture collide")
+    when = _utc(captured_at)
+    raw = {
+        "namespace": namespace,
+        "pod": pod,
+        "service": service,
+        "type": profile_type,
+        "reason": reason,
+    }
+    # Long values are shortened step by step until the whole key fits; the literal text of the
+    # template is the only part that cannot shrink.
+    for limit in (MAX_COMPONENT_CHARS, 100, 50, 24):
+        values = {name: sanitize_component(value, limit) for name, value in raw.items()}
+        values["prefix"] = sanitize_prefix(prefix, limit)
+        values["date"] = when.strftime("%Y-%m-%d")
+        values["timestamp"] = format_timestamp(when)
+        key = _normalise_path(template.format_map(values))
+        if len(key.encode("ascii")) <= MAX_KEY_BYTES and all(
+            len(segment) <= MAX_SEGMENT_CHARS for segment in key.split("/")
+        ):
+            return key
+    raise ValueError(
+        f"key template {template!r} yields keys longer than {MAX_KEY_BYTES} bytes "
+        f"or segments longer than {MAX_SEGMENT_CHARS} characters"
+    )
+
+
+def format_timestamp(when: dt.datetime) -> str:
+    """`20261125T100000.123Z`: UTC, sortable as text, safe in keys and file names."""
+    when = _utc(when)
+    return when.strftime("%Y%m%dT%H%M%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def format_rfc3339(when: dt.datetime) -> str:
+    """`2026-11-25T10:00:00.123Z`, the same instant as the key's timestamp."""
+    when = _utc(when)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def sanitize_component(value: str, limit: int = MAX_COMPONENT_CHARS) -> str:
+    """One key segment made of one value: `[A-Za-z0-9._-]` only, never empty, never `.` or `..`.
+
+    Accented letters lose their accents, every other character becomes `_`, and a value longer
+    than `limit` keeps its head plus a short hash of the whole, so distinct long values stay
+    distinct.
+    """
+    text = _clean_segment(str(value))
+    if len(text) > limit:
+        digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        text = text[: max(limit - 9, 1)] + "-" + digest
+    return text
+
+
+def sanitize_prefix(prefix: str, limit: int = MAX_COMPONENT_CHARS) -> str:
+    """A key prefix: its `/`-separated segments each sanitised, empty segments dropped, so no
+    leading, trailing or doubled slash remains; at most `MAX_PREFIX_CHARS`."""
+    segments = [sanitize_component(segment, limit) for segment in str(prefix).split("/") if segment]
+    text = "/".join(segments)
+    while len(text) > MAX_PREFIX_CHARS and "/" in text:
+        text = text.rsplit("/", 1)[0]
+    return text[:MAX_PREFIX_CHARS]
+
+
+def object_metadata(
+    *,
+    namespace: str,
+    pod: str,
+    service: str,
+    reason: str,
+    profile_type: str,
+    captured_at: dt.datetime,
+    trace_id: str | None = None,
+) -> dict[str, str]:
+    """S3 user metadata for one profile: printable ASCII values of at most 256 characters, 2 KB in
+    all. `trace-id` is present only when `trace_id` is given (32 hex digits, not all zero)."""
+    metadata = {
+        "namespace": _metadata_value(namespace),
+        "pod": _metadata_value(pod),
+        "service": _metadata_value(service),
+        "reason": _metadata_value(reason),
+        "profile-type": _metadata_value(profile_type),
+        "captured-at": format_rfc3339(captured_at),
+    }
+    if trace_id:
+        normalised = trace_id.strip().lower()
+        if not _TRACE_ID.match(normalised) or normalised == "0" * 32:
+            raise ValueError(f"trace id {trace_id!r} is not 32 hexadecimal digits of a valid trace")
+        metadata["trace-id"] = normalised
+    # With these keys and the per-value limit the total stays below 2 KB; the check keeps it so
+    # if fields are ever added.
+    if _metadata_size(metadata) > MAX_METADATA_BYTES:
+        raise ValueError(f"object metadata exceeds {MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def object_tags(labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Object tags from a pod's labels, within S3's limits, and what could not be kept.
+
+    Characters S3 does not allow in tags become `_`. A label is dropped when its key is longer
+    than 128 characters, its value longer than 256, its key is empty or in the reserved `aws:`
+    namespace, or it clashes with another label after sanitising. At most 10 tags are kept:
+    labels are taken in key order, the per-replica ones of `LOW_PRIORITY_LABELS` last. `dropped`
+    lists `"<label key>: <why>"` in the same order, for one log line.
+    """
+    ordered = sorted(labels.items(), key=lambda item: (str(item[0]) in LOW_PRIORITY_LABELS, str(item[0])))
+    tags: dict[str, str] = {}
+    dropped: list[str] = []
+    for raw_key, raw_value in ordered:
+        label = str(raw_key)
+        key = _tag_text(label)
+        value = _tag_text("" if raw_value is None else str(raw_value))
+        if not key:
+            why = "empty key"
+        elif key.lower().startswith("aws:"):
+            why = "keys starting with aws: are reserved"
+        elif len(key) > MAX_TAG_KEY_CHARS:
+            why = f"key longer than {MAX_TAG_KEY_CHARS} characters"
+        elif len(value) > MAX_TAG_VALUE_CHARS:
+            why = f"value longer than {MAX_TAG_VALUE_CHARS} characters"
+        elif key in tags:
+            why = f"same tag key as another label after sanitising ({key})"
+        elif len(tags) >= MAX_TAGS:
+            why = f"more than {MAX_TAGS} labels"
+        else:
+            tags[key] = value
+            continue
+        shown = label if len(label) <= 64 else label[:61] + "..."
+        dropped.append(f"{shown}: {why}")
+    return dict(sorted(tags.items())), dropped
+
+
+def _template_fields(template: str) -> set[str]:
+    fields: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"key template {template!r} is malformed: {error}") from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS:
+            known = " ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
+            shown = "{" + field + "}" if field else "{}"
+            raise ValueError(f"key template field {shown} is unknown; known fields: {known}")
+        if spec or conversion:
+            raise ValueError(f"key template field {{{field}}} takes no format spec or conversion")
+        fields.add(field)
+    return fields
+
+
+def _normalise_path(key: str) -> str:
+    # Field values are clean already; this cleans the template's own text and the joints between
+    # fields (an empty prefix leaves a leading slash to drop).
+    return "/".join(_clean_segment(segment) for segment in key.split("/") if segment)
+
+
+def _clean_segment(text: str) -> str:
+    cleaned = _KEY_UNSAFE.sub("_", _strip_accents(text))
+    if not cleaned:
+        return "_"
+    if set(cleaned) == {"."}:
+        # "." and ".." would walk the directory tree in a local store and in many S3 tools.
+        return "_" * len(cleaned)
+    return cleaned
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("captured_at must be timezone-aware")
+    return when.astimezone(dt.UTC)
+
+
+def _strip_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def _metadata_value(value: str) -> str:
+    text = _METADATA_UNSAFE.sub("_", _strip_accents(str(value))).strip()
+    return text[:MAX_METADATA_VALUE_CHARS]
+
+
+def _metadata_size(metadata: Mapping[str, str]) -> int:
+    return sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
+
+
+def _tag_text(text: str) -> str:
+    return _TAG_UNSAFE.sub("_", _strip_accents(text))
