@@ -1,0 +1,93 @@
+"""The Kubernetes permissions the operator needs, as data: exactly the API calls it makes, no more.
+
+One source for every place that grants or checks permissions: the Helm chart's and the kustomize
+base's ClusterRole and Role are compared with `REQUIRED_RULES` (plus `TRANSPORT_RULES` for the
+transports they enable) by the tests, and the API calls the operator makes against the Kubernetes
+API emulator can be compared with the same rules. The sidecar needs none of these: it makes no
+Kubernetes API calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Which object a set of rules goes into.
+CLUSTER_ROLE = "ClusterRole"
+# Granted in the operator's own namespace only (the Lease and the capture-history ConfigMaps).
+NAMESPACE_ROLE = "Role"
+
+TRANSPORTS = ("direct", "proxy", "portforward")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC PolicyRule: verbs on resources of one API group ("" is the core group)."""
+
+    api_group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def to_policy_rule(self) -> dict[str, list[str]]:
+        """The rule as it is written in a Role or ClusterRole."""
+        return {"apiGroups": [self.api_group], "resources": list(self.resources), "verbs": list(self.verbs)}
+
+
+REQUIRED_RULES: Mapping[str, tuple[Rule, ...]] = {
+    CLUSTER_ROLE: (
+        # Selection: the operator lists and watches pods in every namespace.
+        Rule("", ("pods",), ("get", "list", "watch")),
+        # Events on pods (capture taken or failed) and on ProfilingConfigs (invalid spec).
+        Rule("", ("events",), ("create", "patch")),
+        Rule("profiling.io", ("profilingconfigs",), ("get", "list", "watch")),
+        Rule("profiling.io", ("profilingconfigs/status",), ("get", "patch", "update")),
+        # Usage for thresholds comes from metrics-server.
+        Rule("metrics.k8s.io", ("pods",), ("get", "list")),
+    ),
+    NAMESPACE_ROLE: (
+        # Leader election.
+        Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
+        # Capture history, one ConfigMap per ProfilingConfig (kprof-history-<hash>).
+        Rule("", ("configmaps",), ("get", "create", "update", "delete")),
+    ),
+}
+
+# Added to the ClusterRole for each transport profiles may be fetched through. "direct" connects to
+# the pod IP and needs no permission.
+TRANSPORT_RULES: Mapping[str, tuple[Rule, ...]] = {
+    "direct": (),
+    "proxy": (Rule("", ("pods/proxy",), ("get",)),),
+    "portforward": (Rule("", ("pods/portforward",), ("create", "get")),),
+}
+
+
+def rules_for(transports: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
+    """The rules of the ClusterRole and the Role when the given transports are enabled."""
+    extra: list[Rule] = []
+    for transport in dict.fromkeys(transports):
+        if transport not in TRANSPORT_RULES:
+            raise ValueError(f"unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}")
+        extra.extend(TRANSPORT_RULES[transport])
+    return {
+        CLUSTER_ROLE: REQUIRED_RULES[CLUSTER_ROLE] + tuple(extra),
+        NAMESPACE_ROLE: REQUIRED_RULES[NAMESPACE_ROLE],
+    }
+
+
+def permissions(rules: Iterable[Rule | Mapping[str, Any]]) -> set[tuple[str, str, str]]:
+    """Rules flattened to (apiGroup, resource, verb) triples, so that rule sets written differently
+    (split, merged, reordered) compare equal when they grant the same. Accepts Rule objects and
+    PolicyRule dicts as found in rendered manifests; a dict with resourceNames or nonResourceURLs
+    is refused since the triples could not express it."""
+    granted: set[tuple[str, str, str]] = set()
+    for rule in rules:
+        if isinstance(rule, Rule):
+            groups, resources, verbs = [rule.api_group], rule.resources, rule.verbs
+        else:
+            unexpected = set(rule) - {"apiGroups", "resources", "verbs"}
+            if unexpected:
+                raise ValueError(f"rule {dict(rule)} uses {sorted(unexpected)}, which kprof never grants")
+            groups, resources, verbs = rule.get("apiGroups", []), rule.get("resources", []), rule.get("verbs", [])
+        granted.update((group, resource, verb) for group in groups for resource in resources for verb in verbs)
+    return granted
