@@ -91,6 +91,10 @@ class ProfileStore(Protocol):
 
     description: str  # e.g. "s3://bucket" or "/var/lib/kprof/profiles", for messages
 
+    def uri_for(self, key: str) -> str:
+        """Where `key` is (or would be) stored: s3://bucket/key or file:///path."""
+        ...
+
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject: ...
@@ -139,3 +143,45 @@ class StoreError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.attempts = attempts
+
+
+# Ports of the runtimes that watch a cluster (the operator); the sidecar and local mode build their
+# cluster state without them.
+
+
+class PodSource(Protocol):
+    """The pods the operator knows about, from its watch cache: plain v1 Pod JSON (slimmed to the
+    fields reconcile reads). `pods(namespace)` returns a snapshot list; None means every namespace.
+    `synced` is False until the first LIST has been loaded."""
+
+    synced: bool
+
+    def pods(self, namespace: str | None = None) -> list[dict]: ...
+
+
+class MetricsSource(Protocol):
+    """PodMetrics as metrics-server returns them. One LIST per call: the label selector (a string
+    in the API's syntax, e.g. "tier in (web),!canary") is pushed to the server. Raises on API errors
+    (the check then fails and is retried at the next interval)."""
+
+    def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict]: ...
+
+
+class HistoryStore(Protocol):
+    """Capture history per ProfilingConfig ("namespace/pod" -> {lastThresholdCapture,
+    lastOnDemandCapture}), kept where it survives a restart of the operator. `load` returns {} for a
+    config with no history; `merge` adds updates and must not lose concurrent updates."""
+
+    def load(self, config_key: str) -> dict[str, dict[str, str]]: ...
+
+    def merge(self, config_key: str, updates: Mapping[str, Mapping[str, str]]) -> None: ...
+
+    def forget(self, config_key: str) -> None: ...
+
+
+class EventRecorder(Protocol):
+    """Kubernetes Events, deduplicated as Kubernetes does (same object, reason and message within a
+    window → count and lastTimestamp of the existing Event are updated). Never raises: an Event that
+    cannot be written is logged, not fatal."""
+
+    def record(self, involved: Mapping[str, str], event_type: str, reason: str, message: str) -> None: ...

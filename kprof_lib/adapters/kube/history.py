@@ -1,0 +1,277 @@
+"""Capture history kept in ConfigMaps, the operator's `HistoryStore`: one ConfigMap per
+ProfilingConfig in the operator's namespace, named `kprof-history-<first 12 hex of sha256(config
+key)>`, labelled `app.kubernetes.io/managed-by=kprof`, the config key in an annotation and the
+history as JSON under `data["history.json"]`. It survives operator restarts and leader changes, so
+cooldowns and on-demand intervals hold across them.
+
+Writes are read-modify-write with optimistic concurrency (PUT carrying the resourceVersion read;
+409 Conflict → read again, merge again), so concurrent writers lose nothing; for one pod and one
+kind of capture the later timestamp wins. Entries older than `max_age` are pruned on every write,
+and if the document still exceeds `max_bytes` the oldest entries go first, which keeps the
+ConfigMap far below the API's 1 MiB limit. Reads are served from memory once loaded: while the
+operator holds the Lease it is the only writer; call `invalidate()` when leadership is gained.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from kprof_lib.adapters.kube.reads import get_json, send_json
+
+log = logging.getLogger(__name__)
+
+NAME_PREFIX = "kprof-history-"
+DATA_KEY = "history.json"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kprof"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+COMPONENT = "capture-history"
+CONFIG_ANNOTATION = "profiling.io/config"
+
+History = dict[str, dict[str, str]]
+
+
+class HistoryError(RuntimeError):
+    """History could not be read or written; the check that needed it should fail, not capture
+    without it (that would ignore cooldowns)."""
+
+
+@dataclass(frozen=True)
+class _Stored:
+    resource_version: str | None  # None: there is no ConfigMap yet
+    entries: History
+
+
+def configmap_name(config_key: str) -> str:
+    """`kprof-history-` and the first 12 hex digits of the SHA-256 of the config key."""
+    return NAME_PREFIX + hashlib.sha256(config_key.encode()).hexdigest()[:12]
+
+
+class ConfigMapHistory:
+    """History of every ProfilingConfig, one ConfigMap each, in `namespace`.
+
+    Args:
+        max_age: entries whose latest capture is older than this are dropped on write. Keep it
+            above the longest cooldown and on-demand interval in use.
+        max_bytes: the most `history.json` may hold; the oldest entries are dropped beyond it.
+        now: the clock pruning uses (tests may fix it).
+        attempts: how many conflicting writes `merge` retries before giving up.
+    """
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        namespace: str,
+        *,
+        max_age: dt.timedelta = dt.timedelta(days=7),
+        max_bytes: int = 512 * 1024,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        attempts: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        self._api = api_client
+        self.namespace = namespace
+        self._max_age = max_age
+        self._max_bytes = max_bytes
+        self._now = now
+        self._attempts = attempts
+        self._timeout = timeout
+        self._cache: dict[str, _Stored] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _path(self, config_key: str | None = None) -> str:
+        base = f"/api/v1/namespaces/{self.namespace}/configmaps"
+        return f"{base}/{configmap_name(config_key)}" if config_key is not None else base
+
+    def _lock_for(self, config_key: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(config_key, threading.Lock())
+
+    # ----------------------------------------------------------------- HistoryStore
+
+    def load(self, config_key: str) -> History:
+        """The history of `config_key` ({} when it has none); `HistoryError` when it cannot be read."""
+        with self._lock_for(config_key):
+            stored = self._cache.get(config_key)
+            if stored is None:
+                stored = self._cache[config_key] = self._fetch(config_key)
+            return copy.deepcopy(stored.entries)
+
+    def merge(self, config_key: str, updates: Mapping[str, Mapping[str, str]]) -> None:
+        """Add `updates` ("namespace/pod" -> {field: timestamp}) to the stored history; for a field
+        present on both sides the later timestamp wins. `HistoryError` when it cannot be written."""
+        if not updates:
+            return
+        with self._lock_for(config_key):
+            stored = self._cache.get(config_key) or self._fetch(config_key)
+            for _ in range(self._attempts):
+                entries = self._prune(_merged(stored.entries, updates))
+                try:
+                    self._cache[config_key] = self._write(config_key, stored.resource_version, entries)
+                    return
+                except ApiException as exc:
+                    if exc.status not in (404, 409):
+                        self._cache.pop(config_key, None)
+                        raise HistoryError(_explain("write", self._path(config_key), exc)) from None
+                except Exception as exc:  # no answer: the write may or may not have happened
+                    self._cache.pop(config_key, None)
+                    raise HistoryError(f"write {self._path(config_key)}: {type(exc).__name__}: {exc}") from None
+                # Someone else wrote (409), created it first (409 on create) or deleted it (404):
+                # start again from what is stored now.
+                stored = self._fetch(config_key)
+            self._cache.pop(config_key, None)
+            raise HistoryError(f"{self._path(config_key)}: still conflicting after {self._attempts} attempts")
+
+    def forget(self, config_key: str) -> None:
+        """Delete the history of a deleted ProfilingConfig."""
+        with self._lock_for(config_key):
+            self._cache.pop(config_key, None)
+            path = self._path(config_key)
+            try:
+                send_json(self._api, "DELETE", path, timeout=self._timeout)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status == 403:
+                    # Without delete on configmaps, an emptied ConfigMap is the next best thing.
+                    log.warning("%s: cannot delete (403), emptying it instead", path)
+                    self._empty(config_key)
+                    return
+                raise HistoryError(_explain("delete", path, exc)) from None
+
+    def invalidate(self, config_key: str | None = None) -> None:
+        """Forget what was read, so the next `load` reads the API again (after gaining leadership)."""
+        if config_key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(config_key, None)
+
+    # ----------------------------------------------------------------- API
+
+    def _fetch(self, config_key: str) -> _Stored:
+        path = self._path(config_key)
+        try:
+            configmap = get_json(self._api, path, timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return _Stored(None, {})
+            raise HistoryError(_explain("read", path, exc)) from None
+        except Exception as exc:
+            raise HistoryError(f"read {path}: {type(exc).__name__}: {exc}") from None
+        text = (configmap.get("data") or {}).get(DATA_KEY) or "{}"
+        try:
+            entries = json.loads(text)
+            if not isinstance(entries, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            # A damaged document must not stop checks for good: start afresh and say so.
+            log.warning("%s: %s is not valid history (%s); starting afresh", path, DATA_KEY, exc)
+            entries = {}
+        entries = {k: dict(v) for k, v in entries.items() if isinstance(v, dict)}
+        return _Stored(configmap["metadata"].get("resourceVersion"), entries)
+
+    def _document(self, config_key: str, resource_version: str | None, entries: History) -> dict:
+        metadata: dict = {
+            "name": configmap_name(config_key),
+            "namespace": self.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: COMPONENT},
+            "annotations": {CONFIG_ANNOTATION: config_key},
+        }
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata,
+            "data": {DATA_KEY: _dumps(entries)},
+        }
+
+    def _write(self, config_key: str, resource_version: str | None, entries: History) -> _Stored:
+        body = self._document(config_key, resource_version, entries)
+        if resource_version is None:
+            written = send_json(self._api, "POST", self._path(), body, timeout=self._timeout)
+        else:
+            written = send_json(self._api, "PUT", self._path(config_key), body, timeout=self._timeout)
+        return _Stored(written["metadata"]["resourceVersion"], entries)
+
+    def _empty(self, config_key: str) -> None:
+        stored = self._fetch(config_key)
+        if stored.resource_version is None:
+            return
+        try:
+            self._write(config_key, stored.resource_version, {})
+        except ApiException as exc:
+            raise HistoryError(_explain("empty", self._path(config_key), exc)) from None
+
+    # ----------------------------------------------------------------- pruning
+
+    def _prune(self, entries: History) -> History:
+        oldest_kept = self._now() - self._max_age
+        kept = {key: entry for key, entry in entries.items() if (_latest(entry) or oldest_kept) >= oldest_kept}
+        if len(_dumps(kept)) <= self._max_bytes:
+            return kept
+        # Too big even so: drop the entries captured longest ago until the document fits.
+        by_age = sorted(kept, key=lambda key: _latest(kept[key]) or dt.datetime.min.replace(tzinfo=dt.UTC))
+        sizes = {key: len(_dumps({key: kept[key]})) for key in kept}
+        total = len(_dumps(kept))
+        for key in by_age:
+            if total <= self._max_bytes:
+                break
+            total -= sizes[key] - 1  # the comma between entries goes too
+            del kept[key]
+        log.warning("capture history over %d bytes: dropped the oldest entries", self._max_bytes)
+        return kept
+
+
+def _merged(entries: History, updates: Mapping[str, Mapping[str, str]]) -> History:
+    merged = {key: dict(entry) for key, entry in entries.items()}
+    for key, update in updates.items():
+        entry = merged.setdefault(key, {})
+        for field, value in update.items():
+            current = entry.get(field)
+            if current is None or _later_or_equal(value, current):
+                entry[field] = value
+    return merged
+
+
+def _parse(value: str) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _later_or_equal(candidate: str, current: str) -> bool:
+    new, old = _parse(candidate), _parse(current)
+    if new is None or old is None:
+        return True  # what cannot be compared is replaced by the newer write
+    return new >= old
+
+
+def _latest(entry: Mapping[str, str]) -> dt.datetime | None:
+    times = [t for t in (_parse(v) for v in entry.values()) if t is not None]
+    return max(times) if times else None
+
+
+def _dumps(entries: History) -> str:
+    return json.dumps(entries, sort_keys=True, separators=(",", ":"))
+
+
+def _explain(action: str, path: str, exc: ApiException) -> str:
+    try:
+        detail = json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        detail = exc.reason
+    return f"{action} {path}: {exc.status} {detail}"

@@ -1,0 +1,535 @@
+"""Watch caches over the Kubernetes API, the way client-go's reflector keeps them: LIST (paged with
+limit/continue), then WATCH from the list's resourceVersion with bookmarks; apply every event to an
+in-memory map keyed by (namespace, name). An expired resourceVersion (410 Gone, whether answered
+as the HTTP status or as an ERROR event in the stream) means a new LIST that replaces the map and
+reports what changed meanwhile; any other failure (API error, dropped connection, timeout) means
+a wait with exponential backoff and jitter, then a WATCH resumed from the last resourceVersion
+seen, so no change is missed and nothing is listed again. The operator builds its pod cache
+(`PodCache`, slimmed to what reconcile reads) and its ProfilingConfig watch (`ConfigWatch`) here.
+
+Everything is plain JSON read with `_preload_content=False`: the client's model objects would cost
+several times the memory. Cached objects are shared with callers and must be treated as
+read-only; slimmed pods even share their label and resource maps with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from kprof_lib.adapters.kube.reads import get_json
+
+log = logging.getLogger(__name__)
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+PODS_PATH = "/api/v1/pods"
+PROFILING_CONFIGS_PATH = "/apis/profiling.io/v1alpha1/profilingconfigs"
+
+# The only annotations reconcile reads (see kprof_lib.state.annotations).
+_KEPT_ANNOTATION_PREFIX = "profiling.io/"
+# A watch that ends this soon with nothing in it is treated as a failure, so that a server that
+# closes watches at once cannot make the informer spin.
+_MIN_QUIET_WATCH_SECONDS = 1.0
+
+ChangeCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: the n-th failure in a row waits initial·factorⁿ⁻¹ seconds
+    (at most `cap`), less a random share of up to `jitter` of it so that many clients that failed
+    together do not come back together."""
+
+    initial: float = 0.5
+    cap: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.5
+
+    def delay(self, failures: int) -> float:
+        base = min(self.cap, self.initial * self.factor ** max(0, failures - 1))
+        return base * (1.0 - self.jitter * random.random())
+
+
+class _Expired(Exception):
+    """The resourceVersion the informer holds is too old: only a new LIST helps."""
+
+
+class WatchError(RuntimeError):
+    """The API server ended a watch with an ERROR event other than 410 Gone."""
+
+
+class Informer:
+    """A cache of one collection (e.g. `/api/v1/pods`, every namespace), kept current by a daemon
+    thread after `start()`.
+
+    Args:
+        api_client: the kubernetes client's ApiClient (authentication and TLS come from it).
+        path: the collection's API path; WATCH uses the same path with `watch=true`.
+        slim: applied to every object before it is cached (None keeps objects whole).
+        label_selector, field_selector: pushed to the server on LIST and WATCH.
+        page_size: LIST page size (`limit`), which bounds the memory one page of full objects takes.
+        timeout_seconds: how long the server keeps one watch open before the informer opens the next.
+        backoff: waits between attempts after failures.
+        request_timeout: seconds for one LIST page.
+
+    Counters for metrics: `lists` (LISTs completed), `relists` (LISTs forced by an expired
+    resourceVersion), `restarts` (failed LIST or WATCH attempts), `bookmarks`, `events`, and
+    `last_error` (the latest failure, as text; None until one happens).
+    """
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        path: str,
+        *,
+        slim: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+        timeout_seconds: int = 300,
+        backoff: Backoff = Backoff(),
+        request_timeout: float = 60.0,
+    ) -> None:
+        self._api = api_client
+        self.path = path
+        self._slim = slim
+        self._selectors: list[tuple[str, str]] = []
+        if label_selector:
+            self._selectors.append(("labelSelector", label_selector))
+        if field_selector:
+            self._selectors.append(("fieldSelector", field_selector))
+        self._page_size = page_size
+        self._timeout_seconds = max(1, int(timeout_seconds))
+        self._backoff = backoff
+        self._request_timeout = request_timeout
+
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {}  # namespace -> name -> object
+        self._resource_version: str | None = None
+        self._callbacks: list[ChangeCallback] = []
+        self._synced = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._response: Any = None  # the open watch response, so that stop() can cut it
+
+        self.lists = 0
+        self.relists = 0
+        self.restarts = 0
+        self.bookmarks = 0
+        self.events = 0
+        self.last_error: str | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> Informer:
+        if self._thread is not None:
+            return self
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"informer {self.path}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop watching, promptly: the open watch's socket is shut down rather than waited out."""
+        self._stopping.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            _cut(response)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("informer for %s did not stop within %.1fs", self.path, timeout)
+
+    @property
+    def synced(self) -> bool:
+        """True once the first LIST has been loaded (and from then on, through relists)."""
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    @property
+    def resource_version(self) -> str | None:
+        """The resourceVersion the next watch resumes from."""
+        return self._resource_version
+
+    def on_change(self, callback: ChangeCallback) -> None:
+        """Call `callback(event_type, obj)` (ADDED, MODIFIED, DELETED) for every change, on the
+        informer's thread: it must return quickly and not raise (exceptions are logged). The first
+        LIST reports every object as ADDED; a relist reports the differences it found."""
+        self._callbacks.append(callback)
+
+    # ----------------------------------------------------------------- reads
+
+    def items(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """A snapshot of the cached objects, of one namespace or of all (None)."""
+        with self._lock:
+            if namespace is None:
+                return [obj for names in self._objects.values() for obj in names.values()]
+            return list(self._objects.get(namespace, {}).values())
+
+    def get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get(namespace or "", {}).get(name)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(names) for names in self._objects.values())
+
+    # ----------------------------------------------------------------- the loop
+
+    def _run(self) -> None:
+        failures = 0
+        expiries = 0
+        must_list = True
+        while not self._stopping.is_set():
+            try:
+                if must_list:
+                    self._list()
+                    must_list = False
+                delivered, lasted = self._watch()
+                if not self._stopping.is_set() and not delivered and lasted < _MIN_QUIET_WATCH_SECONDS:
+                    raise WatchError(f"the watch ended after {lasted:.2f}s without any event")
+                failures = expiries = 0
+            except _Expired as exc:
+                must_list = True
+                self.relists += 1
+                expiries += 1
+                log.info("%s: %s; listing again", self.path, exc)
+                # client-go relists at once; an expiry right after a fresh LIST is waited out like
+                # any other failure, so that a server expiring everything cannot keep us listing.
+                if expiries > 1:
+                    self._stopping.wait(self._backoff.delay(expiries - 1))
+            except Exception as exc:  # every other failure: back off and resume from where we were
+                if self._stopping.is_set():
+                    break
+                failures += 1
+                self.restarts += 1
+                self.last_error = _describe(exc)
+                delay = self._backoff.delay(failures)
+                log.warning(
+                    "%s: %s; retrying in %.1fs from resourceVersion %s",
+                    self.path, self.last_error, delay, self._resource_version,
+                    extra={"path": self.path, "failures": failures},
+                )
+                self._stopping.wait(delay)
+
+    def _list(self) -> None:
+        objects: dict[str, dict[str, dict[str, Any]]] = {}
+        query: list[tuple[str, str]] = [*self._selectors, ("limit", str(self._page_size))]
+        token: str | None = None
+        resource_version: str | None = None
+        while True:
+            page_query = query + ([("continue", token)] if token else [])
+            try:
+                page = get_json(self._api, self.path, page_query, timeout=self._request_timeout)
+            except ApiException as exc:
+                if exc.status == 410:  # the continue token expired: the whole LIST starts again
+                    raise _Expired(f"LIST {self.path}: 410 Gone ({_message(exc)})") from None
+                raise
+            item_api_version = page.get("apiVersion")
+            item_kind = (page.get("kind") or "").removesuffix("List")
+            for item in page.get("items") or ():
+                # Typed lists leave apiVersion/kind out of their items; watch events carry them.
+                if item_api_version and item_kind:
+                    item.setdefault("apiVersion", item_api_version)
+                    item.setdefault("kind", item_kind)
+                obj = self._slim(item) if self._slim else item
+                metadata = obj.get("metadata") or {}
+                objects.setdefault(metadata.get("namespace") or "", {})[metadata.get("name", "")] = obj
+            metadata = page.get("metadata") or {}
+            resource_version = resource_version or metadata.get("resourceVersion")
+            token = metadata.get("continue")
+            if self._stopping.is_set():
+                return  # a partial list must not replace the cache
+            if not token:
+                break
+        self._replace(objects, resource_version)
+
+    def _replace(self, objects: dict[str, dict[str, dict[str, Any]]], resource_version: str | None) -> None:
+        with self._lock:
+            old, self._objects = self._objects, objects
+            self._resource_version = resource_version
+        self.lists += 1
+        self._synced.set()
+        if not self._callbacks:
+            return
+        for namespace, names in old.items():
+            current = objects.get(namespace, {})
+            for name, obj in names.items():
+                if name not in current:
+                    self._emit(DELETED, obj)
+        for namespace, names in objects.items():
+            previous = old.get(namespace, {})
+            for name, obj in names.items():
+                before = previous.get(name)
+                if before is None:
+                    self._emit(ADDED, obj)
+                elif _version(before) != _version(obj) or (_version(obj) is None and before != obj):
+                    self._emit(MODIFIED, obj)
+
+    def _watch(self) -> tuple[int, float]:
+        """One WATCH until the server ends it; returns (events delivered, seconds it lasted)."""
+        query = [
+            *self._selectors,
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(self._timeout_seconds)),
+        ]
+        if self._resource_version:
+            query.append(("resourceVersion", self._resource_version))
+        started = time.monotonic()
+        try:
+            response = self._api.call_api(
+                self.path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                # A read timeout beyond the server's own end of the watch: a connection that went
+                # silent without closing is given up on instead of waited on forever.
+                _request_timeout=(self._request_timeout, self._timeout_seconds + 30),
+            )
+        except ApiException as exc:
+            if exc.status == 410:
+                raise _Expired(f"WATCH {self.path}: 410 Gone ({_message(exc)})") from None
+            raise
+        with self._lock:
+            self._response = response
+        delivered = 0
+        try:
+            if self._stopping.is_set():
+                return delivered, time.monotonic() - started
+            for line in _lines(response):
+                if self._stopping.is_set():
+                    break
+                self._handle(json.loads(line))
+                delivered += 1
+        finally:
+            with self._lock:
+                self._response = None
+            response.close()
+            response.release_conn()
+        return delivered, time.monotonic() - started
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        event_type = event.get("type")
+        obj = event.get("object") or {}
+        if event_type == "ERROR":
+            code, message = obj.get("code"), obj.get("message", "")
+            if code == 410:
+                raise _Expired(f"WATCH {self.path}: 410 Gone ({message})")
+            raise WatchError(f"WATCH {self.path}: error event {code} {obj.get('reason', '')}: {message}")
+        metadata = obj.get("metadata") or {}
+        resource_version = metadata.get("resourceVersion")
+        if event_type == "BOOKMARK":
+            if resource_version:
+                self._resource_version = resource_version
+            self.bookmarks += 1
+            return
+        if event_type not in (ADDED, MODIFIED, DELETED):
+            log.warning("%s: ignoring a watch event of type %r", self.path, event_type)
+            return
+        if self._slim:
+            obj = self._slim(obj)
+        namespace, name = metadata.get("namespace") or "", metadata.get("name", "")
+        with self._lock:
+            if event_type == DELETED:
+                names = self._objects.get(namespace)
+                if names is not None:
+                    names.pop(name, None)
+                    if not names:
+                        del self._objects[namespace]
+            else:
+                self._objects.setdefault(namespace, {})[name] = obj
+            if resource_version:
+                self._resource_version = resource_version
+        self.events += 1
+        self._emit(event_type, obj)
+
+    def _emit(self, event_type: str, obj: dict[str, Any]) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(event_type, obj)
+            except Exception:
+                log.exception("%s: change callback failed on %s", self.path, event_type)
+
+
+class PodCache(Informer):
+    """The operator's `PodSource`: every pod of every namespace (or those a selector picks),
+    slimmed to the fields reconcile reads."""
+
+    def __init__(self, api_client: ApiClient, **options: Any) -> None:
+        options.setdefault("slim", slim_pod)
+        super().__init__(api_client, PODS_PATH, **options)
+
+    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.items(namespace)
+
+
+class ConfigWatch(Informer):
+    """Every ProfilingConfig in the cluster, kept whole; `on_change` tells the operator when one is
+    added, changed or deleted."""
+
+    def __init__(self, api_client: ApiClient, **options: Any) -> None:
+        super().__init__(api_client, PROFILING_CONFIGS_PATH, **options)
+
+    def configs(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.items(namespace)
+
+
+# ----------------------------------------------------------------- slimming
+
+
+def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod reduced to what reconcile and the executor read: metadata (name, namespace, uid,
+    resourceVersion, labels, the `profiling.io/` annotations, deletionTimestamp, ownerReferences'
+    kind/name/controller), containers' and init containers' name, resources (and restartPolicy for
+    init containers), status.phase and status.podIP. About a tenth of a full pod; maps that pods of
+    one workload have in common (labels, resources, owners) are stored once and shared."""
+    metadata = pod.get("metadata") or {}
+    slim_metadata: dict[str, Any] = {}
+    for key in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp"):
+        if metadata.get(key) is not None:
+            slim_metadata[key] = _intern(metadata[key])
+    labels = metadata.get("labels")
+    if labels:
+        slim_metadata["labels"] = _shared_map(labels)
+    annotations = {
+        key: value for key, value in (metadata.get("annotations") or {}).items()
+        if key.startswith(_KEPT_ANNOTATION_PREFIX)
+    }
+    if annotations:
+        slim_metadata["annotations"] = _shared_map(annotations)
+    owners = metadata.get("ownerReferences")
+    if owners:
+        slim_metadata["ownerReferences"] = _shared(
+            [{k: owner[k] for k in ("kind", "name", "controller") if k in owner} for owner in owners]
+        )
+
+    spec = pod.get("spec") or {}
+    slim_spec: dict[str, Any] = {"containers": [_slim_container(c, False) for c in spec.get("containers") or ()]}
+    if spec.get("initContainers"):
+        slim_spec["initContainers"] = [_slim_container(c, True) for c in spec["initContainers"]]
+
+    status = pod.get("status") or {}
+    slim_status = {key: _intern(status[key]) for key in ("phase", "podIP") if status.get(key) is not None}
+    return {"metadata": slim_metadata, "spec": slim_spec, "status": slim_status}
+
+
+def _slim_container(container: dict[str, Any], init: bool) -> dict[str, Any]:
+    slim: dict[str, Any] = {"name": _intern(container.get("name", ""))}
+    if init and container.get("restartPolicy") is not None:
+        slim["restartPolicy"] = _intern(container["restartPolicy"])
+    resources = container.get("resources") or {}
+    kept = {key: resources[key] for key in ("requests", "limits") if resources.get(key)}
+    if kept:
+        slim["resources"] = _shared(kept)
+    return slim
+
+
+# Shared read-only values, by their JSON text. Bounded: cleared when a cluster has more distinct
+# values than any realistic fleet of workloads would produce.
+_SHARED: dict[str, Any] = {}
+_SHARED_LIMIT = 50_000
+
+
+def _shared(value: Any) -> Any:
+    key = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) >= _SHARED_LIMIT:
+        _SHARED.clear()
+    return _SHARED.setdefault(key, _intern_all(value))
+
+
+def _shared_map(mapping: dict[str, str]) -> dict[str, str]:
+    return _shared(mapping) if all(isinstance(v, str) for v in mapping.values()) else dict(mapping)
+
+
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
+
+
+def _intern_all(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_intern(k): _intern_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_intern_all(v) for v in value]
+    return _intern(value)
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The watch stream's lines (one JSON event each) as they arrive."""
+    pending = bytearray()
+    for chunk in _chunks(response):
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, rest = pending.split(b"\n")
+        pending = bytearray(rest)
+        for line in lines:
+            if line.strip():
+                yield bytes(line)
+    if pending.strip():
+        yield bytes(pending)
+
+
+def _chunks(response: Any) -> Iterator[bytes]:
+    if getattr(response, "chunked", False) and response.supports_chunked_reads():
+        yield from response.read_chunked(decode_content=True)
+        return
+    while True:  # not chunked (unusual for a watch): read what is there without waiting for more
+        data = response.read1(65536) if hasattr(response, "read1") else response.read(1)
+        if not data:
+            return
+        yield data
+
+
+def _cut(response: Any) -> None:
+    """Shut the watch's socket for reading: the thread blocked on it sees the stream end now."""
+    try:
+        response.shutdown()
+    except Exception:
+        try:
+            response.connection.sock.shutdown(0)  # socket.SHUT_RD, for urllib3 before 2.3
+        except Exception:
+            pass
+
+
+def _version(obj: dict[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"API error {exc.status} {exc.reason}: {_message(exc)}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,71 @@
+"""PodMetrics from metrics-server (the `metrics.k8s.io/v1beta1` API), the operator's
+`MetricsSource`: one LIST per namespace a ProfilingConfig selects (or one cluster-wide LIST), with
+the label selector pushed to the server, never a GET per pod. Failures come out as
+`MetricsUnavailable` naming the API path and status, so a check that cannot see usage says why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from kprof_lib.adapters.kube.reads import get_json
+
+METRICS_API = "/apis/metrics.k8s.io/v1beta1"
+
+
+class MetricsUnavailable(RuntimeError):
+    """PodMetrics could not be read; `path` and `status` (0 when no answer came) say where and how."""
+
+    def __init__(self, message: str, *, path: str, status: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.status = status
+
+
+class MetricsServer:
+    """Reads PodMetrics through the API server's aggregation layer."""
+
+    def __init__(self, api_client: ApiClient, *, timeout: float = 30.0) -> None:
+        self._api = api_client
+        self._timeout = timeout
+
+    @staticmethod
+    def path_for(namespace: str | None) -> str:
+        if namespace is None:
+            return f"{METRICS_API}/pods"
+        return f"{METRICS_API}/namespaces/{namespace}/pods"
+
+    def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict[str, Any]]:
+        """The PodMetrics of `namespace` (None: every namespace) whose pod labels match
+        `label_selector` (the API's selector syntax; None or "" matches all)."""
+        path = self.path_for(namespace)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        try:
+            document = get_json(self._api, path, query, timeout=self._timeout)
+        except ApiException as exc:
+            raise MetricsUnavailable(_explain(path, exc), path=path, status=exc.status or 0) from None
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise MetricsUnavailable(f"GET {path}: {type(exc).__name__}: {exc}", path=path, status=0) from None
+        items = document.get("items") if isinstance(document, dict) else None
+        if not isinstance(items, list):
+            raise MetricsUnavailable(f"GET {path}: the answer is not a PodMetricsList", path=path, status=200)
+        return items
+
+
+def _explain(path: str, exc: ApiException) -> str:
+    try:
+        detail = json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        detail = exc.reason
+    if exc.status == 404:
+        return f"metrics.k8s.io not available: is metrics-server installed? (GET {path}: 404 {detail})"
+    if exc.status == 503:
+        return f"metrics.k8s.io is not serving: is metrics-server running and ready? (GET {path}: 503 {detail})"
+    if exc.status == 403:
+        return f"GET {path}: 403 forbidden: the operator needs list on metrics.k8s.io pods ({detail})"
+    return f"GET {path}: {exc.status} {detail}"

@@ -1,0 +1,55 @@
+"""Writes a ProfilingConfig's status through its status subresource with a JSON merge patch, the
+only patch kind besides JSON patch that custom resources accept (the client's typed methods send a
+strategic merge patch for a dict, which they answer with 415). A status write never touches the
+spec, so it does not bump metadata.generation and needs no RBAC on the main resource. The
+operator calls it after every check; conditions are built with kprof_lib.planning.conditions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
+
+GROUP = "profiling.io"
+VERSION = "v1alpha1"
+PLURAL = "profilingconfigs"
+
+
+class StatusWriteError(RuntimeError):
+    """The status could not be written; the message names the object and the API's answer."""
+
+
+class StatusWriter:
+    def __init__(self, api_client: ApiClient, *, timeout: float = 30.0) -> None:
+        self._api = api_client
+        self._timeout = timeout
+
+    @staticmethod
+    def path_for(namespace: str, name: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge `status` into the object's .status (a key set to None removes that field; lists
+        such as conditions are replaced whole). Returns the updated object, or None when the
+        ProfilingConfig no longer exists (deleted while it was being checked)."""
+        path = self.path_for(namespace, name)
+        try:
+            return send_json(
+                self._api, "PATCH", path, {"status": dict(status)}, content_type=MERGE_PATCH, timeout=self._timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            try:
+                detail = json.loads(exc.body).get("message") or exc.reason
+            except (TypeError, ValueError, AttributeError):
+                detail = exc.reason
+            raise StatusWriteError(f"PATCH {path}: {exc.status} {detail}") from None
+        except Exception as exc:
+            raise StatusWriteError(f"PATCH {path}: {type(exc).__name__}: {exc}") from None
