@@ -1,0 +1,83 @@
+"""The direct transport: HTTP(S) straight to the pod's IP and pprof port, for an operator or sidecar
+running inside the cluster network. `make_transport("direct")` builds it for the executor.
+
+One urllib3 PoolManager per transport keeps connections to pods alive between captures. It never
+retries on its own (a retried CPU capture would silently double its duration; the executor decides
+about retries) and never follows redirects (a pprof endpoint does not redirect). Connecting and
+waiting for the headers are bounded by urllib3's timeout, the body by the deadline watchdog.
+
+TLS: certificates are verified by default, as Prometheus does when scraping pods. Pods that serve
+pprof over https mostly use self-signed certificates, and a pod is reached by its IP, which its
+certificate seldom names; for those, `tls_verify=False` is the explicit opt-out, and the
+verification error says so. Verification stays the default because a pod IP can be reused by
+another pod within moments, and an unverified connection would then accept a profile from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import urllib3
+
+from kprof_lib.adapters.pprof.streaming import (
+    REQUEST_HEADERS,
+    TLS_HINT,
+    host_port,
+    path_and_query,
+    request_error,
+    streamed_urllib3,
+)
+from kprof_lib.execution.ports import ProfileRequest, Response
+
+# Pods captured at once are distinct hosts; each host gets its own pool within the manager.
+MAX_HOSTS = 512
+CONNECTIONS_PER_HOST = 8
+
+
+class DirectTransport:
+    """Fetches `request.scheme://request.pod_ip:request.port/...` itself."""
+
+    name = "direct"
+
+    def __init__(self, *, tls_verify: bool = True) -> None:
+        self.tls_verify = tls_verify
+        self._pool = urllib3.PoolManager(
+            num_pools=MAX_HOSTS,
+            maxsize=CONNECTIONS_PER_HOST,
+            block=False,
+            retries=False,
+            cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
+            # With CERT_NONE, urllib3 would still compare the certificate's names with the IP.
+            assert_hostname=None if tls_verify else False,
+        )
+
+    @contextmanager
+    def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
+        deadline = time.monotonic() + timeout
+        where = host_port(request.pod_ip, request.port)
+        url = f"{request.scheme}://{where}{path_and_query(request)}"
+        try:
+            response = self._pool.request(
+                "GET",
+                url,
+                headers=REQUEST_HEADERS,
+                preload_content=False,
+                redirect=False,
+                retries=False,
+                # `total` bounds connecting plus waiting for the headers; the watchdog bounds the body.
+                timeout=urllib3.Timeout(total=timeout),
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            unverified = "certificate verify failed" in str(error).lower()
+            tls_hint = TLS_HINT if unverified else ""
+            raise request_error(
+                error, where=where, target=request.target, timeout=timeout, tls_hint=tls_hint
+            ) from error
+        with streamed_urllib3(response, request, timeout, deadline) as streamed:
+            yield streamed
+
+    def close(self) -> None:
+        """Close idle pooled connections."""
+        self._pool.clear()

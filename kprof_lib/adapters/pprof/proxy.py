@@ -1,0 +1,122 @@
+"""The proxy transport: reaches a pod's pprof endpoint through the API server's pods/proxy
+subresource, for a runtime outside the cluster network (a laptop, CI) that can reach only the API
+server. It needs RBAC `get` on `pods/proxy`. `make_transport("proxy", api_client=...)` builds it.
+
+Requests go out through the kubernetes client's `call_api`, so every authentication the client
+supports (tokens, exec plugins, client certificates) works unchanged. They use a private
+`ApiClient` built from the caller's configuration with urllib3 retries off: the client's default
+is three retries of a GET on a read timeout, which would quadruple a capture's time budget and
+re-run a CPU profile behind the caller's back.
+
+The pod's own answer passes through the API server unchanged (a 404 from pprof, Go's 500 "cpu
+profiling already in use"), so it is handed on as a `Response` for the caller to judge. An error
+the API server raises itself (no such pod, RBAC refused, pod unreachable) comes as a JSON `Status`
+and is reported as `CaptureFailed` with the API server's message.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, request_error, streamed_urllib3
+from kprof_lib.execution.ports import CaptureError, CaptureFailed, ProfileRequest, Response
+
+
+class ProxyTransport:
+    """Fetches a profile via `GET /api/v1/namespaces/{ns}/pods/[https:]{name}:{port}/proxy{path}`."""
+
+    name = "proxy"
+
+    def __init__(self, api_client: ApiClient) -> None:
+        self._api = _without_retries(api_client)
+        self._api_server = urlsplit(self._api.configuration.host).netloc or self._api.configuration.host
+
+    @staticmethod
+    def resource_path(request: ProfileRequest) -> str:
+        """The proxy path for `request`; https needs the scheme spelled out before the pod name."""
+        scheme = "https:" if request.scheme == "https" else ""
+        return (
+            f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}"
+            f"/proxy{request.path}"
+        )
+
+    @contextmanager
+    def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
+        deadline = time.monotonic() + timeout
+        path = self.resource_path(request)
+        via = f"{request.target} via the API server at {self._api_server}"
+        try:
+            response = self._api.call_api(
+                path,
+                "GET",
+                query_params=list(request.query.items()),
+                header_params=dict(REQUEST_HEADERS),
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=timeout,
+            )
+        except ApiException as error:
+            # The client raises for every non-2xx status, having read the whole error body.
+            answer = _error_response(error, request)
+        except AttributeError as error:
+            # The client decodes an ApiException's body on the way out and trips over a missing one
+            # (TLS failures): the ApiException underneath is the news.
+            if isinstance(error.__context__, ApiException):
+                raise _api_failure(error.__context__, request) from error.__context__
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise request_error(
+                error, where=f"API server {self._api_server}", target=via, timeout=timeout
+            ) from error
+        else:
+            answer = None
+        if answer is not None:
+            yield answer
+            return
+        with streamed_urllib3(response, request, timeout, deadline) as streamed:
+            yield streamed
+
+    def close(self) -> None:
+        self._api.close()
+
+
+def _without_retries(api_client: ApiClient) -> ApiClient:
+    configuration = copy.copy(api_client.configuration)
+    configuration.retries = False
+    private = ApiClient(configuration)
+    private.default_headers.update(api_client.default_headers)
+    private.cookie = api_client.cookie
+    return private
+
+
+def _error_response(error: ApiException, request: ProfileRequest) -> Response:
+    """A non-2xx answer: the pod's own goes back as a Response; the API server's own is raised."""
+    if not error.status:
+        raise _api_failure(error, request) from error
+    body = error.body if isinstance(error.body, bytes) else (error.body or "").encode()
+    status = api_status(body)
+    if status is not None:
+        raise CaptureFailed(
+            f"API server answered HTTP {error.status} for pods/proxy of {request.namespace}/{request.pod} "
+            f"({request.target}): {status.get('message') or status.get('reason') or 'no message'}"
+        ) from error
+    return Response(
+        status=int(error.status),
+        reason=error.reason or "",
+        headers=urllib3.HTTPHeaderDict(error.headers or {}),
+        chunks=iter([body]),
+    )
+
+
+def _api_failure(error: ApiException, request: ProfileRequest) -> CaptureError:
+    reason = " ".join(str(error.reason or "no reason given").split())
+    return CaptureFailed(f"API request for pods/proxy of {request.namespace}/{request.pod} failed: {reason}")

@@ -1,0 +1,166 @@
+"""Fetching one pprof profile through any `Transport`, with the checks every transport shares.
+
+The executor calls `fetch_profile` for each profile of a capture and `timeout_for` to give it a
+time budget; the benchmarks call them too. The transports (adapters) only move bytes; here the
+status code is judged (Go's "profiling already in use" becomes `TargetBusy`), the size cap is
+enforced while the body streams, the content is checked to be a gzip'd pprof profile as soon as
+its first bytes arrive, and the total time budget is checked between chunks. Transports bound
+each blocking read to the same budget, so a server that trickles bytes cannot hold a capture
+past it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+
+from kprof_lib.execution.ports import (
+    CaptureFailed,
+    CaptureTimeout,
+    CaptureTooLarge,
+    ProfileRequest,
+    Response,
+    TargetBusy,
+    Transport,
+)
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_TIMEOUT_SECONDS = 30.0
+CPU_MARGIN_SECONDS = 15.0
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Go's net/http/pprof answers 500 "Could not enable CPU profiling: cpu profiling already in use"
+# while another CPU profile runs; older and forked servers drop the "cpu".
+BUSY_MARKER = "profiling already in use"
+# Enough of an error body to explain it; the rest is never read.
+ERROR_BODY_READ_BYTES = 4096
+ERROR_BODY_SHOWN_CHARS = 200
+CONTENT_SNIPPET_BYTES = 32
+
+
+def timeout_for(
+    request: ProfileRequest,
+    base_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    cpu_margin: float = CPU_MARGIN_SECONDS,
+) -> float:
+    """The time budget for fetching `request`: a CPU profile takes its seconds before the server
+    answers at all, so it gets those seconds plus `cpu_margin`; other profiles get `base_timeout`."""
+    if request.profile_type == "cpu":
+        return request.cpu_seconds + cpu_margin
+    return base_timeout
+
+
+def fetch_profile(
+    transport: Transport,
+    request: ProfileRequest,
+    *,
+    timeout: float,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> bytes:
+    """The gzip'd pprof profile `request` names, fetched through `transport` within `timeout` seconds.
+
+    Raises `TargetBusy` when Go's profiler is held by someone else, `CaptureTooLarge` as soon as
+    more than `max_bytes` arrived, `CaptureTimeout` when the whole body did not arrive in time and
+    `CaptureFailed` for an error status, an empty body, content that is not gzip, or a lost
+    connection. Each message names the target.
+    """
+    deadline = time.monotonic() + timeout
+    with transport.open(request, timeout) as response:
+        if response.status != 200:
+            raise _status_error(response, request)
+        declared = _declared_length(response.headers)
+        if declared is not None and declared > max_bytes:
+            raise CaptureTooLarge(
+                f"profile exceeded {_size(max_bytes)} cap: {request.target} announced {declared} bytes"
+            )
+        return _read_profile(response.chunks, request, timeout, deadline, max_bytes)
+
+
+def _read_profile(
+    chunks: Iterator[bytes], request: ProfileRequest, timeout: float, deadline: float, max_bytes: int
+) -> bytes:
+    parts: list[bytes] = []
+    received = 0
+    checked = False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        received += len(chunk)
+        if received > max_bytes:
+            raise CaptureTooLarge(
+                f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} "
+                f"after {received} bytes"
+            )
+        parts.append(chunk)
+        if not checked:
+            head = b"".join(parts)
+            if len(head) >= len(GZIP_MAGIC):
+                _check_gzip(head, request)
+                checked = True
+        if time.monotonic() > deadline:
+            raise CaptureTimeout(
+                f"timed out after {timeout:g} s reading the profile from {request.target} "
+                f"({received} bytes received)"
+            )
+    if received == 0:
+        raise CaptureFailed(f"target returned an empty body: {request.target}")
+    body = b"".join(parts)
+    if not checked:
+        _check_gzip(body, request)
+    return body
+
+
+def _check_gzip(head: bytes, request: ProfileRequest) -> None:
+    if not head.startswith(GZIP_MAGIC):
+        snippet = head[:CONTENT_SNIPPET_BYTES]
+        raise CaptureFailed(
+            f"target returned non-pprof content: {snippet!r} (first {len(snippet)} bytes) from {request.target}"
+        )
+
+
+def _status_error(response: Response, request: ProfileRequest) -> Exception:
+    text = _error_text(response.chunks)
+    if response.status == 500 and BUSY_MARKER in text.lower():
+        return TargetBusy(f"profiler busy at {request.target}: {_shorten(text)}")
+    reason = f" {response.reason}" if response.reason else ""
+    detail = f": {_shorten(text)}" if text.strip() else ""
+    return CaptureFailed(f"HTTP {response.status}{reason} from {request.target}{detail}")
+
+
+def _error_text(chunks: Iterator[bytes]) -> str:
+    """The start of an error body; a body that cannot be read is no reason to hide the status."""
+    head = b""
+    try:
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= ERROR_BODY_READ_BYTES:
+                break
+    except (CaptureFailed, CaptureTimeout):
+        pass
+    return head[:ERROR_BODY_READ_BYTES].decode("utf-8", errors="replace")
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > ERROR_BODY_SHOWN_CHARS:
+        return text[:ERROR_BODY_SHOWN_CHARS] + "..."
+    return text
+
+
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    # Transports hand over case-insensitive header maps; plain dicts spell it one of these ways.
+    value = headers.get("Content-Length") or headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _size(count: int) -> str:
+    """64 MiB, 512 KiB or 1000 bytes: caps are usually round numbers of binary units."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"

@@ -1,0 +1,395 @@
+"""Carries out a plan: captures each due pod's profiles through a transport, stores them, and reports.
+
+Captures across pods run concurrently, bounded by `concurrency`; one pod's profiles are taken one
+after the other, and at most one capture per pod runs at a time (pass the same `PodLocks` to every
+executor that may reach the same pods). A failed capture is reported and the run goes on. When Go's
+CPU profiler is held by another profiler, that capture is retried at the end of the pod's turn with
+backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.
+
+Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
+The report carries the history updates the caller must persist (the plan's `now` for each kind of
+capture that produced at least one profile), so cooldowns and on-demand intervals hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from kprof_lib.execution import capture, keys, results, telemetry
+from kprof_lib.execution.clock import SystemClock
+from kprof_lib.execution.ports import (
+    PPROF_CONTENT_TYPE,
+    CaptureError,
+    Clock,
+    ProfileRequest,
+    ProfileStore,
+    StoreError,
+    TargetBusy,
+    Transport,
+)
+from kprof_lib.planning.reconcile import CPU_THRESHOLD, MEMORY_THRESHOLD, ON_DEMAND, Plan
+from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
+
+log = logging.getLogger("kprof.executor")
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BusyRetry:
+    """Backoff for a CPU capture refused because another profiler holds Go's CPU profiler."""
+
+    attempts: int = 4  # retries after the first refusal
+    first_delay: float = 2.0
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first_delay
+        for _ in range(self.attempts):
+            yield min(delay, self.max_delay)
+            delay *= self.factor
+
+
+class PodLocks:
+    """Which pods are being captured right now, shared by every executor that may reach them."""
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[bool]:
+        """Yields True when the pod was free (and is now held), False when a capture is running."""
+        with self._lock:
+            taken = key in self._busy
+            if not taken:
+                self._busy.add(key)
+        try:
+            yield not taken
+        finally:
+            if not taken:
+                with self._lock:
+                    self._busy.discard(key)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 8,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        base_timeout: float = 30.0,
+        cpu_margin: float = 15.0,
+        busy_retry: BusyRetry | None = None,
+        clock: Clock | None = None,
+        pod_locks: PodLocks | None = None,
+        tracer: trace.Tracer | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self.concurrency = concurrency
+        self.max_bytes = max_bytes
+        self.base_timeout = base_timeout
+        self.cpu_margin = cpu_margin
+        self.busy_retry = busy_retry or BusyRetry()
+        self.clock = clock or SystemClock()
+        self.pod_locks = pod_locks or PodLocks()
+        # The global tracer is a no-op until a runtime installs an SDK; tests pass a private one.
+        self.tracer = tracer or trace.get_tracer(telemetry.TRACER_NAME)
+
+    def execute(
+        self,
+        plan: Plan,
+        *,
+        store: ProfileStore,
+        transport: Transport,
+        check_mode: bool = False,
+        config_name: str | None = None,
+    ) -> results.ExecutionReport:
+        """Carries out `plan`'s captures and returns a result for every pod of the plan."""
+        layout = _layout(plan.spec)
+        parent = otel_context.get_current()
+        due = [entry for entry in plan.results if entry["action"] == "capture"]
+        outcomes: dict[tuple[str, str], results.PodResult] = {}
+
+        def run(entry: dict[str, Any]) -> results.PodResult:
+            token = otel_context.attach(parent)
+            try:
+                job = _PodJob(entry, layout, store, transport, config_name, self.clock.now())
+                return self._plan_pod(job) if check_mode else self._capture_pod(job)
+            finally:
+                otel_context.detach(token)
+
+        if due:
+            workers = min(self.concurrency, len(due))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kprof-capture") as pool:
+                for entry, outcome in zip(due, pool.map(run, due), strict=True):
+                    outcomes[(entry["namespace"], entry["pod"])] = outcome
+
+        report = [
+            outcomes.get((entry["namespace"], entry["pod"]))
+            or results.PodResult(
+                entry["namespace"], entry["pod"], results.SKIPPED, entry["reason"], message=entry.get("message")
+            )
+            for entry in plan.results
+        ]
+        history = {} if check_mode else _history_updates(plan.now, report)
+        return results.ExecutionReport(plan.now, check_mode, report, history)
+
+    # One pod -----------------------------------------------------------------------------------
+
+    def _plan_pod(self, job: _PodJob) -> results.PodResult:
+        pod_result = job.result(results.PLANNED)
+        for request in job.requests():
+            key = job.key(request)
+            pod_result.profiles.append(
+                results.ProfileResult(
+                    request.profile_type, results.PLANNED, key=key, uri=job.store.uri_for(key), target=request.target
+                )
+            )
+        return pod_result
+
+    def _capture_pod(self, job: _PodJob) -> results.PodResult:
+        pod_result = job.result(results.FAILED)
+        with self.pod_locks.hold(pod_result.key) as free:
+            if not free:
+                pod_result.status = results.SKIPPED
+                pod_result.message = "another capture of this pod is in progress"
+                job.log("skip", pod_result.message)
+                return pod_result
+            busy: list[ProfileRequest] = []
+            for request in job.requests():
+                outcome = self._capture_one(job, request)
+                if outcome is None:
+                    busy.append(request)
+                else:
+                    pod_result.profiles.append(outcome)
+            # A CPU profile refused because another profiler holds Go's CPU profiler is retried
+            # after the pod's other profiles, with backoff.
+            pod_result.profiles.extend(self._retry_busy(job, request) for request in busy)
+
+        kept = [p for p in pod_result.profiles if p.status in (results.STORED, results.SPOOLED)]
+        failed = [p for p in pod_result.profiles if p.status == results.FAILED]
+        pod_result.status = results.CAPTURED if kept else results.FAILED
+        if failed:
+            pod_result.message = "; ".join(f"{p.type}: {p.error}" for p in failed)
+        return pod_result
+
+    def _retry_busy(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult:
+        for delay in self.busy_retry.delays():
+            job.log("retry", f"cpu profiler busy, retrying in {delay:g} s", level=logging.INFO)
+            self.clock.sleep(delay)
+            outcome = self._capture_one(job, request)
+            if outcome is not None:
+                return outcome
+        error = f"cpu profiling already in use (gave up after {self.busy_retry.attempts + 1} attempts)"
+        job.log("capture-failed", error, profile=request.profile_type)
+        return results.ProfileResult(request.profile_type, results.FAILED, error=error, target=request.target)
+
+    def _capture_one(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
+        """Captures and stores one profile. None: the target was busy (retry later)."""
+        timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
+        started = self.clock.monotonic()
+        with self.tracer.start_as_current_span(telemetry.SPAN_CAPTURE) as span:
+            span.set_attributes(
+                {
+                    telemetry.ATTR_K8S_NAMESPACE: request.namespace,
+                    telemetry.ATTR_K8S_POD: request.pod,
+                    telemetry.ATTR_PROFILE_TYPE: request.profile_type,
+                    telemetry.ATTR_TRANSPORT: job.transport.name,
+                    telemetry.ATTR_CAPTURE_REASON: job.entry["reason"],
+                    telemetry.ATTR_URL_FULL: request.target,
+                }
+            )
+            try:
+                data = capture.fetch_profile(job.transport, request, timeout=timeout, max_bytes=self.max_bytes)
+            except TargetBusy as error:
+                span.set_attribute(telemetry.ATTR_RESULT, "busy")
+                span.add_event("target busy", {"message": str(error)})
+                return None
+            except CaptureError as error:
+                span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
+                span.record_exception(error)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+                job.log("capture-failed", str(error), profile=request.profile_type)
+                return results.ProfileResult(
+                    request.profile_type,
+                    results.FAILED,
+                    error=str(error),
+                    target=request.target,
+                    seconds=self._since(started),
+                )
+            span.set_attribute(telemetry.ATTR_BYTES, len(data))
+            span.set_attribute(telemetry.ATTR_RESULT, "captured")
+            context = span.get_span_context()
+            trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        return self._store(job, request, data, self._since(started), trace_id)
+
+    def _store(
+        self, job: _PodJob, request: ProfileRequest, data: bytes, seconds: float, trace_id: str | None
+    ) -> results.ProfileResult:
+        key = job.key(request)
+        metadata = keys.object_metadata(
+            namespace=request.namespace,
+            pod=request.pod,
+            service=job.entry["service"],
+            reason=job.entry["reason"],
+            profile_type=request.profile_type,
+            captured_at=job.captured_at,
+            trace_id=trace_id,
+        )
+        tags, dropped = keys.object_tags(job.entry.get("labels") or {})
+        if dropped:
+            job.log("tag", f"labels not stored as object tags: {'; '.join(dropped)}", level=logging.INFO)
+        with self.tracer.start_as_current_span(telemetry.SPAN_UPLOAD) as span:
+            span.set_attributes(
+                {
+                    telemetry.ATTR_STORE: job.store.description,
+                    telemetry.ATTR_OBJECT_KEY: key,
+                    telemetry.ATTR_BYTES: len(data),
+                    telemetry.ATTR_K8S_NAMESPACE: request.namespace,
+                    telemetry.ATTR_K8S_POD: request.pod,
+                    telemetry.ATTR_PROFILE_TYPE: request.profile_type,
+                }
+            )
+            bucket = getattr(job.store, "bucket", None) or getattr(getattr(job.store, "inner", None), "bucket", None)
+            if bucket:
+                span.set_attribute(telemetry.ATTR_BUCKET, bucket)
+            try:
+                stored = job.store.put(key, data, metadata=metadata, tags=tags, content_type=PPROF_CONTENT_TYPE)
+            except StoreError as error:
+                span.record_exception(error)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+                span.set_attribute(telemetry.ATTR_ATTEMPTS, error.attempts)
+                job.log("store-failed", str(error), profile=request.profile_type)
+                return results.ProfileResult(
+                    request.profile_type,
+                    results.FAILED,
+                    bytes=len(data),
+                    key=key,
+                    error=str(error),
+                    attempts=error.attempts,
+                    seconds=seconds,
+                    target=request.target,
+                )
+            status = results.SPOOLED if stored.spooled else results.STORED
+            span.set_attributes(
+                {
+                    telemetry.ATTR_URL_FULL: stored.uri,
+                    telemetry.ATTR_ATTEMPTS: stored.attempts,
+                    telemetry.ATTR_RESULT: status,
+                }
+            )
+        job.log(status, stored.uri, profile=request.profile_type, bytes=len(data))
+        return results.ProfileResult(
+            request.profile_type,
+            status,
+            bytes=len(data),
+            uri=stored.uri,
+            key=stored.key,
+            attempts=stored.attempts,
+            seconds=seconds,
+            target=request.target,
+        )
+
+    def _since(self, started: float) -> float:
+        return round(self.clock.monotonic() - started, 3)
+
+
+@dataclass(frozen=True)
+class _PodJob:
+    """One pod's capture: its plan entry, where its profiles go, and when it started (the timestamp
+    in every key of the capture, so one capture's profiles sit together)."""
+
+    entry: dict[str, Any]
+    layout: dict[str, Any]
+    store: ProfileStore
+    transport: Transport
+    config_name: str | None
+    captured_at: dt.datetime
+
+    def result(self, status: str) -> results.PodResult:
+        entry = self.entry
+        return results.PodResult(entry["namespace"], entry["pod"], status, entry["reason"], list(entry["reasons"]))
+
+    def requests(self) -> list[ProfileRequest]:
+        return [_request(self.entry, profile_type) for profile_type in self.entry["profileTypes"]]
+
+    def key(self, request: ProfileRequest) -> str:
+        return keys.object_key(
+            layout=self.layout["layout"],
+            template=self.layout["template"],
+            prefix=self.layout["prefix"],
+            namespace=request.namespace,
+            pod=request.pod,
+            service=self.entry["service"],
+            profile_type=request.profile_type,
+            reason=self.entry["reason"],
+            captured_at=self.captured_at,
+        )
+
+    def log(self, action: str, detail: str, *, level: int | None = None, **extra: Any) -> None:
+        """One structured line per action: config, pod, action, reason, detail."""
+        entry = self.entry
+        if level is None:
+            level = logging.WARNING if action.endswith("failed") else logging.INFO
+        pod = f"{entry['namespace']}/{entry['pod']}"
+        log.log(
+            level,
+            "%s %s: %s",
+            action,
+            pod,
+            detail,
+            extra={
+                "config": self.config_name,
+                "pod": pod,
+                "action": action,
+                "reason": entry["reason"],
+                "detail": detail,
+                **extra,
+            },
+        )
+
+
+def _request(entry: dict[str, Any], profile_type: str) -> ProfileRequest:
+    endpoint = entry["endpoint"]
+    return ProfileRequest(
+        namespace=entry["namespace"],
+        pod=entry["pod"],
+        pod_ip=entry["podIP"],
+        scheme=endpoint["scheme"],
+        port=endpoint["port"],
+        base_path=endpoint["path"],
+        profile_type=profile_type,
+        cpu_seconds=entry["cpuProfileSeconds"],
+    )
+
+
+def _layout(spec: dict[str, Any]) -> dict[str, Any]:
+    s3 = spec.get("s3Config") or {}
+    return {"layout": s3.get("keyLayout", "pod"), "template": s3.get("keyTemplate"), "prefix": s3.get("prefix", "")}
+
+
+def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+    updates: dict[str, dict[str, str]] = {}
+    for result in report:
+        if result.status != results.CAPTURED:
+            continue
+        update = {}
+        if CPU_THRESHOLD in result.reasons or MEMORY_THRESHOLD in result.reasons:
+            update[THRESHOLD_KEY] = now
+        if ON_DEMAND in result.reasons:
+            update[ON_DEMAND_KEY] = now
+        updates[result.key] = update
+    return updates

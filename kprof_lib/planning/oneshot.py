@@ -1,0 +1,78 @@
+"""Plans for a one-shot capture (`kprof capture`): one pod, or one pprof address, captured now
+whether or not a ProfilingConfig would. The plan has the same shape as reconcile's, so the same
+executor carries it out and stores profiles under the same key layouts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from kprof_lib.planning import naming
+from kprof_lib.planning.reconcile import ON_DEMAND, Plan
+from kprof_lib.spec import validation
+from kprof_lib.spec.errors import SpecError
+from kprof_lib.state import annotations
+
+LOCAL_NAMESPACE = "local"
+
+
+def plan_for_pod(pod: dict[str, Any], spec: dict[str, Any], now: str) -> Plan:
+    """A plan that captures `pod` (a v1 Pod) now: its endpoint from its annotations, opted in or not.
+    `spec` supplies profileTypes, cpuProfileSeconds and s3Config. `ValueError` if the pod cannot be reached."""
+    spec = validation.validate_spec(spec)
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    where = f"{metadata.get('namespace')}/{metadata.get('name')}"
+    if status.get("phase") != "Running" or not status.get("podIP"):
+        raise ValueError(f"pod {where} is not running with an IP (phase {status.get('phase')!r})")
+    endpoint = annotations.endpoint(metadata.get("annotations") or {})
+    if isinstance(endpoint, str):
+        raise ValueError(f"pod {where}: {endpoint}")
+    return _plan(
+        spec,
+        now,
+        metadata["namespace"],
+        metadata["name"],
+        status["podIP"],
+        endpoint.to_dict(),
+        naming.service_name(metadata),
+        dict(metadata.get("labels") or {}),
+    )
+
+
+def plan_for_url(url: str, spec: dict[str, Any], now: str) -> Plan:
+    """A plan that captures the pprof endpoint at `url` (e.g. http://127.0.0.1:6060, path defaults
+    to /debug/pprof). Stored under namespace "local" and pod "<host>-<port>"."""
+    spec = validation.validate_spec(spec)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError([{"path": "--url", "message": f"{url!r} is not an http(s) URL such as http://127.0.0.1:6060"}])
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise SpecError([{"path": "--url", "message": f"{url!r} has an invalid port"}]) from None
+    path = parts.path.rstrip("/") or annotations.DEFAULT_PATH
+    name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{parts.hostname}-{port}")
+    endpoint = {"scheme": parts.scheme, "port": port, "path": path}
+    return _plan(spec, now, LOCAL_NAMESPACE, name, parts.hostname, endpoint, name, {})
+
+
+def _plan(spec, now, namespace, name, pod_ip, endpoint, service, labels) -> Plan:
+    entry = {
+        "namespace": namespace,
+        "pod": name,
+        "action": "capture",
+        "reason": ON_DEMAND,
+        "reasons": [ON_DEMAND],
+        "podIP": pod_ip,
+        "profileTypes": list(spec["profileTypes"]),
+        "cpuProfileSeconds": spec["cpuProfileSeconds"],
+        "endpoint": endpoint,
+        "observed": {"cpuPercent": None, "memoryPercent": None},
+        "thresholds": None,
+        "service": service,
+        "labels": labels,
+    }
+    summary = {"activePods": 1, "byAction": {"capture": 1}, "byReason": {ON_DEMAND: 1}}
+    return Plan(now=now, spec=spec, results=[entry], summary=summary)

@@ -1,0 +1,114 @@
+"""Capture profiles once, now, without a ProfilingConfig: from a pprof address (`--url`) or from a
+pod (NAMESPACE/POD, through the chosen transport), into a directory (`--out`) or S3 (`--to
+s3://bucket/prefix`). Prints where each profile went; exit 1 if any could not be captured."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from urllib.parse import urlsplit
+
+from kprof_lib.execution.executor import Executor
+from kprof_lib.planning import oneshot
+from kprof_lib.runtimes import wiring
+from kprof_lib.spec.errors import SpecError
+
+NAME = "capture"
+HELP = "capture profiles once from an address or a pod"
+PROFILE_TYPES = ("heap", "cpu", "goroutine", "mutex", "block", "allocs", "threadcreate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("pod", nargs="?", metavar="NAMESPACE/POD", help="capture this pod through the API server")
+    source.add_argument(
+        "--url", help="capture this pprof address, e.g. http://127.0.0.1:6060 (path defaults to /debug/pprof)"
+    )
+    parser.add_argument(
+        "--types", default="heap,cpu,goroutine", help=f"comma-separated, from {','.join(PROFILE_TYPES)}"
+    )
+    parser.add_argument("--seconds", type=int, default=30, help="CPU profile duration (1-300)")
+    destination = parser.add_mutually_exclusive_group()
+    destination.add_argument("--out", metavar="DIR", help="store under this directory (default ./profiles)")
+    destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3")
+    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
+    parser.add_argument("--region", help="S3 region (default: from the environment)")
+    parser.add_argument(
+        "--key-layout", choices=("pod", "service-date"), default="pod", help="S3 key layout (with --to)"
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("direct", "proxy", "portforward"),
+        default=None,
+        help="how to reach a pod (default: portforward for NAMESPACE/POD, since the pod IP is rarely "
+        "reachable from outside the cluster; --url is always direct)",
+    )
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig for NAMESPACE/POD (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    parser.add_argument("--max-bytes", type=int, default=64 * 1024 * 1024, help="size cap per profile")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec: dict = {
+        "profileTypes": [t.strip() for t in args.types.split(",") if t.strip()],
+        "cpuProfileSeconds": args.seconds,
+    }
+    if args.to:
+        target = urlsplit(args.to)
+        if target.scheme != "s3" or not target.netloc:
+            print(f"--to {args.to!r}: expected s3://BUCKET or s3://BUCKET/PREFIX", file=sys.stderr)
+            return 2
+        spec["s3Config"] = {
+            "bucket": target.netloc,
+            "prefix": target.path.strip("/"),
+            "keyLayout": args.key_layout,
+            **({"endpoint": args.s3_endpoint} if args.s3_endpoint else {}),
+            **({"region": args.region} if args.region else {}),
+        }
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    api = None
+    try:
+        if args.url:
+            plan = oneshot.plan_for_url(args.url, spec, now)
+            transport_name = "direct"
+        else:
+            from kprof_lib.adapters.kube import connection, reads
+
+            namespace, _, name = args.pod.partition("/")
+            if not namespace or not name:
+                print(f"{args.pod!r}: expected NAMESPACE/POD", file=sys.stderr)
+                return 2
+            api = connection.api_client(args.kubeconfig)
+            pod = reads.read_pod(api, namespace, name)
+            plan = oneshot.plan_for_pod(pod, spec, now)
+            transport_name = args.transport or "portforward"
+    except SpecError as error:
+        print(
+            str(error)
+            .replace("spec.", "--")
+            .replace("--profileTypes", "--types")
+            .replace("--cpuProfileSeconds", "--seconds"),
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as error:  # connection, not found, not running: say it plainly
+        print(f"kprof capture: {error}", file=sys.stderr)
+        return 1
+
+    stores = wiring.Stores(local_dir=args.out or "profiles")
+    store = stores.for_spec(plan.spec)
+    transport = wiring.transport(transport_name, api)
+    executor = Executor(concurrency=1, max_bytes=args.max_bytes)
+    report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
+    failed = 0
+    for pod_result in report.results:
+        for profile in pod_result.profiles:
+            if profile.status == "failed":
+                failed += 1
+                print(f"{profile.type:<12} FAILED  {profile.error}")
+            else:
+                print(f"{profile.type:<12} {profile.bytes:>10,} bytes  {profile.seconds:6.1f}s  -> {profile.uri}")
+    print(report.recap())
+    return 1 if failed else 0

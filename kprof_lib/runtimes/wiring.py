@@ -1,0 +1,83 @@
+"""Builds the adapters a config asks for: the profile store (S3 behind a spool, or the local
+store) and the capture transport. Shared by the operator, the sidecar and the commands; stores
+are cached so a check every few seconds does not build a new S3 client each time."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from kprof_lib.adapters import pprof
+from kprof_lib.adapters.local import LocalStore
+from kprof_lib.adapters.s3 import S3Store
+from kprof_lib.adapters.spool import SpoolingStore
+from kprof_lib.execution.ports import ProfileStore, Transport
+
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
+
+class Stores:
+    """One store per destination: `for_spec(spec)` gives the S3 store (spooled) of its s3Config, or
+    the local store when it has none."""
+
+    def __init__(
+        self,
+        *,
+        local_dir: str | Path,
+        spool_dir: str | Path | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+    ):
+        self.local_dir = Path(local_dir)
+        self.spool_dir = Path(spool_dir) if spool_dir else None
+        self.spool_max_bytes = spool_max_bytes
+        self._cache: dict[tuple[Any, ...], ProfileStore] = {}
+        self._lock = threading.Lock()
+
+    def for_spec(self, spec: dict[str, Any]) -> ProfileStore:
+        s3 = spec.get("s3Config")
+        if not s3:
+            key: tuple[Any, ...] = ("local",)
+        else:
+            key = (
+                "s3",
+                s3["bucket"],
+                s3.get("region"),
+                s3.get("endpoint"),
+                s3.get("serverSideEncryption"),
+                s3.get("kmsKeyId"),
+            )
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self._build(s3)
+            return self._cache[key]
+
+    def spooling(self) -> list[SpoolingStore]:
+        """Every spooled store built so far: the runtimes flush them and export their size."""
+        with self._lock:
+            return [store for store in self._cache.values() if isinstance(store, SpoolingStore)]
+
+    def _build(self, s3: dict[str, Any] | None) -> ProfileStore:
+        if not s3:
+            return LocalStore(self.local_dir)
+        store = S3Store(
+            s3["bucket"],
+            region=s3.get("region"),
+            endpoint=s3.get("endpoint"),
+            prefix=s3.get("prefix", ""),
+            sse=s3.get("serverSideEncryption"),
+            kms_key_id=s3.get("kmsKeyId"),
+        )
+        if self.spool_dir is None:
+            return store
+        # One spool folder per destination, so a flush sends each profile where it was meant to go;
+        # named by a stable digest so it is found again after a restart.
+        digest = hashlib.sha256(f"{s3['bucket']}|{s3.get('endpoint') or ''}".encode()).hexdigest()[:10]
+        folder = self.spool_dir / f"{s3['bucket']}-{digest}"
+        return SpoolingStore(store, folder, max_bytes=self.spool_max_bytes)
+
+
+def transport(name: str, api_client: Any = None) -> Transport:
+    """The transport `name` (direct, proxy, portforward); proxy and portforward need an ApiClient."""
+    return pprof.make_transport(name, api_client=api_client)

@@ -1,0 +1,57 @@
+"""`kprof capture`: a one-shot capture from the real Go app into a directory and into S3."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+KPROF = str(Path(sys.executable).parent / "kprof")
+
+
+def kprof(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([KPROF, "capture", *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def test_capture_from_an_address_into_a_directory(go_app, tmp_path):
+    result = kprof("--url", go_app.url, "--types", "heap,cpu,goroutine", "--seconds", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    files = sorted(tmp_path.rglob("*.pprof"))
+    assert [f.name for f in files] == ["cpu.pprof", "goroutine.pprof", "heap.pprof"]
+    assert all(gzip.decompress(f.read_bytes()) for f in files)
+    # Each profile is printed with its size and where it went; then the recap.
+    lines = result.stdout.splitlines()
+    for profile in ("heap", "cpu", "goroutine"):
+        [line] = [line for line in lines if line.startswith(profile + " ")]
+        assert f"-> file://{tmp_path}/local/127.0.0.1-{go_app.port}/" in line and line.endswith(f"/{profile}.pprof")
+    assert lines[-1] == "captured: 1  profiles: 3 stored"
+
+
+def test_capture_into_s3(go_app, s3, s3_bucket):
+    result = kprof("--url", go_app.url + "/debug/pprof", "--types", "heap", "--to", f"s3://{s3_bucket}/adhoc",
+                   "--s3-endpoint", s3.endpoint_url, "--key-layout", "service-date")
+    assert result.returncode == 0, result.stderr
+    [obj] = s3.objects(s3_bucket)
+    assert obj["key"].startswith("adhoc/") and obj["key"].endswith("-heap.pprof")
+    assert f"-> s3://{s3_bucket}/{obj['key']}" in result.stdout
+    assert obj["metadata"]["pod"] == f"127.0.0.1-{go_app.port}"
+
+
+def test_a_refused_address_fails_with_the_reason(tmp_path):
+    from tests.support.net import free_port
+
+    result = kprof("--url", f"http://127.0.0.1:{free_port()}", "--types", "heap", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "heap" in result.stdout and "FAILED" in result.stdout and "refused" in result.stdout
+    assert list(tmp_path.rglob("*.pprof")) == []
+
+
+def test_bad_arguments_name_the_flag(tmp_path):
+    result = kprof("--url", "ftp://host", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--url" in result.stderr
+    result = kprof("--url", "http://127.0.0.1:1", "--types", "heap,bogus", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--types[1]: 'bogus' is not one of" in result.stderr
+    result = kprof("--url", "http://127.0.0.1:1", "--to", "bucket/prefix")
+    assert result.returncode == 2 and "s3://BUCKET" in result.stderr
