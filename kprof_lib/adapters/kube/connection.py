@@ -16,24 +16,31 @@ class ConnectionError(RuntimeError):
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """An ApiClient for `kubeconfig` (or $KUBECONFIG, ~/.kube/config), else in-cluster."""
+    """An ApiClient, found in controller-runtime's order: `kubeconfig`, then $KUBECONFIG, then the
+    in-cluster service account, then ~/.kube/config."""
     configuration = client.Configuration()
-    candidates = [kubeconfig] if kubeconfig else [os.environ.get("KUBECONFIG"), str(Path.home() / ".kube" / "config")]
-    for path in candidates:
-        if path and Path(path.split(os.pathsep)[0]).is_file():
-            try:
-                config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
-            except config.ConfigException as error:
-                raise ConnectionError(f"kubeconfig {path}: {error}") from None
-            return client.ApiClient(configuration)
-        if kubeconfig:
-            raise ConnectionError(f"kubeconfig {kubeconfig} does not exist")
+    if kubeconfig and not Path(kubeconfig).is_file():
+        raise ConnectionError(f"kubeconfig {kubeconfig} does not exist")
+    explicit = kubeconfig or os.environ.get("KUBECONFIG")
+    if explicit:
+        return _from_kubeconfig(explicit, context, configuration)
     try:
         config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException as error:
+        return client.ApiClient(configuration)
+    except config.ConfigException as in_cluster_error:
+        home = Path.home() / ".kube" / "config"
+        if home.is_file():
+            return _from_kubeconfig(str(home), context, configuration)
         raise ConnectionError(
-            f"no kubeconfig found (--kubeconfig, $KUBECONFIG, ~/.kube/config) and not in a cluster: {error}"
+            f"no kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config) and not in a cluster: {in_cluster_error}"
         ) from None
+
+
+def _from_kubeconfig(path: str, context: str | None, configuration: client.Configuration) -> client.ApiClient:
+    try:
+        config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+    except (config.ConfigException, OSError) as error:
+        raise ConnectionError(f"kubeconfig {path}: {error}") from None
     return client.ApiClient(configuration)
 
 

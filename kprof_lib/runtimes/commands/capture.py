@@ -9,6 +9,7 @@ import datetime as dt
 import sys
 from urllib.parse import urlsplit
 
+from kprof_lib.execution import results
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
 from kprof_lib.runtimes import wiring
@@ -102,13 +103,10 @@ def run(args: argparse.Namespace) -> int:
     transport = wiring.transport(transport_name, api)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
     report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
-    failed = 0
-    for pod_result in report.results:
-        for profile in pod_result.profiles:
-            if profile.status == "failed":
-                failed += 1
-                print(f"{profile.type:<12} FAILED  {profile.error}")
-            else:
-                print(f"{profile.type:<12} {profile.bytes:>10,} bytes  {profile.seconds:6.1f}s  -> {profile.uri}")
+    for profile in report.profiles:
+        if profile.status == results.FAILED:
+            print(f"{profile.type:<12} FAILED  {profile.error}")
+        else:
+            print(f"{profile.type:<12} {profile.bytes:>10,} bytes  {profile.seconds:6.1f}s  -> {profile.uri}")
     print(report.recap())
-    return 1 if failed else 0
+    return 1 if any(profile.status == results.FAILED for profile in report.profiles) else 0

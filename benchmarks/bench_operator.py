@@ -1,0 +1,231 @@
+"""Benchmark: the operator against its own Kubernetes API emulator (in this process, over HTTP).
+
+1. API requests per check cycle, 5,000 pods in 10 namespaces: one config selecting all of them
+   (target: one metrics LIST cluster-wide, zero per-pod GETs), then one config per namespace
+   (target: one metrics LIST per namespace). Counted from the emulator's request log between the
+   start and the end of one cycle, by method and path (names collapsed).
+2. Operator RSS with 10,000 pods in its cache (target <= 150 MB): a real `kprof run` subprocess,
+   VmRSS from /proc/PID/status once /readyz says the caches are synced, and again after one check
+   that decides about every pod, next to the VmRSS of an idle Python process that imports the
+   same modules.
+
+    python -m benchmarks.bench_operator [--pods 5000] [--rss-pods 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.kube_emulator import KubeEmulator
+from tests.operator_support import OPERATOR_NAMESPACE, OperatorProcess, OperatorThread, profiling_config, wait_until
+from tests.support.pods import ENABLED, pod, pod_metrics
+
+NAMESPACES = 10
+RSS_TARGET_MB = 150
+# Usage below every threshold: the cycle decides about every pod but captures none, so what is
+# counted is the check itself.
+IDLE_USAGE = {"app": {"cpu": "5m", "memory": "16Mi"}}
+SPEC = {
+    "thresholds": {"cpuThresholdPercent": 80, "memoryThresholdPercent": 90, "checkIntervalSeconds": 3600},
+    "profileTypes": ["heap"],
+}
+
+
+def seed(emulator: KubeEmulator, count: int, with_metrics: bool) -> None:
+    emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    for i in range(count):
+        namespace = f"team-{i % NAMESPACES}"
+        app = f"svc-{i % 50}"
+        name = f"{app}-6d8f7c9b4-{i:05d}"
+        emulator.create(
+            pod(
+                name,
+                namespace,
+                app=app,
+                labels={"tier": "backend"},
+                annotations=dict(ENABLED),
+                owner_replicaset=f"{app}-6d8f7c9b4",
+                pod_ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+            )
+        )
+        if with_metrics:
+            emulator.apply(pod_metrics(name, namespace, IDLE_USAGE))
+
+
+def collapse(path: str) -> str:
+    """A request path with object names replaced, so requests group by kind of call."""
+    path = re.sub(r"/namespaces/team-\d+/", "/namespaces/{ns}/", path)
+    path = re.sub(r"/(profilingconfigs|pods|configmaps|leases|events)/[^/]+", r"/\1/{name}", path)
+    return path
+
+
+def one_cycle(emulator: KubeEmulator, operator: OperatorThread, checks: int) -> tuple[list[Any], float]:
+    """Start every config's check now and return the requests made until all of them are done."""
+
+    def done() -> float:
+        text = operator.metrics()
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("kprof_checks_total{")
+        )
+
+    before = done()
+    emulator.reset_requests()
+    started = time.perf_counter()
+    operator.operator.scheduler.reschedule_all()
+    wait_until(lambda: done() >= before + checks, 120, "the check cycle")
+    elapsed = time.perf_counter() - started
+    return emulator.requests, elapsed
+
+
+def report_requests(title: str, requests: list[Any], elapsed: float) -> dict[str, int]:
+    counts = collections.Counter(f"{r.method} {collapse(r.path)}{' (watch)' if r.is_watch else ''}" for r in requests)
+    print(f"\n{title}: {sum(counts.values())} API requests in one cycle ({elapsed:.2f} s)")
+    for line, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {count:6d}  {line}")
+    return counts
+
+
+def bench_requests(pods: int) -> bool:
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp, KubeEmulator() as emulator:
+        started = time.perf_counter()
+        seed(emulator, pods, with_metrics=True)
+        print(
+            f"seeded {pods} pods and their PodMetrics in {NAMESPACES} namespaces "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
+        kubeconfig = emulator.write_kubeconfig(Path(tmp) / "kubeconfig")
+        emulator.create(profiling_config("everything", "platform", SPEC))
+        operator = OperatorThread(kubeconfig, Path(tmp), leader_elect=False).start()
+        try:
+            wait_until(lambda: operator.operator.wait_synced(1), 120, "the caches")
+            wait_until(lambda: "kprof_checks_total{" in operator.metrics(), 60, "the first check")
+            requests, elapsed = one_cycle(emulator, operator, 1)
+            counts = report_requests(f"1 config selecting all {pods} pods", requests, elapsed)
+            metric_lists = counts.get("GET /apis/metrics.k8s.io/v1beta1/pods", 0)
+            per_pod = sum(n for line, n in counts.items() if line.startswith("GET ") and "/pods/{name}" in line)
+            print(f"  -> metrics LISTs: {metric_lists} cluster-wide (target 1), per-pod GETs: {per_pod} (target 0)")
+            ok &= metric_lists == 1 and per_pod == 0
+
+            for index in range(NAMESPACES):
+                emulator.create(
+                    profiling_config(
+                        f"team-{index}", f"team-{index}", {**SPEC, "selector": {"namespace": f"team-{index}"}}
+                    )
+                )
+            wait_until(lambda: len(operator.operator.scheduler.keys()) == NAMESPACES + 1, 30, "the new configs")
+            wait_until(lambda: operator.operator.scheduler.in_flight == 0, 60, "their first checks")
+            time.sleep(1)
+            requests, elapsed = one_cycle(emulator, operator, NAMESPACES + 1)
+            counts = report_requests(
+                f"{NAMESPACES + 1} configs: one per namespace and the one above", requests, elapsed
+            )
+            per_namespace = counts.get("GET /apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", 0)
+            per_pod = sum(n for line, n in counts.items() if line.startswith("GET ") and "/pods/{name}" in line)
+            print(
+                f"  -> metrics LISTs: {per_namespace} per-namespace (target {NAMESPACES}) + "
+                f"{counts.get('GET /apis/metrics.k8s.io/v1beta1/pods', 0)} cluster-wide (target 1), "
+                f"per-pod GETs: {per_pod} (target 0)"
+            )
+            ok &= per_namespace == NAMESPACES and per_pod == 0
+        finally:
+            operator.stop()
+    return ok
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+BASELINE = """
+import sys, time
+import kprof_lib.runtimes.cli, kprof_lib.runtimes.commands.run
+import kprof_lib.runtimes.operator.app, kprof_lib.adapters.tracing
+print("imported", flush=True)
+time.sleep(60)
+"""
+
+
+def baseline_rss() -> float:
+    process = subprocess.Popen(
+        [sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent
+    )
+    try:
+        process.stdout.readline()
+        time.sleep(0.5)
+        return rss_mb(process.pid)
+    finally:
+        process.kill()
+        process.wait(10)
+        process.stdout.close()
+
+
+def bench_rss(pods: int) -> bool:
+    tmp = Path(tempfile.mkdtemp(prefix="kprof-bench-"))
+    try:
+        with KubeEmulator() as emulator:
+            started = time.perf_counter()
+            seed(emulator, pods, with_metrics=False)
+            print(
+                f"\nseeded {pods} pods ({time.perf_counter() - started:.1f} s); "
+                f"about {len(emulator.store.list(emulator.resource('v1', 'pods'), None).entries[0].full)} "
+                "bytes of JSON each"
+            )
+            kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
+            operator = OperatorProcess(kubeconfig, tmp / "op", args=["--no-leader-elect"], name="kprof run")
+            try:
+                started = time.perf_counter()
+                operator.wait_ready(timeout=300)
+                synced = time.perf_counter() - started
+                time.sleep(2)  # let the LIST pages' garbage be collected
+                operator_rss = rss_mb(operator.process.pid)
+                cached = emulator.count("GET", r"^/api/v1/pods$", watch=False)
+                # Then one check deciding about every cached pod (no metrics: nothing captured).
+                emulator.create(profiling_config("everything", "platform", SPEC))
+                status_path = r"^/apis/profiling\.io/v1alpha1/namespaces/platform/profilingconfigs/everything/status$"
+                wait_until(lambda: emulator.count("PATCH", status_path), 120, "the check of every pod")
+                time.sleep(1)
+                checked_rss = rss_mb(operator.process.pid)
+            finally:
+                operator.terminate()
+        idle = baseline_rss()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"kprof run with {pods} pods cached (synced in {synced:.1f} s, {cached} LIST pages): "
+        f"VmRSS {operator_rss:.1f} MB (target <= {RSS_TARGET_MB} MB)"
+    )
+    print(f"  ... after one check deciding about all {pods}:  VmRSS {checked_rss:.1f} MB")
+    print(f"idle Python with the same imports:            VmRSS {idle:.1f} MB")
+    print(
+        f"  -> ratio {operator_rss / idle:.2f}; the cache costs {operator_rss - idle:.1f} MB, "
+        f"{(operator_rss - idle) * 1024 * 1024 / pods:.0f} bytes a pod"
+    )
+    return max(operator_rss, checked_rss) <= RSS_TARGET_MB
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_operator", description=__doc__.split("\n")[0])
+    parser.add_argument("--pods", type=int, default=5000, help="pods for the request count (default 5000)")
+    parser.add_argument("--rss-pods", type=int, default=10_000, help="pods for the RSS figure (default 10000)")
+    args = parser.parse_args(argv)
+    requests_ok = bench_requests(args.pods)
+    rss_ok = bench_rss(args.rss_pods)
+    print(f"\nrequests per cycle: {'met' if requests_ok else 'MISSED'}; RSS: {'met' if rss_ok else 'MISSED'}")
+    return 0 if requests_ok and rss_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

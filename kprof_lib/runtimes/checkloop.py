@@ -1,0 +1,247 @@
+"""The check loop of the runtimes that watch one target (the sidecar and local mode): when to run a
+check, the capture history between checks, and stopping cleanly. Each check is `run_check`, the
+operator's own cycle: gather a one-pod cluster state, reconcile, execute.
+
+When: every check interval while the spec has thresholds (the CPU rate is measured over that
+window), and when an on-demand capture falls due by the history (not before the previous check's
+start plus the interval, so a capture that keeps failing is retried at the check pace rather than
+in a tight loop). `run()` waits on an event, so `stop()` (from a signal handler) ends the wait at
+once; a check in progress is finished first: its captures are stored and its history kept.
+
+History ("namespace/pod" -> lastThresholdCapture, lastOnDemandCapture) is kept in memory and, when
+given a file, mirrored to it after every check that captured, so cooldowns hold across a restart
+of the process (the sidecar keeps it on the pod's emptyDir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kprof_lib.adapters.local import write_atomically
+from kprof_lib.execution.check import CheckReport, run_check
+from kprof_lib.execution.clock import SystemClock
+from kprof_lib.execution.executor import Executor
+from kprof_lib.execution.ports import Clock, ProfileStore, Transport
+from kprof_lib.runtimes import wiring
+from kprof_lib.state import cluster
+
+log = logging.getLogger("kprof.loop")
+
+DEFAULT_CHECK_INTERVAL = 30.0  # the schema's default checkIntervalSeconds, for specs without thresholds
+WAKE_MARGIN = 0.05  # wake a moment after a capture falls due, so the check sees it due
+
+
+class HistoryBook:
+    """Capture history in memory, mirrored to `path` (JSON) when one is given. A file that cannot
+    be read is logged and ignored: the worst outcome is one capture too early."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self._entries: dict[str, dict[str, str]] = {}
+        if path is not None:
+            self._entries = self._load(path)
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, dict[str, str]]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            log.warning("capture history %s cannot be read (%s); starting without it", path, error)
+            return {}
+        if not isinstance(data, dict):
+            log.warning("capture history %s is not a JSON object; starting without it", path)
+            return {}
+        try:
+            cluster.read({"now": "1970-01-01T00:00:00Z", "pods": [], "history": data})
+        except ValueError as error:
+            log.warning("capture history %s is malformed (%s); starting without it", path, error)
+            return {}
+        return {key: dict(value) for key, value in data.items() if isinstance(value, dict)}
+
+    def snapshot(self) -> dict[str, dict[str, str]]:
+        return {key: dict(value) for key, value in self._entries.items()}
+
+    def get(self, key: str) -> dict[str, str]:
+        return dict(self._entries.get(key, {}))
+
+    def merge(self, updates: dict[str, dict[str, str]]) -> None:
+        if not updates:
+            return
+        for key, update in updates.items():
+            self._entries.setdefault(key, {}).update(update)
+        if self.path is not None:
+            text = json.dumps(self._entries, indent=2, sort_keys=True) + "\n"
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically([(self.path, text.encode())])
+            except OSError as error:
+                log.warning("capture history %s cannot be written: %s", self.path, error)
+
+
+class CheckLoop:
+    """Runs checks of one config over one target until stopped.
+
+    `load_spec()` returns the current spec (validated, defaults applied); `observe()` returns the
+    pods and PodMetrics of the moment; `pod_key` ("namespace/pod") is the target's history key.
+    `interval` overrides the spec's checkIntervalSeconds (local mode's --check-interval).
+    """
+
+    def __init__(
+        self,
+        *,
+        config_name: str,
+        load_spec: Callable[[], dict[str, Any]],
+        observe: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+        pod_key: Callable[[], str],
+        executor: Executor,
+        stores: wiring.Stores,
+        transport: Transport,
+        history: HistoryBook,
+        interval: float | None = None,
+        wrap_store: Callable[[ProfileStore], ProfileStore] | None = None,
+        on_report: Callable[[CheckReport], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        clock: Clock | None = None,
+    ):
+        self.config_name = config_name
+        self.load_spec = load_spec
+        self.observe = observe
+        self.pod_key = pod_key
+        self.executor = executor
+        self.stores = stores
+        self.transport = transport
+        self.history = history
+        self.interval = interval
+        self.wrap_store = wrap_store
+        self.on_report = on_report
+        self.on_error = on_error
+        self.clock = clock or SystemClock()
+        self.checks = 0
+        self.completed = False  # run() ended as asked (stop() or its duration), not by an error
+        self._stop = threading.Event()
+        self._last_start: float | None = None
+
+    # Control ------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ends `run()` after the check in progress, if any. Safe from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, duration: float | None = None) -> None:
+        """Checks until `stop()` or, with `duration`, until that many seconds have passed; then
+        flushes the spools once more."""
+        started = self.clock.monotonic()
+        deadline = started + duration if duration is not None else None
+        self.completed = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    spec = self.load_spec()
+                except Exception as error:  # the spec source logged why; try again later
+                    self._report_error(error)
+                    spec = None
+                wake = self._next_wake(spec, started)
+                if deadline is not None and wake >= deadline:
+                    self._stop.wait(max(0.0, deadline - self.clock.monotonic()))
+                    break
+                if self._stop.wait(max(0.0, wake - self.clock.monotonic())):
+                    break
+                if spec is not None:
+                    self.check(spec)
+            self.completed = True
+        finally:
+            self.flush_spools()
+
+    # One check ----------------------------------------------------------------------------------
+
+    def check(self, spec: dict[str, Any]) -> CheckReport | None:
+        """Runs one check now; errors are reported, not raised."""
+        self._last_start = self.clock.monotonic()
+        self.checks += 1
+        now = self.clock.now().astimezone(dt.UTC).replace(microsecond=0)
+        now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def gather() -> dict[str, Any]:
+            pods, metrics = self.observe()
+            return {"now": now_text, "pods": pods, "podMetrics": metrics, "history": self.history.snapshot()}
+
+        store = self.stores.for_spec(spec)
+        if self.wrap_store is not None:
+            store = self.wrap_store(store)
+        try:
+            report = run_check(
+                config_name=self.config_name,
+                spec=spec,
+                gather=gather,
+                executor=self.executor,
+                store=store,
+                transport=self.transport,
+            )
+        except Exception as error:
+            self._report_error(error)
+            return None
+        self.history.merge(report.execution.history_updates)
+        self.flush_spools()
+        if self.on_report is not None:
+            self.on_report(report)
+        return report
+
+    def flush_spools(self) -> None:
+        for spooled in self.stores.spooling():
+            with contextlib.suppress(Exception):  # the spool logs its own failures
+                spooled.flush()
+
+    # Scheduling ---------------------------------------------------------------------------------
+
+    def check_interval(self, spec: dict[str, Any] | None) -> float:
+        if self.interval is not None:
+            return self.interval
+        thresholds = (spec or {}).get("thresholds")
+        return float(thresholds["checkIntervalSeconds"]) if thresholds else DEFAULT_CHECK_INTERVAL
+
+    def _next_wake(self, spec: dict[str, Any] | None, started: float) -> float:
+        """The monotonic time of the next check."""
+        interval = self.check_interval(spec)
+        previous = self._last_start if self._last_start is not None else started
+        paced = previous + interval
+        if spec is None:
+            return paced
+        candidates = []
+        if spec.get("thresholds"):
+            candidates.append(paced)
+        on_demand = spec.get("onDemand") or {}
+        if on_demand.get("enabled"):
+            due = self._on_demand_due(on_demand["intervalSeconds"])
+            earliest = paced if self._last_start is not None else started
+            candidates.append(max(due, earliest))
+        return min(candidates) if candidates else paced
+
+    def _on_demand_due(self, interval_seconds: float) -> float:
+        last = self.history.get(self.pod_key()).get(cluster.ON_DEMAND_KEY)
+        now_mono = self.clock.monotonic()
+        if last is None:
+            return now_mono
+        try:
+            due = cluster.parse_time(last) + dt.timedelta(seconds=interval_seconds)
+        except ValueError:
+            return now_mono
+        return now_mono + (due - self.clock.now()).total_seconds() + WAKE_MARGIN
+
+    def _report_error(self, error: Exception) -> None:
+        if self.on_error is not None:
+            self.on_error(error)
+        else:
+            log.error("check failed: %s", error, extra={"config": self.config_name, "action": "check-failed"})

@@ -1,0 +1,248 @@
+"""Profile a process on this machine by a ProfilingConfig's rules: capture from its pprof address
+(--target) when its CPU or memory, read from /proc by its pid (--pid), crosses a threshold, and/or
+every --on-demand-interval seconds. Prints one line per check and one per stored profile; runs
+until Ctrl-C or --duration. Percentages are of one core and of the machine's memory (what `top`
+shows) unless --cpu-request/--cpu-limit and --memory-request/--memory-limit give other baselines.
+--check-interval may go down to 1 second here (the schema's minimum of 10 applies to clusters)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kprof_lib.adapters import procfs
+from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
+from kprof_lib.runtimes import documents, local, logs
+from kprof_lib.runtimes.sidecar import SettingsError, parse_target
+from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.validation import validate_spec
+from kprof_lib.state import quantities
+
+NAME = "local"
+HELP = "profile a process on this machine by thresholds or on a schedule"
+
+# Spec fields a flag sets, for error messages that name the flag.
+FLAG_OF_FIELD = {
+    "spec.thresholds.cpuThresholdPercent": "--cpu-threshold",
+    "spec.thresholds.memoryThresholdPercent": "--memory-threshold",
+    "spec.thresholds.cooldownSeconds": "--cooldown",
+    "spec.onDemand.intervalSeconds": "--on-demand-interval",
+    "spec.profileTypes": "--types",
+    "spec.cpuProfileSeconds": "--cpu-seconds",
+    "spec.s3Config.bucket": "--to",
+    "spec.s3Config.endpoint": "--s3-endpoint",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        required=True,
+        metavar="URL",
+        help="the process's pprof address, e.g. http://127.0.0.1:6060 (path defaults to /debug/pprof)",
+    )
+    parser.add_argument("--pid", type=int, help="the process to measure (needed for thresholds)")
+    parser.add_argument("--name", help="its name in keys and spans (default <command>-<pid>); namespace is 'local'")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="ProfilingConfig or bare spec (YAML/JSON); its selector is ignored, flags override it",
+    )
+    when = parser.add_argument_group("when to capture (override the config)")
+    when.add_argument("--cpu-threshold", type=float, metavar="PERCENT", help="CPU % of the baseline (1-1000)")
+    when.add_argument("--memory-threshold", type=float, metavar="PERCENT", help="memory % of the baseline (1-1000)")
+    when.add_argument("--cooldown", type=int, metavar="SECONDS", help="between threshold captures (60-604800)")
+    when.add_argument(
+        "--on-demand-interval", type=int, metavar="SECONDS", help="also capture on this schedule (30-86400)"
+    )
+    when.add_argument(
+        "--check-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"how often usage is checked, {local.MIN_CHECK_INTERVAL:g}-{local.MAX_CHECK_INTERVAL:g} "
+        "(default: the config's checkIntervalSeconds, else 30)",
+    )
+    baseline = parser.add_argument_group("baselines for the percentages (default: 1 core, the machine's memory)")
+    baseline.add_argument("--cpu-request", metavar="CORES", help="e.g. 0.5 or 500m")
+    baseline.add_argument("--cpu-limit", metavar="CORES", help="used when no --cpu-request is given")
+    baseline.add_argument("--memory-request", metavar="QUANTITY", help="bytes or e.g. 512Mi")
+    baseline.add_argument("--memory-limit", metavar="QUANTITY", help="used when no --memory-request is given")
+    what = parser.add_argument_group("what to capture and where")
+    what.add_argument("--types", help="comma-separated: heap,cpu,goroutine,mutex,block,allocs,threadcreate")
+    what.add_argument("--cpu-seconds", type=int, help="CPU profile duration (1-300)")
+    destination = what.add_mutually_exclusive_group()
+    destination.add_argument("--out", metavar="DIR", help="local store directory (default ./profiles)")
+    destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3 instead")
+    what.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
+    what.add_argument("--region", help="S3 region (default: from the environment)")
+    what.add_argument(
+        "--max-profile-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help="size cap per profile (default %(default)s)",
+    )
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    parser.add_argument(
+        "--console-spans",
+        action="store_true",
+        help="print each span on one line (OTEL_* variables add other exporters)",
+    )
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="warning")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text")
+
+
+class UsageError(ValueError):
+    """Flags that cannot be used together or values out of range; exit code 2."""
+
+
+def build_spec(args: argparse.Namespace, config: Any = None) -> dict[str, Any]:
+    """The spec: the config's (selector and transport dropped: the process is given), then the
+    flags on top; validated, defaults applied. `SpecError` paths are those of the spec."""
+    spec: dict[str, Any] = {}
+    if config is not None:
+        if not isinstance(config, dict):
+            raise UsageError(f"{args.config}: expected a ProfilingConfig or its spec")
+        spec = copy.deepcopy(config.get("spec") if "spec" in config else config)
+        if not isinstance(spec, dict):
+            raise UsageError(f"{args.config}: spec must be an object")
+        spec.pop("selector", None)
+        spec.pop("transport", None)
+    threshold_flags = {
+        "cpuThresholdPercent": args.cpu_threshold,
+        "memoryThresholdPercent": args.memory_threshold,
+        "cooldownSeconds": args.cooldown,
+    }
+    if any(value is not None for value in threshold_flags.values()):
+        thresholds = spec.setdefault("thresholds", {})
+        if isinstance(thresholds, dict):
+            thresholds.update({key: value for key, value in threshold_flags.items() if value is not None})
+    if args.on_demand_interval is not None:
+        spec["onDemand"] = {"enabled": True, "intervalSeconds": args.on_demand_interval}
+    if args.types is not None:
+        spec["profileTypes"] = [name.strip() for name in args.types.split(",") if name.strip()]
+    if args.cpu_seconds is not None:
+        spec["cpuProfileSeconds"] = args.cpu_seconds
+    if args.out is not None:
+        spec.pop("s3Config", None)
+    elif args.to is not None:
+        target = urlsplit(args.to)
+        if target.scheme != "s3" or not target.netloc:
+            raise UsageError(f"--to {args.to!r}: expected s3://BUCKET or s3://BUCKET/PREFIX")
+        spec["s3Config"] = {"bucket": target.netloc, "prefix": target.path.strip("/")}
+    if isinstance(spec.get("s3Config"), dict):
+        if args.s3_endpoint:
+            spec["s3Config"]["endpoint"] = args.s3_endpoint
+        if args.region:
+            spec["s3Config"]["region"] = args.region
+    elif args.s3_endpoint or args.region:
+        raise UsageError("--s3-endpoint and --region go with --to s3://... (or a config with s3Config)")
+    validated = validate_spec(spec)
+    if not validated.get("thresholds") and not (validated.get("onDemand") or {}).get("enabled"):
+        raise UsageError(
+            "nothing to capture: give --cpu-threshold/--memory-threshold, --on-demand-interval, "
+            "or a config with thresholds or onDemand"
+        )
+    return validated
+
+
+def _check_quantity(flag: str, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        parsed = quantities.parse(value)
+    except ValueError as error:
+        raise UsageError(f"{flag}: {error}") from None
+    if parsed <= 0:
+        raise UsageError(f"{flag}: must be more than 0, not {value!r}")
+
+
+def settings_from(args: argparse.Namespace) -> local.LocalSettings:
+    try:
+        target = parse_target(args.target)
+    except SettingsError as error:
+        raise UsageError(str(error)) from None
+    if args.check_interval is not None and not (
+        local.MIN_CHECK_INTERVAL <= args.check_interval <= local.MAX_CHECK_INTERVAL
+    ):
+        raise UsageError(
+            f"--check-interval: {args.check_interval:g} is outside "
+            f"{local.MIN_CHECK_INTERVAL:g}-{local.MAX_CHECK_INTERVAL:g} seconds"
+        )
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration: must be more than 0, not {args.duration:g}")
+    for flag, value in (
+        ("--cpu-request", args.cpu_request),
+        ("--cpu-limit", args.cpu_limit),
+        ("--memory-request", args.memory_request),
+        ("--memory-limit", args.memory_limit),
+    ):
+        _check_quantity(flag, value)
+    config = documents.load_one(args.config) if args.config else None
+    spec = build_spec(args, config)
+    if args.pid is not None:
+        try:
+            procfs.read_stat(args.pid)
+        except procfs.ProcessGone:
+            raise UsageError(f"--pid {args.pid}: no such process") from None
+    elif spec.get("thresholds"):
+        raise UsageError("thresholds need --pid (the process to measure), e.g. --pid $(pgrep -n my-service)")
+    return local.LocalSettings(
+        target=target,
+        pid=args.pid,
+        name=args.name or local.default_name(args.pid, target),
+        service=args.name or (local.command_name(args.pid) if args.pid is not None else f"pprof-{target.port}"),
+        spec=spec,
+        resources=local.baselines(
+            cpu_request=args.cpu_request,
+            cpu_limit=args.cpu_limit,
+            memory_request=args.memory_request,
+            memory_limit=args.memory_limit,
+        ),
+        out_dir=Path(args.out or "profiles"),
+        check_interval=args.check_interval,
+        duration=args.duration,
+        console_spans=args.console_spans,
+        max_profile_bytes=args.max_profile_bytes,
+    )
+
+
+def _explain(error: SpecError) -> str:
+    lines = []
+    for problem in error.errors:
+        path = problem["path"]
+        flag = next(
+            (
+                flag
+                for field, flag in FLAG_OF_FIELD.items()
+                if path == field or path.startswith((f"{field}[", f"{field}."))
+            ),
+            None,
+        )
+        lines.append(f"{path}{f' ({flag})' if flag else ''}: {problem['message']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    try:
+        settings = settings_from(args)
+    except UsageError as error:
+        print(f"kprof local: {error}", file=sys.stderr)
+        return 2
+    except SpecError as error:
+        print(f"kprof local: invalid settings:\n{_explain(error)}", file=sys.stderr)
+        return 2
+    except documents.DocumentError as error:
+        print(f"kprof local: {error}", file=sys.stderr)
+        return 1
+    try:
+        session = local.LocalRun(settings)
+    except ValueError as error:  # a tracing setting that cannot be honoured
+        print(f"kprof local: {error}", file=sys.stderr)
+        return 2
+    return session.run()

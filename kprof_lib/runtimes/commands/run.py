@@ -1,0 +1,250 @@
+"""Run the kprof operator: watch ProfilingConfigs and pods, check them on schedule, capture profiles,
+report through status, Events, metrics and logs, until SIGTERM or SIGINT. Writes nothing but log
+lines (JSON by default) to stderr. Exit codes: 0 after SIGTERM or SIGINT, 1 when it cannot start
+(no kubeconfig and not in a cluster, an address already in use), 2 for bad flags. An API server
+that does not answer is not fatal: the watches retry and /readyz says what they wait for."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from kprof_lib.runtimes import logs
+
+NAME = "run"
+HELP = "run the operator (in a cluster, or against a kubeconfig)"
+
+DEFAULT_NAMESPACE = "kprof-system"
+TRANSPORTS = ("direct", "proxy", "portforward")
+
+log = logging.getLogger("kprof.operator")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def _grace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
+
+
+def _address(text: str) -> str:
+    from kprof_lib.runtimes.endpoints import parse_address
+
+    try:
+        parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig to use (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the operator's own namespace, where its Lease and capture-history ConfigMaps live "
+        f"(default: $POD_NAMESPACE, else the in-cluster namespace, else {DEFAULT_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="campaign for the Lease so that one replica works at a time (default: on)",
+    )
+    parser.add_argument(
+        "--lease-name",
+        default="kprof-operator",
+        metavar="NAME",
+        help="name of the coordination.k8s.io Lease (default: kprof-operator)",
+    )
+    parser.add_argument(
+        "--lease-duration",
+        type=_seconds,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a standby waits before taking over an unrenewed Lease (default: 15)",
+    )
+    parser.add_argument(
+        "--renew-deadline",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the leader keeps trying to renew before it steps down (default: 10)",
+    )
+    parser.add_argument(
+        "--retry-period", type=_seconds, default=2.0, metavar="SECONDS", help="time between Lease attempts (default: 2)"
+    )
+    parser.add_argument(
+        "--health-addr",
+        type=_address,
+        default=":8081",
+        metavar="HOST:PORT",
+        help="where /healthz and /readyz are served (default: :8081; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        type=_address,
+        default=":8080",
+        metavar="HOST:PORT",
+        help="where /metrics is served (default: :8080; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="direct",
+        help="how profiles are fetched unless a ProfilingConfig says (default: direct)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="profiles captured at once, across every config (default: 8)",
+    )
+    parser.add_argument(
+        "--max-profile-bytes",
+        type=_positive_int,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="size cap of one profile (default: 67108864)",
+    )
+    parser.add_argument(
+        "--local-dir",
+        default="/var/lib/kprof/profiles",
+        metavar="PATH",
+        help="where profiles go for configs without s3Config (default: /var/lib/kprof/profiles)",
+    )
+    parser.add_argument(
+        "--spool-dir",
+        default="/var/lib/kprof/spool",
+        metavar="PATH",
+        help="where profiles wait while S3 is unreachable (default: /var/lib/kprof/spool)",
+    )
+    parser.add_argument(
+        "--spool-max-bytes",
+        type=_positive_int,
+        default=256 * 1024 * 1024,
+        metavar="N",
+        help="size cap of the spool (default: 268435456)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=_grace,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long checks in progress may take to finish (default: 30)",
+    )
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="info", help="(default: info)")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
+
+
+def _lease_problem(args: argparse.Namespace) -> str | None:
+    # client-go's rule: the leader gives up (renew deadline) before a standby may take over (lease
+    # duration), and tries several times (retry period, with 1.2 for jitter) within the deadline.
+    if args.leader_elect and not args.lease_duration > args.renew_deadline > 1.2 * args.retry_period:
+        return (
+            f"--lease-duration ({args.lease_duration:g}) must be greater than --renew-deadline "
+            f"({args.renew_deadline:g}), which must be greater than 1.2 x --retry-period ({args.retry_period:g})"
+        )
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    problem = _lease_problem(args)
+    if problem:
+        log.error("bad flags: %s", problem, extra={"action": "exit", "reason": "bad-flags"})
+        return 2
+
+    from kprof_lib.adapters import tracing
+    from kprof_lib.adapters.kube import connection
+    from kprof_lib.runtimes.operator.app import Operator, Settings
+
+    namespace = args.namespace or connection.own_namespace(DEFAULT_NAMESPACE)
+    settings = Settings(
+        kubeconfig=args.kubeconfig,
+        namespace=namespace,
+        leader_elect=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+        health_addr=args.health_addr,
+        metrics_addr=args.metrics_addr,
+        transport=args.transport,
+        concurrency=args.concurrency,
+        max_profile_bytes=args.max_profile_bytes,
+        local_dir=args.local_dir,
+        spool_dir=args.spool_dir,
+        spool_max_bytes=args.spool_max_bytes,
+        grace_period=args.grace_period,
+    )
+    try:
+        provider = tracing.configure(service_name="kprof-operator", set_global=True)
+    except ValueError as error:
+        log.error("tracing: %s", error, extra={"action": "exit", "reason": "bad-tracing-settings"})
+        return 2
+
+    stop = threading.Event()
+    received: list[str] = []
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        operator = Operator(settings, tracer_provider=provider).start()
+    except Exception as error:  # no kubeconfig, an address in use: say which, do not trace back
+        log.error("cannot start: %s", error, extra={"action": "exit", "reason": "start-failed"})
+        tracing.shutdown()
+        return 1
+    while not stop.wait(1.0):
+        pass
+    log.info(
+        "received %s",
+        received[0] if received else "a stop request",
+        extra={"action": "shutdown", "reason": (received[0] if received else "stop").lower()},
+    )
+    clean = operator.stop()
+    tracing.shutdown(timeout_millis=5_000)
+    logging.shutdown()
+    if not clean:
+        # A check still running past the grace period would keep the interpreter from exiting;
+        # the Lease is released and the spool flushed, so leave now.
+        sys.stderr.flush()
+        os._exit(0)
+    return 0

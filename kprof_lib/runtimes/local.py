@@ -1,0 +1,373 @@
+"""Local mode (`kprof local`): the operator's check cycle over one process on this machine. The
+process is reached at its pprof address (`--target`) and measured from /proc by its pid (`--pid`);
+it stands in the cluster state as a pod "local/<name>" whose requests are the baselines given on
+the command line. Used by developers, by `make demo`, and by tests that drive the Go sample app.
+
+Baselines: a local process has no requests, so unless --cpu-request/--cpu-limit and
+--memory-request/--memory-limit say otherwise, CPU is measured against one core and memory against
+the machine's memory: the percentages are those `top` shows for the process.
+
+Output, on stdout: one line per check (time, usage, the plan's and the execution's recap), one line
+per profile as it lands (type, size, where), and with --console-spans one compact line per span.
+Ctrl-C (or SIGTERM) finishes the check in progress and exits 0; a second Ctrl-C aborts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+from opentelemetry import trace
+
+from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.execution import results
+from kprof_lib.execution.check import CheckReport
+from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor
+from kprof_lib.execution.ports import ProfileStore, StoredObject
+from kprof_lib.execution.telemetry import TRACER_NAME
+from kprof_lib.runtimes import wiring
+from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
+from kprof_lib.runtimes.sidecar import Target
+from kprof_lib.state import annotations, quantities
+
+NAMESPACE = "local"
+MIN_CHECK_INTERVAL = 1.0  # local mode may check faster than the schema's 10 s, for demos and tests
+MAX_CHECK_INTERVAL = 86400.0
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    target: Target
+    pid: int | None
+    name: str
+    service: str  # the stand-in pod's app.kubernetes.io/name label
+    spec: dict[str, Any]  # validated, defaults applied
+    resources: dict[str, dict[str, str]]  # the stand-in pod's container resources (the baselines)
+    out_dir: Path
+    check_interval: float | None = None  # None: the spec's thresholds.checkIntervalSeconds
+    duration: float | None = None
+    console_spans: bool = False
+    max_profile_bytes: int = DEFAULT_MAX_BYTES
+
+
+def baselines(
+    *,
+    cpu_request: str | None = None,
+    cpu_limit: str | None = None,
+    memory_request: str | None = None,
+    memory_limit: str | None = None,
+    proc: Path = procfs.PROC,
+) -> dict[str, dict[str, str]]:
+    """The stand-in container's resources: what was given, and for a resource given neither a
+    request nor a limit, a request of one core (CPU) or of the machine's memory."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for target, name, value in (
+        (requests, "cpu", cpu_request),
+        (limits, "cpu", cpu_limit),
+        (requests, "memory", memory_request),
+        (limits, "memory", memory_limit),
+    ):
+        if value is not None:
+            target[name] = value
+    if "cpu" not in requests and "cpu" not in limits:
+        requests["cpu"] = "1"
+    if "memory" not in requests and "memory" not in limits:
+        requests["memory"] = str(procfs.read_mem_total(proc))
+    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def command_name(pid: int, proc: Path = procfs.PROC) -> str:
+    """The program's file name (comm is cut at 15 characters, the command line is not)."""
+    cmdline = procfs.read_cmdline(pid, proc)
+    if cmdline:
+        return os.path.basename(cmdline[0]) or cmdline[0]
+    try:
+        return procfs.read_stat(pid, proc).comm
+    except procfs.ProcessGone:
+        return "process"
+
+
+def default_name(pid: int | None, target: Target, proc: Path = procfs.PROC) -> str:
+    """`<command>-<pid>` for a measured process, `pprof-<port>` otherwise."""
+    return f"{command_name(pid, proc)}-{pid}" if pid is not None else f"pprof-{target.port}"
+
+
+class Printer:
+    """Whole lines on one stream, from any thread."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def write(self, text: str) -> None:  # the console span exporter's stream interface
+        for part in text.splitlines():
+            self.line(part)
+
+    def flush(self) -> None:
+        pass
+
+
+class LandingStore:
+    """A `ProfileStore` that announces each profile once its store has taken it."""
+
+    def __init__(self, inner: ProfileStore, printer: Printer):
+        self.inner = inner
+        self.printer = printer
+        self.description = inner.description
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def uri_for(self, key: str) -> str:
+        return self.inner.uri_for(key)
+
+    def put(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject:
+        stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
+        state = "spooled" if stored.spooled else "stored"
+        self.printer.line(
+            f"  + {metadata.get('profile-type', '?'):<12} {len(data):>10,} bytes  {state}  {where(stored.uri)}"
+            f"  ({metadata.get('reason', '?')})"
+        )
+        return stored
+
+
+def where(uri: str | None) -> str:
+    """A file URI as a plain path (what `go tool pprof` takes); other URIs as they are."""
+    if uri and uri.startswith("file://"):
+        return unquote(urlsplit(uri).path)
+    return uri or "-"
+
+
+# In every span of a session, or repeated by url.full: left out of the compact lines.
+_REPEATED_ATTRIBUTES = frozenset(
+    {"k8s.namespace.name", "k8s.pod.name", "kprof.store", "kprof.object.key", "kprof.transport", "kprof.config"}
+)
+
+
+def compact_span(span: Any) -> str:
+    """One line per span: name, duration, trace id, status when not OK, then its attributes (less
+    those every span of the session repeats)."""
+    seconds = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+    trace_id = trace.format_trace_id(span.context.trace_id)
+    status = span.status.status_code
+    text = f"  span {span.name:<13} {seconds:6.2f}s trace={trace_id}"
+    if status == trace.StatusCode.ERROR:
+        text += f" status=ERROR({span.status.description})"
+    attributes = " ".join(
+        f"{key}={value}" for key, value in (span.attributes or {}).items() if key not in _REPEATED_ATTRIBUTES
+    )
+    return f"{text} {attributes}\n"
+
+
+def build_tracer_provider(*, console: Printer | None, env: Mapping[str, str]) -> Any:
+    """A provider with the compact console exporter (synchronous, so span lines appear in order
+    with the rest) and whatever the OTEL_* environment asks for; None when neither."""
+    exporters = tracing.make_exporters(env)
+    if console is None and not exporters:
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=tracing.build_resource(env, "kprof-local"))
+    if console is not None:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=console, formatter=compact_span)))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+class LocalRun:
+    """One `kprof local` session: `run()` returns the exit code."""
+
+    def __init__(
+        self,
+        settings: LocalSettings,
+        *,
+        out: IO[str] | None = None,
+        env: Mapping[str, str] = os.environ,
+        proc: Path = procfs.PROC,
+    ):
+        self.settings = settings
+        self.printer = Printer(out or sys.stdout)
+        self.proc = proc
+        self.identity = podinfo.PodIdentity(name=settings.name, namespace=NAMESPACE, app_container="app")
+        self.pod_key = f"{NAMESPACE}/{settings.name}"
+        self.meter = (
+            procfs.UsageMeter(self._locate, proc=proc, min_window=min(1.0, (settings.check_interval or 2.0) / 2))
+            if settings.pid is not None
+            else None
+        )
+        self.provider = build_tracer_provider(console=self.printer if settings.console_spans else None, env=env)
+        tracer = self.provider.get_tracer(TRACER_NAME) if self.provider else trace.NoOpTracer()
+        self.executor = Executor(concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracer)
+        self.stores = wiring.Stores(local_dir=settings.out_dir)
+        self.loop = CheckLoop(
+            config_name=f"{NAMESPACE}/{settings.name}",
+            load_spec=lambda: settings.spec,
+            observe=self.observe,
+            pod_key=lambda: self.pod_key,
+            executor=self.executor,
+            stores=self.stores,
+            transport=wiring.transport("direct"),
+            history=HistoryBook(),
+            interval=settings.check_interval,
+            wrap_store=lambda store: LandingStore(store, self.printer),
+            on_report=self._print_report,
+            on_error=self._print_error,
+        )
+        self.exit_code = 0
+        self._interrupts = 0
+
+    def _locate(self) -> int | None:
+        pid = self.settings.pid
+        try:
+            procfs.read_stat(pid, self.proc)  # type: ignore[arg-type]
+        except procfs.ProcessGone:
+            return None
+        return pid
+
+    def observe(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        target = self.settings.target
+        pod_annotations = {
+            annotations.ENABLED: "true",
+            annotations.PORT: str(target.port),
+            annotations.PATH: target.path,
+            annotations.SCHEME: target.scheme,
+        }
+        pod = podinfo.pod_document(
+            self.identity,
+            labels={"app.kubernetes.io/name": self.settings.service},
+            annotations=pod_annotations,
+            address=target.host,
+            resources=self.settings.resources,
+        )
+        if self.meter is None:
+            return [pod], []
+        usage = self.meter.measure()
+        if usage is None:
+            raise procfs.ProcessGone(f"process {self.settings.pid} has exited")
+        metrics = podinfo.pod_metrics(
+            self.identity,
+            cpu_cores=usage.cpu_cores,
+            memory_bytes=usage.memory_bytes,
+            timestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            window_seconds=usage.window_seconds,
+        )
+        return [pod], [metrics]
+
+    # Output -------------------------------------------------------------------------------------
+
+    def _print_report(self, report: CheckReport) -> None:
+        entry = report.plan.results[0] if report.plan.results else {}
+        observed = entry.get("observed") or {}
+        usage = f"cpu {_percent(observed.get('cpuPercent'))}  mem {_percent(observed.get('memoryPercent'))}"
+        clock = dt.datetime.now().strftime("%H:%M:%S")
+        self.printer.line(f"[{clock}] check {self.loop.checks:<3} {usage}  {report.recap()}")
+        for profile in report.execution.profiles:
+            if profile.status == "failed":
+                self.printer.line(f"  ! {profile.type:<12} FAILED  {profile.error}")
+        for pod_result in report.execution.results:
+            if pod_result.status == results.SKIPPED and pod_result.message:
+                self.printer.line(f"  - {pod_result.message}")
+
+    def _print_error(self, error: Exception) -> None:
+        if isinstance(error, procfs.ProcessGone):
+            self.printer.line(f"{error}; stopping")
+            self.exit_code = 1
+            self.loop.stop()
+            return
+        self.printer.line(f"check failed: {error}")
+
+    def _print_start(self) -> None:
+        settings, spec = self.settings, self.settings.spec
+        whens = []
+        if spec.get("thresholds"):
+            t = spec["thresholds"]
+            whens.append(
+                f"cpu >= {t['cpuThresholdPercent']:g}% or memory >= {t['memoryThresholdPercent']:g}% "
+                f"(cooldown {t['cooldownSeconds']}s)"
+            )
+        if (spec.get("onDemand") or {}).get("enabled"):
+            whens.append(f"every {spec['onDemand']['intervalSeconds']}s (on-demand)")
+        baseline = ", ".join(
+            f"{name} {kind.rstrip('s')} {_human(name, value)}"
+            for kind, values in settings.resources.items()
+            for name, value in values.items()
+        )
+        self.printer.line(
+            f"kprof local: {settings.target} as pod {self.pod_key}"
+            + (f" (pid {settings.pid})" if settings.pid is not None else "")
+        )
+        self.printer.line(
+            f"  capture {','.join(spec['profileTypes'])} when {' or '.join(whens) or 'never'}; "
+            f"check every {self.loop.check_interval(spec):g}s; baselines: {baseline}"
+        )
+        store = self.stores.for_spec(spec)
+        self.printer.line(
+            f"  profiles go to {store.description}"
+            + (f"; stopping after {settings.duration:g}s" if settings.duration else "")
+            + "; Ctrl-C to stop"
+        )
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._print_start()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if self.meter is not None:
+            self.meter.measure()  # opens the first CPU window
+        worker = threading.Thread(
+            target=self.loop.run, kwargs={"duration": self.settings.duration}, name="kprof-local-loop", daemon=True
+        )
+        try:
+            worker.start()
+            # The main thread only waits, so a signal handler never interrupts a thread that holds
+            # the loop's locks.
+            while worker.is_alive():
+                worker.join(0.5)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self.provider is not None:
+                tracing.shutdown(self.provider)
+        self.printer.line(f"stopped after {self.loop.checks} check(s)")
+        if not self.loop.completed:
+            return 1  # the loop died of an error, already reported on stderr
+        return self.exit_code
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._interrupts += 1
+        if self._interrupts > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.printer.line("stopping: finishing the check in progress (Ctrl-C again to abort)")
+        self.loop.stop()
+
+
+def _human(resource: str, quantity: str) -> str:
+    value = quantities.parse(quantity)
+    if resource == "cpu":
+        return f"{value:g} core{'s' if value != 1 else ''}"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:g} bytes"
+
+
+def _percent(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:5.1f}%"

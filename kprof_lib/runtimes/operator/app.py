@@ -1,0 +1,346 @@
+"""The operator, wired: watch caches for pods and ProfilingConfigs, leader election on a Lease, one
+scheduler with a check (and on-demand) job per config, the check runner, the stores and transports,
+the HTTP endpoints. `kprof run` builds one from its flags; the end-to-end tests build one in the
+test process when the scenario is not about processes.
+
+Start order: endpoints (so probes answer at once), watches, the scheduler, then the campaign for
+the Lease. `stop()` is the SIGTERM path: no new runs, runs in progress get the grace period, the
+spools are flushed once, the Lease is released (a standby takes over at once), then everything
+else stops. Only the leader checks; a standby keeps its caches warm and its jobs scheduled, and
+when it gains the Lease it reads the capture history afresh and checks every config at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+
+from kprof_lib.adapters.kube import connection
+from kprof_lib.adapters.kube.events import EventRecorder
+from kprof_lib.adapters.kube.history import ConfigMapHistory
+from kprof_lib.adapters.kube.informer import DELETED, ConfigWatch, PodCache
+from kprof_lib.adapters.kube.leader import LeaderElector
+from kprof_lib.adapters.kube.metrics import MetricsServer
+from kprof_lib.adapters.kube.selectors import to_selector_string
+from kprof_lib.adapters.kube.status import StatusWriter
+from kprof_lib.execution import telemetry
+from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor, PodLocks
+from kprof_lib.execution.ports import ProfileRequest, Response, Transport
+from kprof_lib.runtimes import endpoints, wiring
+from kprof_lib.runtimes.operator import http
+from kprof_lib.runtimes.operator.checks import CheckRunner
+from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
+from kprof_lib.state.cluster import ON_DEMAND_KEY, parse_time
+
+log = logging.getLogger("kprof.operator")
+
+
+@dataclass
+class Settings:
+    """What `kprof run`'s flags set (see docs/OPERATOR.md for each)."""
+
+    kubeconfig: str | None = None
+    namespace: str = "kprof-system"
+    leader_elect: bool = True
+    lease_name: str = "kprof-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    health_addr: str = ":8081"
+    metrics_addr: str = ":8080"
+    transport: str = "direct"
+    concurrency: int = 8
+    max_profile_bytes: int = DEFAULT_MAX_BYTES
+    local_dir: str = "/var/lib/kprof/profiles"
+    spool_dir: str = "/var/lib/kprof/spool"
+    spool_max_bytes: int = wiring.DEFAULT_SPOOL_MAX_BYTES
+    grace_period: float = 30.0
+    identity: str | None = None  # the Lease holder's name; default: $POD_NAME or the host name, plus a suffix
+
+
+def default_identity() -> str:
+    # Two processes on one host (or a restarted pod) must not share an identity: client-go adds
+    # a UUID for the same reason.
+    base = os.environ.get("POD_NAME") or socket.gethostname() or "kprof"
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+class BoundedTransport:
+    """A transport that lets at most `limit` profiles stream at once across every check, so
+    `--concurrency` bounds the whole operator, not each config."""
+
+    def __init__(self, inner: Transport, slots: threading.BoundedSemaphore):
+        self.inner = inner
+        self.name = inner.name
+        self._slots = slots
+
+    @contextlib.contextmanager
+    def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
+        with self._slots, self.inner.open(request, timeout) as response:
+            yield response
+
+
+class Operator:
+    def __init__(
+        self, settings: Settings, *, api_client: Any = None, tracer_provider: trace.TracerProvider | None = None
+    ):
+        self.settings = settings
+        self.api = api_client or connection.api_client(settings.kubeconfig)
+        self.identity = settings.identity or default_identity()
+        self.instruments = http.Instruments()
+        self._stopped = threading.Event()
+        self._synced = threading.Event()
+        self._activation = threading.Lock()  # sync and leadership may arrive together
+
+        self.pods = PodCache(self.api)
+        self.configs = ConfigWatch(self.api)
+        self.history = ConfigMapHistory(self.api, settings.namespace)
+        self.events = EventRecorder(self.api, host=os.environ.get("POD_NAME") or self.identity)
+        self.stores = wiring.Stores(
+            local_dir=settings.local_dir, spool_dir=settings.spool_dir, spool_max_bytes=settings.spool_max_bytes
+        )
+        tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(telemetry.TRACER_NAME)
+        self.executor = Executor(
+            concurrency=settings.concurrency, max_bytes=settings.max_profile_bytes, pod_locks=PodLocks(), tracer=tracer
+        )
+        self._capture_slots = threading.BoundedSemaphore(settings.concurrency)
+        self._transports: dict[str, Transport] = {}
+        self._transports_lock = threading.Lock()
+
+        self.elector: LeaderElector | None = None
+        if settings.leader_elect:
+            self.elector = LeaderElector(
+                self.api,
+                settings.namespace,
+                settings.lease_name,
+                self.identity,
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
+                on_started_leading=self._started_leading,
+                on_stopped_leading=self._stopped_leading,
+            )
+
+        self.runner = CheckRunner(
+            configs=self._config,
+            pods=self.pods,
+            metrics=MetricsServer(self.api),
+            history=self.history,
+            events=self.events,
+            status=StatusWriter(self.api),
+            executor=self.executor,
+            store_for=self.stores.for_spec,
+            transport_for=self._transport,
+            default_transport=settings.transport,
+            instruments=self.instruments,
+            is_leader=self.may_check,
+            selector_string=to_selector_string,
+            after_run=self._flush_spool,
+        )
+        self.scheduler = ConfigScheduler(
+            self.runner,
+            on_removed=self._forget,
+            next_on_demand=self._next_on_demand,
+            workers=max(8, settings.concurrency * 2),
+        )
+        self.configs.on_change(self._config_changed)
+
+        self.instruments.track_watch("pods", lambda: self.pods.restarts + self.pods.relists)
+        self.instruments.track_watch("profilingconfigs", lambda: self.configs.restarts + self.configs.relists)
+        self.instruments.track_leader(self.is_leader)
+        self.instruments.track_spool(lambda: sum(store.pending_bytes for store in self.stores.spooling()))
+        self.endpoints = http.serve(
+            endpoints.parse_address(settings.health_addr),
+            endpoints.parse_address(settings.metrics_addr),
+            self.ready,
+            self.instruments,
+        )
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Operator:
+        for endpoint in self.endpoints:
+            endpoint.start()
+        self.pods.start()
+        self.configs.start()
+        # Jobs stay paused until both caches are synced and this process leads: a check over a
+        # half-loaded cache would see pods missing.
+        self.scheduler.start(active=False)
+        threading.Thread(target=self._activate_when_synced, name="kprof-sync-wait", daemon=True).start()
+        if self.elector is not None:
+            self.elector.start()
+        log.info(
+            "operator started as %s (namespace %s, leader election %s)",
+            self.identity,
+            self.settings.namespace,
+            "on" if self.elector else "off",
+            extra={"action": "start", "identity": self.identity, "namespace": self.settings.namespace},
+        )
+        return self
+
+    def stop(self) -> bool:
+        """Stop as on SIGTERM; True when every run in progress finished within the grace period."""
+        if self._stopped.is_set():
+            return True
+        self._stopped.set()
+        grace = self.settings.grace_period
+        log.info(
+            "stopping: waiting up to %ss for checks in progress",
+            grace,
+            extra={"action": "stop", "in_flight": self.scheduler.in_flight},
+        )
+        finished = self.scheduler.stop(grace)
+        if not finished:
+            log.warning(
+                "grace period over with %d check(s) still running; they are abandoned",
+                self.scheduler.in_flight,
+                extra={"action": "stop", "reason": "grace-period-over"},
+            )
+        for store in self.stores.spooling():
+            try:
+                report = store.flush()
+            except Exception as error:
+                log.warning("flushing the spool %s failed: %s", store.spool_dir, error, extra={"action": "flush"})
+                continue
+            if report.remaining_bytes:
+                log.warning(
+                    "%d bytes of profiles stay in the spool %s for the next start",
+                    report.remaining_bytes,
+                    store.spool_dir,
+                    extra={"action": "flush", "reason": "store-unreachable"},
+                )
+        if self.elector is not None:
+            self.elector.stop(release=True)
+        self.configs.stop()
+        self.pods.stop()
+        for endpoint in self.endpoints:
+            endpoint.stop()
+        log.info("operator stopped", extra={"action": "stopped", "clean": finished})
+        return finished
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self.pods.wait_synced(timeout) and self.configs.wait_synced(timeout)
+
+    # State -------------------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        if self._stopped.is_set():
+            return False
+        return self.elector.is_leader if self.elector is not None else True
+
+    def may_check(self) -> bool:
+        """Checks run only in the leader, and only over synced caches."""
+        return self._synced.is_set() and self.is_leader()
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when both caches are synced and leadership is settled (leading, or standing by
+        after having seen the Lease)."""
+        waiting = [
+            name for name, cache in (("pods", self.pods), ("profilingconfigs", self.configs)) if not cache.synced
+        ]
+        if waiting:
+            return False, f"waiting for the {' and '.join(waiting)} cache to sync"
+        if self._stopped.is_set():
+            return False, "shutting down"
+        if self.elector is None:
+            return True, "caches synced; leader election off"
+        if not self.elector.settled:
+            return False, f"caches synced; Lease {self.settings.lease_name} not seen yet"
+        if self.elector.is_leader:
+            return True, "caches synced; leader"
+        return True, f"caches synced; standing by (leader: {self.elector.leader_identity or 'none'})"
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Where each endpoint listens, e.g. {"health": "127.0.0.1:8081", "metrics": ...}."""
+        found = {}
+        for endpoint in self.endpoints:
+            for part in endpoint.name.split("+"):
+                found[part] = str(endpoint.address)
+        return found
+
+    # Callbacks ---------------------------------------------------------------------------------
+
+    def _config(self, key: str) -> dict[str, Any] | None:
+        namespace, _, name = key.partition("/")
+        return self.configs.get(namespace, name)
+
+    def _config_changed(self, event_type: str, config: dict[str, Any]) -> None:
+        if self._stopped.is_set():
+            return
+        if event_type == DELETED:
+            self.scheduler.remove(config_key(config))
+        else:
+            self.scheduler.sync(config)
+
+    def _forget(self, key: str) -> None:
+        self.runner.forget(key)
+        if self.is_leader():
+            self.history.forget(key)
+            log.info(
+                "forgot the capture history of %s", key, extra={"config": key, "action": "forget", "reason": "deleted"}
+            )
+
+    def _next_on_demand(self, key: str, interval: int) -> dt.datetime | None:
+        """When the pod of `key` captured on demand longest ago is due again (None: no history)."""
+        times = []
+        for entry in self.history.load(key).values():
+            with contextlib.suppress(ValueError, TypeError):
+                times.append(parse_time(entry.get(ON_DEMAND_KEY)))
+        return min(times) + dt.timedelta(seconds=interval) if times else None
+
+    def _transport(self, name: str) -> Transport:
+        with self._transports_lock:
+            if name not in self._transports:
+                self._transports[name] = BoundedTransport(wiring.transport(name, self.api), self._capture_slots)
+            return self._transports[name]
+
+    def _flush_spool(self, store: Any) -> None:
+        if getattr(store, "pending_bytes", 0):
+            report = store.flush()
+            if report.uploaded:
+                log.info(
+                    "uploaded %d spooled profile(s)",
+                    report.uploaded,
+                    extra={"action": "flush", "uploaded": report.uploaded, "remaining_bytes": report.remaining_bytes},
+                )
+                self.instruments.uploads.labels("stored").inc(report.uploaded)
+
+    def _activate_when_synced(self) -> None:
+        while not self._stopped.is_set():
+            if self.pods.wait_synced(0.5) and self.configs.wait_synced(0.5):
+                break
+        if self._stopped.is_set():
+            return
+        log.info(
+            "caches synced: %d pods, %d ProfilingConfigs",
+            len(self.pods),
+            len(self.configs),
+            extra={"action": "synced", "pods": len(self.pods), "configs": len(self.configs)},
+        )
+        with self._activation:
+            self._synced.set()
+            if self.is_leader():
+                self.scheduler.activate()
+
+    def _started_leading(self) -> None:
+        # Another leader may have written history and status meanwhile: read them afresh.
+        self.history.invalidate()
+        self.runner.leadership_changed()
+        with self._activation:
+            if self._synced.is_set():
+                self.scheduler.activate()
+
+    def _stopped_leading(self) -> None:
+        self.scheduler.deactivate()
+        self.runner.leadership_changed()

@@ -1,0 +1,126 @@
+"""The operator's HTTP endpoints and Prometheus instruments: `/healthz` (the process answers),
+`/readyz` (caches synced and leadership settled) on the health address, `/metrics` on the metrics
+address (one server when both addresses are the same). `Instruments` owns a private
+prometheus-client registry, so several operators in one process (tests) never share counters.
+Used by `app.Operator`, which starts and stops the servers, and by `checks`, which counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from kprof_lib.runtimes.endpoints import Address, Endpoints, Route, health_routes
+
+log = logging.getLogger("kprof.operator.http")
+
+# CPU profiles take cpuProfileSeconds (1-300 s); the others a fraction of a second.
+CAPTURE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+
+
+class Instruments:
+    """The operator's metrics, on a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.checks = Counter(
+            "kprof_checks",
+            "Checks run, by ProfilingConfig and result (ok, error, invalid).",
+            ["config", "result"],
+            registry=r,
+        )
+        self.captures = Counter(
+            "kprof_captures",
+            "Profiles captured, by profile type, reason and result (stored, spooled, failed).",
+            ["type", "reason", "result"],
+            registry=r,
+        )
+        self.uploads = Counter(
+            "kprof_uploads", "Profiles handed to a store, by result (stored, spooled, failed).", ["result"], registry=r
+        )
+        self.capture_duration = Histogram(
+            "kprof_capture_duration_seconds",
+            "Time to fetch and store one profile, by profile type.",
+            ["type"],
+            buckets=CAPTURE_BUCKETS,
+            registry=r,
+        )
+        self.active_pods = Gauge(
+            "kprof_active_pods", "Pods a ProfilingConfig selects that are running and opted in.", ["config"], registry=r
+        )
+        self.threshold_violations = Counter(
+            "kprof_threshold_violations",
+            "Pods seen at or above a threshold in a check, by config and resource.",
+            ["config", "resource"],
+            registry=r,
+        )
+        self.spool_bytes = Gauge("kprof_spool_bytes", "Bytes of profiles waiting in the local spool.", registry=r)
+        self.leader = Gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.", registry=r)
+        self._watches: dict[str, Callable[[], int]] = {}
+        r.register(_WatchRestarts(self._watches))
+
+    def track_watch(self, resource: str, restarts: Callable[[], int]) -> None:
+        """Export `restarts()` (the informer's own count of watches started again) as
+        kprof_watch_restarts_total{resource}."""
+        self._watches[resource] = restarts
+
+    def track_leader(self, is_leader: Callable[[], bool]) -> None:
+        self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
+
+    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
+        self.spool_bytes.set_function(lambda: float(pending_bytes()))
+
+    def forget_config(self, config: str) -> None:
+        """Drop the per-config gauge of a deleted ProfilingConfig (counters keep their history)."""
+        try:
+            self.active_pods.remove(config)
+        except KeyError:
+            pass
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _WatchRestarts(Collector):
+    """kprof_watch_restarts_total, read from the informers when scraped: they count, not us."""
+
+    def __init__(self, sources: Mapping[str, Callable[[], int]]):
+        self._sources = sources
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = self._family()
+        for resource, restarts in sorted(self._sources.items()):
+            family.add_metric([resource], float(restarts()))
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "kprof_watch_restarts",
+            "Watches started again after an error, a 410 Gone or a dropped stream.",
+            labels=["resource"],
+        )
+
+
+def metrics_routes(instruments: Instruments) -> dict[str, Route]:
+    return {"/metrics": lambda: (200, CONTENT_TYPE_LATEST, instruments.exposition())}
+
+
+def serve(
+    health: Address, metrics: Address, ready: Callable[[], tuple[bool, str]], instruments: Instruments
+) -> list[Endpoints]:
+    """The servers for the two addresses (one when they are the same), not yet started."""
+    if health == metrics:
+        return [Endpoints(health, {**health_routes(ready), **metrics_routes(instruments)}, "health+metrics")]
+    return [
+        Endpoints(health, health_routes(ready), "health"),
+        Endpoints(metrics, metrics_routes(instruments), "metrics"),
+    ]

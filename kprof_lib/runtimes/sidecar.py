@@ -1,0 +1,418 @@
+"""The sidecar runtime (`kprof sidecar`): profiles the app container of its own pod, from inside the
+pod, with no Kubernetes API access and no metrics-server.
+
+Through the pod's shared process namespace (`shareProcessNamespace: true`) it finds the app's
+process and measures its CPU rate and memory from /proc (`adapters.procfs`); from the downward API
+it knows the pod's name, namespace, labels, annotations and the app container's requests and limits
+(`adapters.podinfo`). Each check builds the one-pod cluster state from those and runs the
+operator's own cycle (`run_check`: reconcile, executor, spans) on it, reaching the app's pprof
+endpoint over the pod's loopback. Profiles go to S3 (spec.s3Config, spooled on the pod's emptyDir
+while S3 is unreachable) or to the local directory. The capture history lives in memory and in a
+JSON file beside the spool, so a restarted sidecar keeps its cooldowns.
+
+The spec comes from a file (a ConfigMap volume; re-read when it changes, a broken edit is logged
+and the last good spec kept) or from inline YAML/JSON. SIGTERM or SIGINT: the check in progress is
+finished, the spool flushed, and the process exits 0. docs/SIDECAR.md lists the pod settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import yaml
+
+from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.execution.check import CheckReport
+from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor
+from kprof_lib.runtimes import endpoints, wiring
+from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
+from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.validation import validate_spec
+from kprof_lib.state import annotations
+
+log = logging.getLogger("kprof.sidecar")
+
+HISTORY_FILE = "kprof-history.json"
+LOOPBACK = "127.0.0.1"
+DEFAULT_HEALTH_ADDR = ":8082"
+DEFAULT_LOCAL_DIR = "/var/lib/kprof/profiles"
+DEFAULT_SPOOL_DIR = "/var/lib/kprof/spool"
+DEFAULT_CONFIG_FILE = "/etc/kprof/config.yaml"
+DEFAULT_PODINFO_DIR = "/etc/kprof/podinfo"
+
+
+class SettingsError(ValueError):
+    """A setting (flag or environment variable) that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the app serves pprof, as the sidecar reaches it."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+def parse_target(url: str) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"--target {url!r}: expected http(s)://HOST:PORT[/PATH], e.g. http://127.0.0.1:6060")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise SettingsError(f"--target {url!r}: the port must be a number from 1 to 65535") from None
+    path = parts.path.rstrip("/") or annotations.DEFAULT_PATH
+    return Target(parts.scheme, parts.hostname, port, path)
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    identity: podinfo.PodIdentity
+    config_file: Path | None
+    config_text: str | None
+    podinfo_dir: Path | None
+    app_process: str | None
+    target: Target | None
+    local_dir: Path
+    spool_dir: Path
+    health_addr: str
+    max_profile_bytes: int = DEFAULT_MAX_BYTES
+
+
+def settings_from(
+    *,
+    env: Mapping[str, str],
+    config: str | None = None,
+    app_process: str | None = None,
+    app_container: str | None = None,
+    target: str | None = None,
+    local_dir: str | None = None,
+    spool_dir: str | None = None,
+    podinfo_dir: str | None = None,
+    health_addr: str | None = None,
+    max_profile_bytes: int = DEFAULT_MAX_BYTES,
+) -> SidecarSettings:
+    """Flags win over the environment, which wins over the defaults."""
+    identity = podinfo.identity_from_env(env, app_container=app_container)
+    config_text = None
+    config_file = config or env.get("KPROF_CONFIG_FILE", "").strip() or None
+    if config_file is None:
+        config_text = env.get("KPROF_CONFIG", "").strip() or None
+        if config_text is None:
+            if not Path(DEFAULT_CONFIG_FILE).exists():
+                raise SettingsError(
+                    "no ProfilingConfig: give --config FILE, or set KPROF_CONFIG_FILE or KPROF_CONFIG "
+                    f"(default file {DEFAULT_CONFIG_FILE} does not exist)"
+                )
+            config_file = DEFAULT_CONFIG_FILE
+    pattern = app_process or None
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise SettingsError(f"--app-process {pattern!r}: not a regular expression: {error}") from None
+    info_dir = podinfo_dir or env.get("KPROF_PODINFO_DIR", "").strip() or DEFAULT_PODINFO_DIR
+    address = health_addr or DEFAULT_HEALTH_ADDR
+    try:
+        endpoints.parse_address(address)
+    except ValueError as error:
+        raise SettingsError(f"--health-addr {error}") from None
+    return SidecarSettings(
+        identity=identity,
+        config_file=Path(config_file) if config_file else None,
+        config_text=config_text,
+        podinfo_dir=Path(info_dir),
+        app_process=pattern,
+        target=parse_target(target) if target else None,
+        local_dir=Path(local_dir or env.get("KPROF_LOCAL_DIR", "").strip() or DEFAULT_LOCAL_DIR),
+        spool_dir=Path(spool_dir or env.get("KPROF_SPOOL_DIR", "").strip() or DEFAULT_SPOOL_DIR),
+        health_addr=address,
+        max_profile_bytes=max_profile_bytes,
+    )
+
+
+class SpecSource:
+    """The spec from a file or inline text: a whole ProfilingConfig document or a bare spec. A file
+    is read again at every check; a change that does not validate is logged (reason InvalidConfig)
+    and the last good spec stays in force."""
+
+    def __init__(self, *, path: Path | None = None, text: str | None = None):
+        if (path is None) == (text is None):
+            raise ValueError("give a path or a text")
+        self.path = path
+        self._text = text
+        self._seen: str | None = None
+        self._spec: dict[str, Any] | None = None
+        self.name = "kprof-sidecar"
+
+    def load(self) -> dict[str, Any]:
+        """The spec in force; raises `SpecError` or `SettingsError` only while there has never been
+        a valid one."""
+        try:
+            text = self.path.read_text(encoding="utf-8") if self.path is not None else self._text
+        except OSError as error:
+            return self._keep(SettingsError(f"{self.path}: cannot read: {error.strerror or error}"))
+        assert text is not None
+        if text == self._seen and self._spec is not None:
+            return self._spec
+        self._seen = text
+        try:
+            spec, name = self._parse(text)
+        except (SpecError, SettingsError) as error:
+            return self._keep(error)
+        if self._spec is not None:
+            log.info(
+                "ProfilingConfig changed; the new spec applies from this check on",
+                extra={"config": name, "action": "reload", "reason": "ConfigChanged"},
+            )
+        self._spec, self.name = spec, name
+        return spec
+
+    def _parse(self, text: str) -> tuple[dict[str, Any], str]:
+        where = str(self.path) if self.path is not None else "KPROF_CONFIG"
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise SettingsError(f"{where}: not valid YAML or JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise SettingsError(f"{where}: expected a ProfilingConfig or its spec (an object)")
+        name = self.name
+        if "spec" in document and ("kind" in document or "apiVersion" in document):
+            metadata = document.get("metadata") or {}
+            if isinstance(metadata, dict) and metadata.get("name"):
+                name = "/".join(str(part) for part in (metadata.get("namespace"), metadata["name"]) if part)
+            document = document["spec"]
+        return validate_spec(document), name
+
+    def _keep(self, error: Exception) -> dict[str, Any]:
+        if self._spec is None:
+            raise error
+        log.error(
+            "invalid ProfilingConfig, keeping the previous spec: %s",
+            error,
+            extra={"config": self.name, "action": "reload", "reason": "InvalidConfig"},
+        )
+        return self._spec
+
+
+class Sidecar:
+    """One sidecar process: `run()` checks until SIGTERM/SIGINT (or `stop()`), then returns 0."""
+
+    def __init__(self, settings: SidecarSettings, *, env: Mapping[str, str] = os.environ, proc: Path = procfs.PROC):
+        self.settings = settings
+        identity = settings.identity
+        self.pod_key = f"{identity.namespace}/{identity.name}"
+        self.spec_source = (
+            SpecSource(path=settings.config_file)
+            if settings.config_file is not None
+            else SpecSource(text=settings.config_text)
+        )
+        self.proc = proc
+        self.meter = procfs.UsageMeter(self._locate_app, proc=proc)
+        self._app_seen: bool | None = None
+        self.provider = tracing.configure(service_name="kprof-sidecar", env=_with_pod_resource(env, identity))
+        self.executor = Executor(
+            concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracing.get_tracer(self.provider)
+        )
+        self.stores = wiring.Stores(local_dir=settings.local_dir, spool_dir=settings.spool_dir)
+        self.loop = CheckLoop(
+            config_name=self.spec_source.name,
+            load_spec=self._load_spec,
+            observe=self.observe,
+            pod_key=lambda: self.pod_key,
+            executor=self.executor,
+            stores=self.stores,
+            transport=wiring.transport("direct"),
+            history=HistoryBook(settings.spool_dir / HISTORY_FILE),
+            on_report=self._log_report,
+        )
+        self._running = threading.Event()
+
+    # What a check sees --------------------------------------------------------------------------
+
+    def _load_spec(self) -> dict[str, Any]:
+        spec = self.spec_source.load()
+        self.loop.config_name = self.spec_source.name
+        return spec
+
+    def _locate_app(self) -> int | None:
+        return procfs.find_app_process(self.settings.app_process, proc=self.proc)
+
+    def observe(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        identity = self.settings.identity
+        labels, pod_annotations = self._downward_api()
+        target = self.settings.target
+        if target is not None:
+            pod_annotations = {
+                **pod_annotations,
+                annotations.PORT: str(target.port),
+                annotations.PATH: target.path,
+                annotations.SCHEME: target.scheme,
+            }
+        pod = podinfo.pod_document(
+            identity, labels=labels, annotations=pod_annotations, address=target.host if target else LOOPBACK
+        )
+        usage = self.meter.measure()
+        self._note_app(usage)
+        if usage is None:
+            return [pod], []
+        metrics = podinfo.pod_metrics(
+            identity,
+            cpu_cores=usage.cpu_cores,
+            memory_bytes=usage.memory_bytes,
+            timestamp=self.loop.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            window_seconds=usage.window_seconds,
+        )
+        return [pod], [metrics]
+
+    def _downward_api(self) -> tuple[dict[str, str], dict[str, str]]:
+        folder = self.settings.podinfo_dir
+        labels = podinfo.read_downward_file(folder / "labels") if folder else None
+        found = podinfo.read_downward_file(folder / "annotations") if folder else None
+        # Without the annotations file, the sidecar's presence is the pod's opt-in; with it, the
+        # pod's own profiling.io/enabled decides (and can pause the sidecar without a restart).
+        return labels or {}, found if found is not None else {annotations.ENABLED: "true"}
+
+    def _note_app(self, usage: procfs.Usage | None) -> None:
+        seen = usage is not None
+        if seen == self._app_seen:
+            return
+        self._app_seen = seen
+        if seen:
+            assert usage is not None
+            cmdline = " ".join(procfs.read_cmdline(usage.pid, self.proc))[:200]
+            log.info(
+                "measuring the app process %d: %s",
+                usage.pid,
+                cmdline,
+                extra={"pod": self.pod_key, "action": "measure", "pid": usage.pid},
+            )
+        else:
+            log.warning(
+                "app process not found (pattern %r); checks see no metrics until it is",
+                self.settings.app_process or "(first process that is not pause or the sidecar)",
+                extra={"pod": self.pod_key, "action": "measure", "reason": "no-metrics"},
+            )
+
+    def _log_report(self, report: CheckReport) -> None:
+        entry = report.plan.results[0] if report.plan.results else {}
+        observed = entry.get("observed") or {}
+        log.info(
+            "check: %s",
+            report.recap(),
+            extra={
+                "config": self.spec_source.name,
+                "pod": self.pod_key,
+                "action": entry.get("action"),
+                "reason": entry.get("reason"),
+                "cpuPercent": observed.get("cpuPercent"),
+                "memoryPercent": observed.get("memoryPercent"),
+                "profiles": [
+                    {"type": p.type, "status": p.status, "bytes": p.bytes, "uri": p.uri, "error": p.error}
+                    for p in report.execution.profiles
+                ]
+                or None,
+            },
+        )
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def ready(self) -> tuple[bool, str]:
+        return (True, "checking") if self._running.is_set() and not self.loop.stopping else (False, "not running")
+
+    def run(self) -> int:
+        """Runs until stopped; 0 after a clean stop, 1 when the spec was never valid."""
+        try:
+            spec = self._load_spec()
+        except (SpecError, SettingsError) as error:
+            log.error("cannot start: %s", error, extra={"action": "start", "reason": "InvalidConfig"})
+            return 1
+        self._log_start(spec)
+        try:
+            server = endpoints.Endpoints(
+                endpoints.parse_address(self.settings.health_addr), endpoints.health_routes(self.ready), "health"
+            )
+        except OSError as error:
+            log.error(
+                "cannot serve health checks on %s: %s",
+                self.settings.health_addr,
+                error,
+                extra={"action": "start", "reason": "listen-failed"},
+            )
+            return 1
+        server.start()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self.meter.measure()  # opens the first CPU window
+        worker = threading.Thread(target=self.loop.run, name="kprof-sidecar-loop", daemon=True)
+        self._running.set()
+        try:
+            worker.start()
+            # The main thread only waits, so a signal handler never interrupts a thread that holds
+            # the loop's locks.
+            while worker.is_alive():
+                worker.join(0.5)
+        finally:
+            self._running.clear()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            server.stop()
+            tracing.shutdown(self.provider)
+        if not self.loop.completed:  # the loop died of an error: worth a restart of the container
+            log.error("the check loop ended unexpectedly", extra={"pod": self.pod_key, "action": "stop"})
+            return 1
+        log.info("stopped", extra={"pod": self.pod_key, "action": "stop"})
+        return 0
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info(
+            "%s received: finishing the check in progress",
+            signal.Signals(signum).name,
+            extra={"pod": self.pod_key, "action": "stop"},
+        )
+        self.loop.stop()
+
+    def _log_start(self, spec: dict[str, Any]) -> None:
+        store = self.stores.for_spec(spec)
+        log.info(
+            "kprof sidecar starting",
+            extra={
+                "config": self.spec_source.name,
+                "pod": self.pod_key,
+                "action": "start",
+                "target": str(self.settings.target) if self.settings.target else f"{LOOPBACK} (port from annotations)",
+                "appProcess": self.settings.app_process,
+                "appContainer": self.settings.identity.app_container,
+                "store": store.description,
+                "history": str(self.loop.history.path),
+                "health": self.settings.health_addr,
+                "tracing": self.provider is not None,
+            },
+        )
+
+
+def _with_pod_resource(env: Mapping[str, str], identity: podinfo.PodIdentity) -> dict[str, str]:
+    """The environment with the pod's identity added to OTEL_RESOURCE_ATTRIBUTES (the user's own
+    attributes win), so the sidecar's spans say which pod they come from."""
+    ours = {"k8s.pod.name": identity.name, "k8s.namespace.name": identity.namespace}
+    if identity.uid:
+        ours["k8s.pod.uid"] = identity.uid
+    given = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
+    pairs = ",".join(f"{key}={quote(value, safe='')}" for key, value in ours.items())
+    return {**env, "OTEL_RESOURCE_ATTRIBUTES": f"{pairs},{given}" if given else pairs}

@@ -1,0 +1,390 @@
+"""The operator's end-to-end scenarios against a real Kubernetes cluster (kind or any kubeconfig),
+run only when KPROF_E2E_KUBECONFIG names that cluster's kubeconfig. Without it the whole module is
+reported as skipped with a reason that starts with "NOT RUN": it has not passed, it did not run.
+
+What the cluster needs (docs/OPERATOR.md shows the kind commands): metrics-server serving
+metrics.k8s.io; the sample app's image (examples/sample-app) loadable by its nodes, named by
+KPROF_E2E_SAMPLE_IMAGE (default kprof/sample-app:latest); the kubeconfig's user may create
+namespaces, pods, CRDs and ProfilingConfigs. The operator runs on this machine as `kprof run
+--kubeconfig`, reaching the pods through the API server (KPROF_E2E_TRANSPORT, default
+portforward, since pod IPs are rarely routable from outside); profiles go to the moto S3 server
+on 127.0.0.1, which the operator process reaches directly. Each run works in a namespace of its
+own (kprof-e2e-<random>), deleted afterwards, which also holds the operator's Lease and history.
+
+The same scenarios as tests/test_operator_e2e.py where a real cluster allows them: a threshold
+breach (real CPU load, real metrics-server figures) stores CPU and heap profiles with the right
+key and metadata, moves the status counters and records an Event; an invalid config is reported
+while the others work; on-demand captures at its interval; SIGTERM exits 0 and releases the
+Lease; the cooldown holds across a restart; of two operators one captures and the other takes
+over after a kill without capturing again. API faults (410, 500, dropped watches) cannot be
+caused on demand in a real cluster and are covered by the emulator suite only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+KUBECONFIG = os.environ.get("KPROF_E2E_KUBECONFIG")
+if not KUBECONFIG:
+    pytest.skip(
+        "NOT RUN: the real-cluster suite needs KPROF_E2E_KUBECONFIG (a kubeconfig of a cluster with "
+        "metrics-server, e.g. kind; see docs/OPERATOR.md). Skipped, not passed.",
+        allow_module_level=True,
+    )
+
+from kubernetes import client  # noqa: E402 - only once the suite is going to run
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+
+from kprof_lib.adapters.kube import connection  # noqa: E402
+from kprof_lib.adapters.kube.history import configmap_name  # noqa: E402
+from kprof_lib.spec import schemas  # noqa: E402
+from kprof_lib.spec.crd import build_crd  # noqa: E402
+from tests.operator_support import (  # noqa: E402
+    OperatorProcess,
+    aws_environment,
+    condition,
+    events_about,
+    s3_config,
+    status_of,
+    wait_until,
+)
+from tests.support.s3server import S3Server  # noqa: E402
+
+pytestmark = pytest.mark.e2e_cluster
+
+SAMPLE_IMAGE = os.environ.get("KPROF_E2E_SAMPLE_IMAGE", "kprof/sample-app:latest")
+TRANSPORT = os.environ.get("KPROF_E2E_TRANSPORT", "portforward")
+PPROF_PORT = 6060
+ON_DEMAND_INTERVAL = 30
+# Real clusters are slower than the emulator: pods pull and start, metrics-server scrapes every 15 s.
+POD_START_TIMEOUT = 180
+METRICS_TIMEOUT = 180
+
+
+class Cluster:
+    """The cluster under test, through the kubernetes client, and the run's own namespace."""
+
+    def __init__(self, kubeconfig: str):
+        self.kubeconfig = Path(kubeconfig)
+        self.api = connection.api_client(kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.namespace = f"kprof-e2e-{uuid.uuid4().hex[:6]}"
+
+    def ensure_crd(self) -> None:
+        crd = build_crd(schemas.load("profilingconfig"))
+        extensions = client.ApiextensionsV1Api(self.api)
+        try:
+            extensions.create_custom_resource_definition(crd)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        wait_until(
+            lambda: _established(extensions.read_custom_resource_definition(crd["metadata"]["name"])),
+            60,
+            "the ProfilingConfig CRD to be established",
+        )
+
+    def create_namespace(self) -> None:
+        self.core.create_namespace({"metadata": {"name": self.namespace, "labels": {"kprof-e2e": "true"}}})
+
+    def delete_namespace(self) -> None:
+        try:
+            self.core.delete_namespace(self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def create_config(self, name: str, spec: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": "profiling.io/v1alpha1",
+            "kind": "ProfilingConfig",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec,
+        }
+        self.custom.create_namespaced_custom_object(
+            "profiling.io", "v1alpha1", self.namespace, "profilingconfigs", body
+        )
+
+    def start_app(self, name: str, labels: dict[str, str]) -> None:
+        """The sample app as a pod that opts in, requesting 100m CPU and 64Mi memory."""
+        self.core.create_namespaced_pod(
+            self.namespace,
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": labels,
+                    "annotations": {"profiling.io/enabled": "true", "profiling.io/port": str(PPROF_PORT)},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": SAMPLE_IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": ["-addr", f":{PPROF_PORT}"],
+                            "ports": [{"name": "pprof", "containerPort": PPROF_PORT}],
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "64Mi"},
+                                "limits": {"cpu": "1", "memory": "256Mi"},
+                            },
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "pprof"}, "periodSeconds": 2},
+                        }
+                    ],
+                },
+            },
+        )
+
+    def wait_ready(self, name: str) -> None:
+        def ready() -> bool:
+            pod = self.core.read_namespaced_pod(name, self.namespace)
+            return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+
+        wait_until(ready, POD_START_TIMEOUT, f"pod {name} to be ready (is {SAMPLE_IMAGE} on the nodes?)", 1.0)
+
+    def load(self, pod: str, cpu_seconds: int, mem_mib: int) -> None:
+        """Drive the app's /load through the API server's pods/proxy."""
+        response = self.api.call_api(
+            f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{PPROF_PORT}/proxy/load",
+            "GET",
+            query_params=[
+                ("cpu", str(cpu_seconds)),
+                ("workers", "2"),
+                ("mem", str(mem_mib)),
+                ("hold", str(cpu_seconds)),
+            ],
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        response.release_conn()
+
+    def cpu_usage_millicores(self, pod: str) -> float:
+        try:
+            metrics = self.custom.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", self.namespace, "pods", pod)
+        except ApiException:
+            return 0.0
+        from kprof_lib.state import quantities
+
+        return sum(quantities.parse(c["usage"]["cpu"]) for c in metrics.get("containers", [])) * 1000
+
+    def history(self, config: str) -> dict[str, dict[str, str]]:
+        try:
+            configmap = self.core.read_namespaced_config_map(
+                configmap_name(f"{self.namespace}/{config}"), self.namespace
+            )
+        except ApiException:
+            return {}
+        return json.loads((configmap.data or {}).get("history.json") or "{}")
+
+    def lease_holder(self, name: str) -> str | None:
+        try:
+            lease = client.CoordinationV1Api(self.api).read_namespaced_lease(name, self.namespace)
+        except ApiException:
+            return None
+        return lease.spec.holder_identity
+
+
+def _established(crd: Any) -> bool:
+    conditions = (crd.status.conditions if crd.status is not None else None) or ()
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    assert KUBECONFIG  # the module is skipped otherwise
+    target = Cluster(KUBECONFIG)
+    target.ensure_crd()
+    target.create_namespace()
+    try:
+        yield target
+    finally:
+        target.delete_namespace()
+        target.api.close()
+
+
+def operator(cluster: Cluster, work: Path, name: str, lease: str, *extra: str) -> OperatorProcess:
+    return OperatorProcess(
+        cluster.kubeconfig,
+        work,
+        name=name,
+        env=aws_environment(work),
+        args=["--namespace", cluster.namespace, "--transport", TRANSPORT, "--lease-name", lease, *extra],
+    )
+
+
+# The shared run: threshold, on demand and an invalid config in one operator ------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_run(cluster: Cluster, s3_server: S3Server, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("cluster-e2e")
+    s3_server.up()
+    bucket = s3_server.new_bucket("kprof-cluster")
+    ns = cluster.namespace
+    cluster.create_config(
+        "threshold",
+        {
+            "selector": {"namespace": ns, "labelSelector": {"matchLabels": {"role": "busy"}}},
+            "thresholds": {"cpuThresholdPercent": 80, "checkIntervalSeconds": 10, "cooldownSeconds": 600},
+            "profileTypes": ["cpu", "heap"],
+            "cpuProfileSeconds": 5,
+            "s3Config": s3_config(s3_server, bucket, "threshold"),
+        },
+    )
+    cluster.create_config(
+        "continuous",
+        {
+            "selector": {"namespace": ns, "labelSelector": {"matchLabels": {"role": "steady"}}},
+            "onDemand": {"enabled": True, "intervalSeconds": ON_DEMAND_INTERVAL},
+            "profileTypes": ["heap"],
+            "s3Config": s3_config(s3_server, bucket, "continuous"),
+        },
+    )
+    # Valid for the CRD, not for the operator: the API's selector syntax has no spaces in values.
+    cluster.create_config(
+        "unusable",
+        {
+            "selector": {"namespace": ns, "labelSelector": {"matchLabels": {"role": "two words"}}},
+            "thresholds": {},
+        },
+    )
+    cluster.start_app("busy-1", {"role": "busy", "app": "busy"})
+    cluster.start_app("steady-1", {"role": "steady", "app": "steady"})
+    cluster.wait_ready("busy-1")
+    cluster.wait_ready("steady-1")
+    cluster.load("busy-1", cpu_seconds=240, mem_mib=32)
+    wait_until(
+        lambda: cluster.cpu_usage_millicores("busy-1") >= 100,
+        METRICS_TIMEOUT,
+        "metrics-server to report the load (is metrics-server installed?)",
+        2.0,
+    )
+
+    first = operator(cluster, tmp / "first", "first operator", "kprof-e2e")
+    try:
+        threshold = wait_until(
+            lambda: len(found := s3_server.objects(bucket, "threshold/")) >= 2 and found,
+            120,
+            lambda: f"threshold profiles:\n{first.output()}",
+        )
+        before = wait_until(lambda: cluster.history("continuous"), 60, "the first on-demand capture")
+        after = wait_until(
+            lambda: (h := cluster.history("continuous")) != before and h,
+            ON_DEMAND_INTERVAL + 60,
+            "the second on-demand capture",
+        )
+        exit_code = first.terminate()
+    finally:
+        first.close()
+    yield {
+        "tmp": tmp,
+        "bucket": bucket,
+        "s3": s3_server,
+        "threshold": threshold,
+        "on_demand": (before, after),
+        "exit_code": exit_code,
+        "first": first,
+        "holder_after_exit": cluster.lease_holder("kprof-e2e"),
+    }
+
+
+def test_cluster_threshold_breach_stores_cpu_and_heap_profiles(cluster, shared_run):
+    objects = shared_run["threshold"]
+    assert sorted(o["key"].rsplit("/", 1)[1] for o in objects) == ["cpu.pprof", "heap.pprof"]
+    for obj in objects:
+        assert obj["key"].startswith(f"threshold/{cluster.namespace}/busy-1/")
+        assert obj["metadata"]["reason"] == "cpu-threshold"
+        assert obj["metadata"]["pod"] == "busy-1" and obj["metadata"]["namespace"] == cluster.namespace
+    status = status_of(cluster.api, cluster.namespace, "threshold")
+    assert status["totalProfiles"] == status["totalUploads"] == 2
+    assert condition(status, "Ready")["status"] == "True"
+    events = [e for e in events_about(cluster.api, cluster.namespace, "busy-1") if e.reason == "ProfileCaptured"]
+    assert events and all(f"s3://{shared_run['bucket']}/" in e.message for e in events)
+
+
+def test_cluster_invalid_config_is_reported_and_the_others_keep_working(cluster, shared_run):
+    valid = condition(status_of(cluster.api, cluster.namespace, "unusable"), "Valid")
+    assert valid["status"] == "False" and "spec.selector.labelSelector" in valid["message"]
+    assert [e for e in events_about(cluster.api, cluster.namespace, "unusable") if e.reason == "InvalidConfig"]
+    assert shared_run["threshold"]
+
+
+def test_cluster_on_demand_captures_at_its_interval(shared_run):
+    before, after = shared_run["on_demand"]
+    [first], [second] = before.values(), after.values()
+    t0 = dt.datetime.fromisoformat(first["lastOnDemandCapture"])
+    t1 = dt.datetime.fromisoformat(second["lastOnDemandCapture"])
+    assert t1 - t0 == dt.timedelta(seconds=ON_DEMAND_INTERVAL)
+
+
+def test_cluster_sigterm_exits_0_and_releases_the_lease(shared_run):
+    assert shared_run["exit_code"] == 0, shared_run["first"].output()
+    assert shared_run["holder_after_exit"] == ""
+
+
+def test_cluster_cooldown_holds_across_a_restart(cluster, shared_run):
+    s3, bucket = shared_run["s3"], shared_run["bucket"]
+    stored = s3.objects(bucket, "threshold/")
+    restarted = operator(
+        cluster, shared_run["tmp"] / "restarted", "restarted operator", "kprof-e2e", "--log-level", "debug"
+    )
+    try:
+        decision = restarted.wait_for_log(
+            lambda r: r.get("logger") == "kprof.check" and r.get("pod") == f"{cluster.namespace}/busy-1",
+            90,
+            "a decision about busy-1",
+        )
+        assert decision["reason"] == "cooldown"
+        assert s3.objects(bucket, "threshold/") == stored
+        assert restarted.terminate() == 0
+    finally:
+        restarted.close()
+
+
+def test_cluster_two_operators_one_captures_and_a_kill_hands_over_without_a_second_capture(cluster, shared_run):
+    s3, bucket, tmp = shared_run["s3"], shared_run["bucket"], shared_run["tmp"]
+    cluster.create_config(
+        "replicated",
+        {
+            "selector": {"namespace": cluster.namespace, "labelSelector": {"matchLabels": {"role": "busy"}}},
+            "thresholds": {"cpuThresholdPercent": 80, "checkIntervalSeconds": 10, "cooldownSeconds": 600},
+            "profileTypes": ["heap"],
+            "s3Config": s3_config(s3, bucket, "replicated"),
+        },
+    )
+    cluster.load("busy-1", cpu_seconds=120, mem_mib=0)
+    flags = ("--lease-duration", "6", "--renew-deadline", "4", "--retry-period", "1", "--log-level", "debug")
+    replicas = [operator(cluster, tmp / f"replica-{i}", f"replica {i}", "kprof-e2e-ha", *flags) for i in (1, 2)]
+    try:
+        wait_until(lambda: s3.objects(bucket, "replicated/"), 120, "the replicated config's capture")
+        leaders = [r for r in replicas if r.find_logs(lambda x: x.get("action") == "leader-elected")]
+        assert len(leaders) == 1
+        standby = next(r for r in replicas if r is not leaders[0])
+        assert standby.find_logs(lambda r: r.get("logger") == "kprof.check") == []
+        leaders[0].kill()
+        standby.wait_for_log(lambda r: r.get("action") == "leader-elected", 40, "the takeover")
+        decision = standby.wait_for_log(
+            lambda r: (
+                r.get("logger") == "kprof.check"
+                and r.get("config") == f"{cluster.namespace}/replicated"
+                and r.get("pod") == f"{cluster.namespace}/busy-1"
+            ),
+            60,
+            "the new leader's decision",
+        )
+        assert decision["reason"] == "cooldown"
+        assert len(s3.objects(bucket, "replicated/")) == 1
+        assert standby.terminate() == 0
+    finally:
+        for replica in replicas:
+            replica.close()

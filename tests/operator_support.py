@@ -1,0 +1,397 @@
+"""Helpers for the operator's end-to-end tests and benchmarks: `OperatorProcess` runs the real
+`kprof run` as a subprocess and reads its JSON log lines (addresses, decisions); `OperatorThread`
+runs an `app.Operator` inside the test process on loopback ports with a private tracer; builders
+for ProfilingConfigs and annotated pods; `wait_until` for bounded polling; `rbac_verbs` turns the
+emulator's request log into the (group, resource, verb) triples RBAC speaks of.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.kube_emulator import KubeEmulator, make_pod
+from tests.support.s3server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
+from tests.support.s3server import REGION as S3_REGION
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+API_VERSION = "profiling.io/v1alpha1"
+OPERATOR_NAMESPACE = "kprof-system"
+
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T], timeout: float, message: str | Callable[[], str], interval: float = 0.2) -> T:
+    """Call `probe` until it returns something truthy and return that; AssertionError with
+    `message` (or what it returns) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(interval)
+
+
+# Objects ---------------------------------------------------------------------------------------
+
+
+def profiling_config(name: str, namespace: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ProfilingConfig",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": dict(spec),
+    }
+
+
+def profiled_pod(name: str, namespace: str, port: int, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A running pod at 127.0.0.1 that opts in, its pprof endpoint on `port`; requests 100m CPU
+    and 64Mi memory, so usage of 500m is 500% of requests."""
+    return make_pod(
+        name,
+        namespace,
+        labels=dict(labels or {"app": name.rsplit("-", 1)[0]}),
+        annotations={"profiling.io/enabled": "true", "profiling.io/port": str(port)},
+    )
+
+
+def set_usage(emulator: KubeEmulator, namespace: str, pod: str, cpu: str, memory: str) -> None:
+    """What metrics-server reports for the pod's one container ("app")."""
+    emulator.set_pod_metrics(namespace, pod, [{"name": "app", "usage": {"cpu": cpu, "memory": memory}}])
+
+
+def status_of(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    """A ProfilingConfig's status, read over HTTP through the kubernetes client."""
+    from kubernetes import client
+
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object_status(
+        "profiling.io", "v1alpha1", namespace, "profilingconfigs", name
+    )
+    return obj.get("status") or {}
+
+
+def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or () if c.get("type") == kind), {})
+
+
+def events_about(api: Any, namespace: str, name: str) -> list[Any]:
+    """Events whose involved object is `namespace/name`, read over HTTP."""
+    from kubernetes import client
+
+    listed = client.CoreV1Api(api).list_namespaced_event(namespace)
+    return [e for e in listed.items if e.involved_object.name == name]
+
+
+def lease_holder(emulator: KubeEmulator, name: str = "kprof-operator") -> str | None:
+    lease = emulator.get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, name)
+    return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def aws_environment(tmp: Path) -> dict[str, str | None]:
+    """Dummy credentials for the operator process's default chain, and nothing from the developer."""
+    unset = (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+    )
+    return {
+        **dict.fromkeys(unset),
+        "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": S3_REGION,
+        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def tracing_environment(receiver: Any, service: str) -> dict[str, str]:
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+
+
+def s3_config(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    return {"bucket": bucket, "endpoint": s3.endpoint_url, "region": S3_REGION, "prefix": prefix}
+
+
+# The operator as a process ----------------------------------------------------------------------
+
+
+def kprof_command() -> list[str]:
+    """The installed `kprof` script beside this interpreter, else the module."""
+    script = Path(sys.executable).with_name("kprof")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kprof_lib.runtimes.cli"]
+
+
+def _environment(changes: Mapping[str, str | None]) -> dict[str, str]:
+    """This process's environment with `changes` applied; None removes a variable."""
+    env = dict(os.environ)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+class OperatorProcess:
+    """`kprof run` (or `python operator_main.py`) in a subprocess; stderr's JSON lines are kept in
+    `logs`. Stopped (SIGKILL if need be) by `close()`."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        work_dir: Path,
+        *,
+        args: Iterable[str] = (),
+        env: Mapping[str, str | None] | None = None,
+        entrypoint: str = "kprof",
+        name: str = "operator",
+    ):
+        self.name = name
+        work_dir.mkdir(parents=True, exist_ok=True)
+        command = (
+            [*kprof_command(), "run"]
+            if entrypoint == "kprof"
+            else [sys.executable, str(REPO_ROOT / "operator_main.py")]
+        )
+        command += [
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--health-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--local-dir",
+            str(work_dir / "profiles"),
+            "--spool-dir",
+            str(work_dir / "spool"),
+            *args,
+        ]
+        self.logs: list[dict[str, Any]] = []
+        self.other_output: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(env or {}),
+        )
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            with self._changed:
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError
+                    self.logs.append(record)
+                except ValueError:
+                    self.other_output.append(line)
+                self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join([json.dumps(r) for r in self.logs[-60:]] + self.other_output[-20:])
+
+    def find_logs(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self._changed:
+            return [record for record in self.logs if predicate(record)]
+
+    def wait_for_log(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for record in self.logs:
+                    if predicate(record):
+                        return record
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.process.poll() is not None:
+                    break
+                self._changed.wait(min(remaining, 0.5))
+        raise AssertionError(
+            f"{self.name}: no log line for {what} within {timeout}s (exit code {self.process.poll()}):\n{self.output()}"
+        )
+
+    def address(self, endpoint: str, timeout: float = 30.0) -> str:
+        record = self.wait_for_log(
+            lambda r: r.get("action") == "listen" and endpoint in r.get("endpoint", "").split("+"),
+            timeout,
+            f"the {endpoint} endpoint",
+        )
+        return f"http://{record['address']}"
+
+    def get(self, endpoint: str, path: str) -> tuple[int, str]:
+        return http_get(self.address(endpoint) + path)
+
+    def wait_ready(self, timeout: float = 30.0) -> str:
+        def ready() -> str | None:
+            status, body = self.get("health", "/readyz")
+            return body if status == 200 else None
+
+        return wait_until(ready, timeout, lambda: f"{self.name} not ready:\n{self.output()}")
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# The operator in this process -------------------------------------------------------------------
+
+
+class OperatorThread:
+    """An `app.Operator` in the test process, on loopback ports with port 0, tracing to
+    `traces_url` through a private provider. `stop()` is the SIGTERM path."""
+
+    def __init__(self, kubeconfig: Path, work_dir: Path, *, traces_url: str | None = None, **settings: Any):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        from kprof_lib.runtimes.operator.app import Operator, Settings
+
+        self.provider = TracerProvider()
+        if traces_url:
+            self.provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=traces_url)))
+        options = {
+            "kubeconfig": str(kubeconfig),
+            "namespace": OPERATOR_NAMESPACE,
+            "health_addr": "127.0.0.1:0",
+            "metrics_addr": "127.0.0.1:0",
+            "local_dir": str(work_dir / "profiles"),
+            "spool_dir": str(work_dir / "spool"),
+            "grace_period": 30.0,
+            **settings,
+        }
+        self.operator = Operator(Settings(**options), tracer_provider=self.provider)
+        self._stopped = False
+
+    def start(self) -> OperatorThread:
+        self.operator.start()
+        return self
+
+    def metrics(self) -> str:
+        return self.operator.instruments.exposition().decode()
+
+    def url(self, endpoint: str) -> str:
+        return f"http://{self.operator.addresses[endpoint]}"
+
+    def stop(self) -> bool:
+        if self._stopped:
+            return True
+        self._stopped = True
+        try:
+            return self.operator.stop()
+        finally:
+            self.provider.shutdown()
+
+
+# RBAC -------------------------------------------------------------------------------------------
+
+
+def rbac_verbs(records: Iterable[Any]) -> dict[tuple[str, str, str], set[str]]:
+    """(apiGroup, resource[/subresource], verb) for each API request, with the namespaces seen
+    ("" for cluster-wide requests). Discovery and health paths are left out."""
+    seen: dict[tuple[str, str, str], set[str]] = {}
+    for record in records:
+        parts = [p for p in record.path.split("/") if p]
+        if not parts or parts[0] not in ("api", "apis"):
+            continue
+        if parts[0] == "api":
+            group, rest = "", parts[2:]
+        else:
+            group, rest = parts[1], parts[3:]
+        if not rest:
+            continue
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        resource = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        if len(rest) > 2:
+            resource = f"{resource}/{rest[2]}"
+        verb = {
+            "GET": ("watch" if record.is_watch else "list") if name is None else "get",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }.get(record.method, record.method.lower())
+        seen.setdefault((group, resource, verb), set()).add(namespace)
+    return seen

@@ -1,0 +1,643 @@
+"""The operator end to end: the real `kprof run` (a subprocess where the scenario is about processes:
+restart, two replicas, SIGTERM; an in-process `Operator` for API faults) against the Kubernetes
+API emulator over HTTP, the real Go sample app as the pods (pod IP 127.0.0.1, annotation
+profiling.io/port), moto's S3 server and an OTLP receiver.
+
+One operator run covers several configs at once, each in its own namespace: a threshold breach
+in "shop" (S3), on-demand captures every 30 s in "batch" (S3) and an invalid spec in "broken". Its
+tests read what that run left behind: S3 objects, status, Events, spans, metrics, the API request
+log. Then the operator is stopped with SIGTERM and started again, and the cooldown must hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kprof_lib.adapters.kube.history import configmap_name
+from kprof_lib.runtimes import rbac
+from tests.kube_emulator import Fault, KubeEmulator
+from tests.operator_support import (
+    OPERATOR_NAMESPACE,
+    OperatorProcess,
+    OperatorThread,
+    aws_environment,
+    condition,
+    events_about,
+    http_get,
+    lease_holder,
+    metric_value,
+    profiled_pod,
+    profiling_config,
+    rbac_verbs,
+    s3_config,
+    set_usage,
+    status_of,
+    tracing_environment,
+    wait_until,
+)
+from tests.support.goapp import GoApp, run_go_tool_pprof
+from tests.support.otlp import OTLPReceiver
+from tests.support.s3server import S3Server
+
+SHOP_CONFIG = "checkout-threshold"
+BATCH_CONFIG = "continuous"
+BROKEN_CONFIG = "too-eager"
+ON_DEMAND_INTERVAL = 30  # the schema's minimum
+
+
+def create_namespace(emulator: KubeEmulator, name: str) -> None:
+    emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def history_of(emulator: KubeEmulator, config_key: str) -> dict[str, dict[str, str]]:
+    configmap = emulator.get("v1", "ConfigMap", OPERATOR_NAMESPACE, configmap_name(config_key))
+    return json.loads(((configmap or {}).get("data") or {}).get("history.json") or "{}")
+
+
+def decisions(operator: OperatorProcess, pod: str) -> list[dict[str, Any]]:
+    """The operator's per-pod decision lines (kprof.check) about `namespace/pod`."""
+    return operator.find_logs(lambda r: r.get("logger") == "kprof.check" and r.get("pod") == pod)
+
+
+# The shared run ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FirstRun:
+    emulator: KubeEmulator
+    api: Any
+    s3: S3Server
+    bucket: str
+    receiver: OTLPReceiver
+    operator: OperatorProcess
+    restarted: OperatorProcess
+    metrics_text: str
+    exit_code: int
+    holder_after_exit: str | None
+    shop_objects: list[dict[str, Any]]
+    batch_first: list[dict[str, Any]]
+    batch_both: list[dict[str, Any]]
+    batch_history: list[dict[str, dict[str, str]]]
+    shop_objects_after_restart: list[dict[str, Any]]
+    batch_objects_after_restart: list[dict[str, Any]]
+    requests: list[Any]
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    s3_server: S3Server, sample_app_binary: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FirstRun]:
+    tmp = tmp_path_factory.mktemp("operator-e2e")
+    s3_server.up()
+    bucket = s3_server.new_bucket("kprof-e2e")
+    with KubeEmulator() as emulator, GoApp(sample_app_binary) as shop_app, GoApp(sample_app_binary) as batch_app:
+        receiver = OTLPReceiver()
+        api = emulator.api_client()
+        operators: list[OperatorProcess] = []
+        try:
+            yield _first_run(emulator, api, s3_server, bucket, receiver, shop_app, batch_app, tmp, operators)
+        finally:
+            for operator in operators:
+                operator.close()
+            api.close()
+            receiver.stop()
+
+
+def _first_run(emulator, api, s3, bucket, receiver, shop_app, batch_app, tmp, operators) -> FirstRun:
+    create_namespace(emulator, OPERATOR_NAMESPACE)
+    kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
+    emulator.create(
+        profiling_config(
+            SHOP_CONFIG,
+            "shop",
+            {
+                "selector": {"namespace": "shop", "labelSelector": {"matchLabels": {"tier": "backend"}}},
+                "thresholds": {
+                    "cpuThresholdPercent": 80,
+                    "memoryThresholdPercent": 90,
+                    "checkIntervalSeconds": 10,
+                    "cooldownSeconds": 600,
+                },
+                "profileTypes": ["cpu", "heap"],
+                "cpuProfileSeconds": 2,
+                "s3Config": s3_config(s3, bucket, "prod"),
+            },
+        )
+    )
+    emulator.create(
+        profiling_config(
+            BATCH_CONFIG,
+            "batch",
+            {
+                "selector": {"namespace": "batch"},
+                "onDemand": {"enabled": True, "intervalSeconds": ON_DEMAND_INTERVAL},
+                "profileTypes": ["heap", "goroutine"],
+                "s3Config": {**s3_config(s3, bucket, "continuous"), "keyLayout": "service-date"},
+            },
+        )
+    )
+    emulator.create(
+        profiling_config(
+            BROKEN_CONFIG,
+            "broken",
+            {
+                "thresholds": {"cpuThresholdPercent": 50, "cooldownSeconds": 5},
+                "s3Config": s3_config(s3, bucket, "broken"),
+            },
+        )
+    )
+    # shop: one backend pod over its CPU requests, one under, one frontend pod (not selected) over.
+    emulator.create(profiled_pod("checkout-1", "shop", shop_app.port, {"app": "checkout", "tier": "backend"}))
+    emulator.create(profiled_pod("checkout-2", "shop", shop_app.port, {"app": "checkout", "tier": "backend"}))
+    emulator.create(profiled_pod("web-1", "shop", shop_app.port, {"app": "web", "tier": "frontend"}))
+    set_usage(emulator, "shop", "checkout-1", "500m", "20Mi")
+    set_usage(emulator, "shop", "checkout-2", "20m", "20Mi")
+    set_usage(emulator, "shop", "web-1", "900m", "60Mi")
+    emulator.create(profiled_pod("reports-1", "batch", batch_app.port, {"app": "reports"}))
+    emulator.create(profiled_pod("quiet-1", "broken", batch_app.port, {"app": "quiet"}))
+    set_usage(emulator, "broken", "quiet-1", "900m", "60Mi")
+    # The breach is real: the app burns CPU and holds memory while the operator profiles it.
+    shop_app.load(cpu_seconds=60, workers=2, mem_mib=48, hold=60)
+
+    env = {**aws_environment(tmp), **tracing_environment(receiver, "kprof-operator-e2e")}
+    operator = OperatorProcess(kubeconfig, tmp / "first", env=env, name="first operator")
+    operators.append(operator)
+    operator.wait_ready()
+
+    def objects(prefix: str, count: int, timeout: float) -> list[dict[str, Any]]:
+        return wait_until(
+            lambda: (found := s3.objects(bucket, prefix)) and len(found) >= count and found,
+            timeout,
+            lambda: (
+                f"{count} object(s) under {prefix} expected, got {s3.objects(bucket, prefix)}:\n{operator.output()}"
+            ),
+        )
+
+    shop_objects = objects("prod/", 2, 60)
+    batch_first = objects("continuous/", 2, 60)
+    first_history = history_of(emulator, f"batch/{BATCH_CONFIG}")
+    batch_both = objects("continuous/", 4, ON_DEMAND_INTERVAL + 30)
+    second_history = history_of(emulator, f"batch/{BATCH_CONFIG}")
+    wait_until(
+        lambda: condition(status_of(api, "broken", BROKEN_CONFIG), "Valid").get("status") == "False",
+        30,
+        "the invalid config never got Valid=False",
+    )
+    metrics_text = operator.get("metrics", "/metrics")[1]
+    exit_code = operator.terminate()
+    holder_after_exit = lease_holder(emulator)
+
+    # Started again with the breach still there: the history it reads says "cooldown".
+    restarted = OperatorProcess(
+        kubeconfig, tmp / "restarted", env=env, args=["--log-level", "debug"], name="restarted operator"
+    )
+    operators.append(restarted)
+    restarted.wait_ready()
+    restarted.wait_for_log(
+        lambda r: r.get("logger") == "kprof.check" and r.get("pod") == "shop/checkout-1",
+        60,
+        "a decision about shop/checkout-1 after the restart",
+    )
+    restarted.wait_for_log(
+        lambda r: r.get("action") == "check" and r.get("config") == f"shop/{SHOP_CONFIG}",
+        30,
+        "the end of the first check after the restart",
+    )
+    result = FirstRun(
+        emulator=emulator,
+        api=api,
+        s3=s3,
+        bucket=bucket,
+        receiver=receiver,
+        operator=operator,
+        restarted=restarted,
+        metrics_text=metrics_text,
+        exit_code=exit_code,
+        holder_after_exit=holder_after_exit,
+        shop_objects=shop_objects,
+        batch_first=batch_first,
+        batch_both=batch_both,
+        batch_history=[first_history, second_history],
+        shop_objects_after_restart=s3.objects(bucket, "prod/"),
+        batch_objects_after_restart=s3.objects(bucket, "continuous/"),
+        requests=emulator.requests,
+        tmp=tmp,
+    )
+    restarted.terminate()
+    return result
+
+
+# Threshold breach -------------------------------------------------------------------------------
+
+
+def test_a_threshold_breach_stores_real_cpu_and_heap_profiles_in_s3(first_run):
+    objects = first_run.shop_objects
+    assert [o["key"].rsplit("/", 1)[1] for o in objects] == ["cpu.pprof", "heap.pprof"], objects
+    for obj in objects:
+        namespace_, pod, stamp, _ = obj["key"].split("/")[1:]
+        assert (obj["key"].split("/")[0], namespace_, pod) == ("prod", "shop", "checkout-1")
+        assert dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ")
+        profile_type = obj["key"].rsplit("/", 1)[1].removesuffix(".pprof")
+        assert obj["metadata"]["namespace"] == "shop"
+        assert obj["metadata"]["pod"] == "checkout-1"
+        assert obj["metadata"]["service"] == "checkout"
+        assert obj["metadata"]["reason"] == "cpu-threshold"
+        assert obj["metadata"]["profile-type"] == profile_type
+        assert len(obj["metadata"]["trace-id"]) == 32
+        assert obj["tags"]["tier"] == "backend"
+        assert obj["content_type"] == "application/octet-stream"
+
+    # Real pprof data: the CPU profile shows the load the app was put under.
+    cpu_key = objects[0]["key"]
+    cpu_file = first_run.tmp / "cpu.pprof"
+    cpu_file.write_bytes(first_run.s3.body(first_run.bucket, cpu_key))
+    assert gzip.decompress(cpu_file.read_bytes())
+    top = run_go_tool_pprof("-top", str(cpu_file))
+    assert top.returncode == 0, top.stderr
+    assert "main.burnCPU" in top.stdout, top.stdout
+    heap_file = first_run.tmp / "heap.pprof"
+    heap_file.write_bytes(first_run.s3.body(first_run.bucket, objects[1]["key"]))
+    heap_top = run_go_tool_pprof("-top", "-sample_index=inuse_space", str(heap_file))
+    assert heap_top.returncode == 0 and "main.allocateHeld" in heap_top.stdout, heap_top.stdout
+
+
+def test_only_the_selected_pod_over_its_threshold_is_captured(first_run):
+    pods = {o["metadata"]["pod"] for o in first_run.shop_objects_after_restart}
+    assert pods == {"checkout-1"}, "checkout-2 is under its threshold and web-1 is not selected"
+    # The restarted operator logs every decision (debug): the reasons the others were left alone.
+    assert {r["reason"] for r in decisions(first_run.restarted, "shop/checkout-2")} == {"below-threshold"}
+    assert {r["reason"] for r in decisions(first_run.restarted, "shop/web-1")} == {"label-mismatch"}
+    # The label selector went to metrics-server: one LIST per check of the namespace, no GET per pod.
+    metric_lists = [r for r in first_run.requests if r.path == "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods"]
+    assert metric_lists and all(r.query.get("labelSelector") == "tier=backend" for r in metric_lists)
+    per_pod = [r for r in first_run.requests if r.method == "GET" and "/pods/" in r.path and "/proxy" not in r.path]
+    assert per_pod == []
+
+
+def test_status_counters_and_conditions_move(first_run):
+    shop = status_of(first_run.api, "shop", SHOP_CONFIG)
+    assert (shop["totalProfiles"], shop["totalUploads"], shop["activePods"]) == (2, 2, 2)
+    assert shop["observedGeneration"] == 1
+    assert dt.datetime.fromisoformat(shop["lastCheckTime"])
+    assert condition(shop, "Ready")["status"] == "True"
+    assert condition(shop, "Valid")["status"] == "True"
+    batch = status_of(first_run.api, "batch", BATCH_CONFIG)
+    assert (batch["totalProfiles"], batch["totalUploads"], batch["activePods"]) == (4, 4, 1)
+
+
+def test_events_say_where_profiles_went(first_run):
+    events = events_about(first_run.api, "shop", "checkout-1")
+    captured = [e for e in events if e.reason == "ProfileCaptured"]
+    assert len(captured) == 1 and captured[0].type == "Normal", [(e.reason, e.message) for e in events]
+    for obj in first_run.shop_objects:
+        assert f"s3://{first_run.bucket}/{obj['key']}" in captured[0].message
+    assert captured[0].involved_object.kind == "Pod"
+    assert events_about(first_run.api, "shop", "checkout-2") == []
+
+
+def test_spans_arrive_and_lead_from_the_stored_profile_to_its_trace(first_run):
+    receiver = first_run.receiver
+    captures = receiver.wait_for(
+        lambda s: s.name == "kprof.capture" and s.attributes.get("k8s.pod.name") == "checkout-1", count=2, timeout=15
+    )
+    check = next(s for s in receiver.by_name("kprof.check") if s.trace_id == captures[0].trace_id)
+    assert check.attributes["kprof.config"] == f"shop/{SHOP_CONFIG}"
+    assert check.resource["service.name"] == "kprof-operator-e2e"
+    children = {s.name for s in receiver.children_of(check)}
+    assert {"kprof.metrics", "kprof.capture", "kprof.upload"} <= children
+    assert {o["metadata"]["trace-id"] for o in first_run.shop_objects} == {check.trace_id}
+    uploads = [s for s in receiver.by_name("kprof.upload") if s.trace_id == check.trace_id]
+    assert sorted(s.attributes["url.full"] for s in uploads) == sorted(
+        f"s3://{first_run.bucket}/{o['key']}" for o in first_run.shop_objects
+    )
+
+
+def test_metrics_count_checks_captures_and_uploads(first_run):
+    text = first_run.metrics_text
+    shop = f"shop/{SHOP_CONFIG}"
+    assert metric_value(text, "kprof_checks_total", config=shop, result="ok") >= 1
+    assert metric_value(text, "kprof_checks_total", config=f"broken/{BROKEN_CONFIG}", result="invalid") >= 1
+    assert metric_value(text, "kprof_captures_total", type="cpu", reason="cpu-threshold", result="stored") == 1
+    assert metric_value(text, "kprof_captures_total", type="heap", reason="on-demand", result="stored") == 2
+    assert metric_value(text, "kprof_uploads_total", result="stored") == 6
+    assert metric_value(text, "kprof_capture_duration_seconds_count", type="cpu") == 1
+    assert metric_value(text, "kprof_active_pods", config=shop) == 2
+    assert metric_value(text, "kprof_threshold_violations_total", config=shop, resource="cpu") >= 1
+    assert metric_value(text, "kprof_leader") == 1
+    assert "kprof_spool_bytes 0.0" in text
+    assert 'kprof_watch_restarts_total{resource="pods"}' in text
+
+
+def test_logs_are_one_json_line_per_decision_and_action(first_run):
+    operator = first_run.operator
+    assert operator.other_output == [], "everything the operator prints is a JSON log line"
+    [decision] = [r for r in decisions(operator, "shop/checkout-1") if r["action"] == "capture"]
+    assert {k: decision[k] for k in ("level", "config", "pod", "action", "reason")} == {
+        "level": "info",
+        "config": f"shop/{SHOP_CONFIG}",
+        "pod": "shop/checkout-1",
+        "action": "capture",
+        "reason": "cpu-threshold",
+    }
+    stored = operator.find_logs(lambda r: r.get("action") == "stored" and r.get("pod") == "shop/checkout-1")
+    assert sorted(r["profile"] for r in stored) == ["cpu", "heap"]
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in operator.logs)
+
+
+# On demand --------------------------------------------------------------------------------------
+
+
+def test_on_demand_captures_at_its_interval(first_run):
+    first, both = first_run.batch_first, first_run.batch_both
+    assert len(first) == 2 and len(both) == 4
+    for obj in both:
+        prefix, _date, service, leaf = obj["key"].split("/")
+        assert (prefix, service) == ("continuous", "reports")
+        assert obj["metadata"]["reason"] == "on-demand"
+        assert leaf.endswith(("-heap.pprof", "-goroutine.pprof"))
+    # The history records each run's scheduled time: exactly one interval apart.
+    [before], [after] = first_run.batch_history[0].values(), first_run.batch_history[1].values()
+    t0 = dt.datetime.fromisoformat(before["lastOnDemandCapture"])
+    t1 = dt.datetime.fromisoformat(after["lastOnDemandCapture"])
+    assert t1 - t0 == dt.timedelta(seconds=ON_DEMAND_INTERVAL)
+    # Two runs, two sets of objects: the second run added to the first, nothing was overwritten.
+    assert {o["key"] for o in first} < {o["key"] for o in both}
+
+
+# Invalid config ---------------------------------------------------------------------------------
+
+
+def test_an_invalid_config_is_reported_and_the_others_keep_working(first_run):
+    status = status_of(first_run.api, "broken", BROKEN_CONFIG)
+    valid, ready = condition(status, "Valid"), condition(status, "Ready")
+    assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+    assert "spec.thresholds.cooldownSeconds" in valid["message"] and "minimum of 60" in valid["message"]
+    assert ready["status"] == "False"
+    [event] = [e for e in events_about(first_run.api, "broken", BROKEN_CONFIG) if e.reason == "InvalidConfig"]
+    assert event.type == "Warning" and "spec.thresholds.cooldownSeconds" in event.message
+    assert event.involved_object.kind == "ProfilingConfig"
+    # Its pod is over every threshold, yet nothing was captured for it; the other configs worked.
+    assert first_run.s3.objects(first_run.bucket, "broken/") == []
+    assert first_run.shop_objects and first_run.batch_both
+
+
+# SIGTERM and restart ----------------------------------------------------------------------------
+
+
+def test_sigterm_exits_0_and_releases_the_lease(first_run):
+    assert first_run.exit_code == 0, first_run.operator.output()
+    assert first_run.holder_after_exit == "", "the Lease is handed over at once, not left to expire"
+    stopped = first_run.operator.find_logs(lambda r: r.get("action") == "stopped")
+    assert stopped and stopped[-1]["clean"] is True
+
+
+def test_cooldown_and_the_on_demand_interval_hold_across_a_restart(first_run):
+    restarted = first_run.restarted
+    assert first_run.shop_objects_after_restart == first_run.shop_objects
+    assert {r["reason"] for r in decisions(restarted, "shop/checkout-1")} == {"cooldown"}
+    # The on-demand job resumes where the history says the pod is due, not at once.
+    schedule = restarted.wait_for_log(
+        lambda r: (
+            r.get("action") == "schedule"
+            and r.get("config") == f"batch/{BATCH_CONFIG}"
+            and "on-demand" in r.get("jobs", {})
+        ),
+        5,
+        "the on-demand schedule",
+    )
+    [last] = first_run.batch_history[1].values()
+    due = dt.datetime.fromisoformat(last["lastOnDemandCapture"]) + dt.timedelta(seconds=ON_DEMAND_INTERVAL)
+    assert dt.datetime.fromisoformat(schedule["jobs"]["on-demand"]["first"]) >= due
+    assert len(first_run.batch_objects_after_restart) == len(first_run.batch_both)
+
+
+# API calls --------------------------------------------------------------------------------------
+
+
+def test_api_calls_stay_within_the_rbac_the_charts_grant(first_run):
+    granted = {role: rbac.permissions(rules) for role, rules in rbac.rules_for(["direct"]).items()}
+    used = rbac_verbs(first_run.requests)
+    outside = []
+    for (group, resource, verb), namespaces in used.items():
+        in_cluster_role = (group, resource, verb) in granted[rbac.CLUSTER_ROLE]
+        in_own_namespace = (group, resource, verb) in granted[rbac.NAMESPACE_ROLE] and namespaces == {
+            OPERATOR_NAMESPACE
+        }
+        if not (in_cluster_role or in_own_namespace):
+            outside.append((group, resource, verb, sorted(namespaces)))
+    assert outside == []
+    assert ("coordination.k8s.io", "leases", "update") in used
+    assert ("", "configmaps", "create") in used
+
+
+# Two replicas -----------------------------------------------------------------------------------
+
+LEASE_FLAGS = ["--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "1"]
+
+
+def test_two_operators_one_captures_and_the_other_takes_over_without_capturing_again(
+    kube_emulator, s3, s3_bucket, go_app, tmp_path
+):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "api-threshold",
+            "ha",
+            {
+                "thresholds": {"checkIntervalSeconds": 10, "cooldownSeconds": 600},
+                "profileTypes": ["heap", "goroutine"],
+                "s3Config": s3_config(s3, s3_bucket, "ha"),
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("api-1", "ha", go_app.port))
+    set_usage(kube_emulator, "ha", "api-1", "300m", "10Mi")
+    env = aws_environment(tmp_path)
+    args = [*LEASE_FLAGS, "--log-level", "debug"]
+    # Started together: they race for the Lease; one entry point each.
+    replicas = [
+        OperatorProcess(kubeconfig, tmp_path / "a", args=args, env=env, name="replica a"),
+        OperatorProcess(kubeconfig, tmp_path / "b", args=args, env=env, name="replica b", entrypoint="operator_main"),
+    ]
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+        wait_until(lambda: len(s3.objects(s3_bucket, "ha/")) == 2, 30, "the first capture")
+        leaders = [r for r in replicas if r.find_logs(lambda x: x.get("action") == "leader-elected")]
+        assert len(leaders) == 1, [r.output() for r in replicas]
+        leader = leaders[0]
+        standby = next(r for r in replicas if r is not leader)
+        assert standby.find_logs(lambda r: r.get("logger") == "kprof.check") == [], "the standby never checks"
+        assert "standing by" in standby.get("health", "/readyz")[1]
+        assert metric_value(standby.get("metrics", "/metrics")[1], "kprof_leader") == 0
+        assert metric_value(leader.get("metrics", "/metrics")[1], "kprof_leader") == 1
+
+        leader.kill()
+        killed_at = time.monotonic()
+        standby.wait_for_log(lambda r: r.get("action") == "leader-elected", 4 * 3 + 10, "the takeover")
+        takeover = time.monotonic() - killed_at
+        print(f"takeover {takeover:.1f}s after the leader was killed (lease duration 4s)")
+        decision = standby.wait_for_log(
+            lambda r: r.get("logger") == "kprof.check" and r.get("pod") == "ha/api-1", 30, "the new leader's check"
+        )
+        assert decision["reason"] == "cooldown", "the new leader reads the history: no second capture"
+        assert len(s3.objects(s3_bucket, "ha/")) == 2
+        assert lease_holder(kube_emulator) != ""
+        assert standby.terminate() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
+def test_sigterm_lets_the_capture_in_progress_finish(kube_emulator, s3, s3_bucket, go_app, tmp_path):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "slow-cpu",
+            "jobs",
+            {
+                "onDemand": {"enabled": True, "intervalSeconds": 300},
+                "profileTypes": ["cpu"],
+                "cpuProfileSeconds": 4,
+                "s3Config": s3_config(s3, s3_bucket, "jobs"),
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+    operator = OperatorProcess(kubeconfig, tmp_path / "op", env=aws_environment(tmp_path), name="operator")
+    try:
+        operator.wait_for_log(
+            lambda r: r.get("action") == "capture" and r.get("pod") == "jobs/worker-1", 30, "the capture decision"
+        )
+        exit_code = operator.terminate()
+        assert exit_code == 0, operator.output()
+        [obj] = s3.objects(s3_bucket, "jobs/")
+        assert obj["key"].endswith("/cpu.pprof") and obj["size"] > 0
+        actions = [r.get("action") for r in operator.logs]
+        assert actions.index("stored") < actions.index("stopped")
+        assert lease_holder(kube_emulator) == ""
+    finally:
+        operator.close()
+
+
+# API faults -------------------------------------------------------------------------------------
+
+
+def test_the_operator_recovers_from_api_faults_and_misses_nothing(kube_emulator, go_app, tmp_path):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "guard",
+            "faulty",
+            {
+                "thresholds": {"checkIntervalSeconds": 10, "cooldownSeconds": 600},
+                "profileTypes": ["heap"],
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("before-1", "faulty", go_app.port))
+    set_usage(kube_emulator, "faulty", "before-1", "300m", "10Mi")
+    runner = OperatorThread(kubeconfig, tmp_path, leader_elect=False)
+    profiles = tmp_path / "profiles" / "faulty"
+    try:
+        runner.start()
+        wait_until(lambda: (profiles / "before-1").exists(), 30, "the capture before the faults")
+
+        # The API breaks: every pod LIST and WATCH answers 500, the open watches are cut, the next
+        # metrics LIST fails, and the event history is compacted (resuming from the old
+        # resourceVersion answers 410 Gone).
+        outage = kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", status=500, count=None))
+        kube_emulator.faults.add(Fault(path=r"^/apis/metrics\.k8s\.io/", status=500, count=1))
+        kube_emulator.stop()
+        kube_emulator.start()
+        kube_emulator.create(profiled_pod("during-1", "faulty", go_app.port))
+        set_usage(kube_emulator, "faulty", "during-1", "300m", "10Mi")
+        kube_emulator.compact()
+        wait_until(lambda: outage.hits >= 2, 20, "the operator retrying through the outage")
+        kube_emulator.faults.remove(outage)
+        # Once back, the first watch is dropped before any event as well.
+        kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", drop_after_events=0, count=1))
+
+        wait_until(
+            lambda: (profiles / "during-1").exists(),
+            60,
+            lambda: f"the pod created during the outage was never captured:\n{runner.metrics()}",
+        )
+        metrics = runner.metrics()
+        assert metric_value(metrics, "kprof_watch_restarts_total", resource="pods") >= 2
+        assert runner.operator.pods.relists >= 1, "the 410 Gone led to a new LIST"
+        assert metric_value(metrics, "kprof_checks_total", config="faulty/guard", result="error") >= 1
+        status = wait_until(
+            lambda: (
+                (s := status_of_emulator(kube_emulator, "faulty", "guard"))
+                and condition(s, "Ready").get("status") == "True"
+                and s
+            ),
+            30,
+            "Ready again after the failed check",
+        )
+        assert status["totalProfiles"] == 2
+
+        # Deleting the config removes its jobs and its history.
+        history = kube_emulator.get("v1", "ConfigMap", OPERATOR_NAMESPACE, configmap_name("faulty/guard"))
+        assert history is not None
+        kube_emulator.delete("profiling.io/v1alpha1", "ProfilingConfig", "faulty", "guard")
+        wait_until(lambda: runner.operator.scheduler.keys() == [], 10, "the jobs of the deleted config")
+        wait_until(lambda: history_of(kube_emulator, "faulty/guard") == {}, 10, "the history of the deleted config")
+    finally:
+        runner.stop()
+
+
+def status_of_emulator(emulator: KubeEmulator, namespace: str, name: str) -> dict[str, Any]:
+    obj = emulator.get("profiling.io/v1alpha1", "ProfilingConfig", namespace, name)
+    return (obj or {}).get("status") or {}
+
+
+# By hand ----------------------------------------------------------------------------------------
+
+
+def test_kprof_run_against_the_standalone_emulator(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "tests.kube_emulator", "--port", "0", "--kubeconfig", str(kubeconfig)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    operator = None
+    try:
+        url = emulator.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), emulator.stderr.read()
+        operator = OperatorProcess(kubeconfig, tmp_path / "op", args=["--no-leader-elect"], name="kprof run")
+        operator.wait_ready()
+        status, body = operator.get("health", "/healthz")
+        assert (status, body.strip()) == (200, "ok")
+        status, body = operator.get("health", "/readyz")
+        assert status == 200 and "leader election off" in body
+        status, text = operator.get("metrics", "/metrics")
+        assert status == 200 and metric_value(text, "kprof_leader") == 1
+        assert http_get(operator.address("metrics") + "/nothing-here")[0] == 404
+        assert operator.terminate() == 0
+    finally:
+        if operator is not None:
+            operator.close()
+        emulator.terminate()
+        emulator.wait(10)
+        for stream in (emulator.stdout, emulator.stderr):
+            stream.close()
