@@ -22,6 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kprof_lib.adapters.kube.events import (
+    INVALID_CONFIG,
+    NORMAL,
+    PROFILE_CAPTURE_FAILED,
+    PROFILE_CAPTURED,
+    PROFILE_SPOOLED,
+    WARNING,
+)
 from kprof_lib.execution import results
 from kprof_lib.execution.check import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
@@ -31,23 +39,12 @@ from kprof_lib.runtimes.operator.http import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND, Run
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.validation import API_VERSION, KIND
 
 log = logging.getLogger("kprof.operator.checks")
 
-API_VERSION = "profiling.io/v1alpha1"
-KIND = "ProfilingConfig"
-
 READY = "Ready"
 VALID = "Valid"
-
-# Event reasons (the Event adapter documents the same names).
-PROFILE_CAPTURED = "ProfileCaptured"
-PROFILE_SPOOLED = "ProfileSpooled"
-PROFILE_CAPTURE_FAILED = "ProfileCaptureFailed"
-INVALID_CONFIG = "InvalidConfig"
-
-NORMAL = "Normal"
-WARNING = "Warning"
 
 
 class StatusPort(Protocol):
