@@ -55,3 +55,16 @@ def test_bad_arguments_name_the_flag(tmp_path):
     assert result.returncode == 2 and "--types[1]: 'bogus' is not one of" in result.stderr
     result = kprof("--url", "http://127.0.0.1:1", "--to", "bucket/prefix")
     assert result.returncode == 2 and "s3://BUCKET" in result.stderr
+
+
+def test_a_self_signed_https_endpoint_needs_the_explicit_opt_out(tmp_path):
+    from tests.support.badserver import VALID_PROFILE_GZ
+    from tests.support.rawhttp import ScriptedServer, respond, server_tls_context
+
+    with ScriptedServer({"/debug/pprof/heap": respond(VALID_PROFILE_GZ)}, tls=server_tls_context(tmp_path)) as server:
+        url = f"https://127.0.0.1:{server.port}"
+        refused = kprof("--url", url, "--types", "heap", "--out", str(tmp_path / "a"))
+        assert refused.returncode == 1 and "--insecure-skip-tls-verify" in refused.stdout
+        accepted = kprof("--url", url, "--types", "heap", "--out", str(tmp_path / "b"), "--insecure-skip-tls-verify")
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert [p.name for p in (tmp_path / "b").rglob("*.pprof")] == ["heap.pprof"]

@@ -84,3 +84,11 @@ def test_the_console_script_is_installed():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "capture", "crd", "sidecar", "local", "run"])
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: kprof {command}")

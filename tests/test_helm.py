@@ -58,6 +58,7 @@ SCENARIOS = {
         "image.tag=dev,image.pullPolicy=Always",
         "maxProfileBytes=1000000000",
         "concurrency=32",
+        "insecureSkipTLSVerify=true",
         "logFormat=text,logLevel=debug",
     ],
 }
@@ -343,6 +344,8 @@ def test_scheduling_and_extras_reach_the_pod():
     # Large numbers must not come out as 1e+09.
     assert args["--max-profile-bytes"] == "1000000000"
     assert args["--concurrency"] == "32"
+    assert args["--insecure-skip-tls-verify"] == ""
+    assert "--insecure-skip-tls-verify" not in args_of(operator_container(scenario("defaults")))
     assert args["--retry-period"] == "3"
     assert (args["--log-format"], args["--log-level"]) == ("text", "debug")
 
@@ -354,6 +357,7 @@ def test_scheduling_and_extras_reach_the_pod():
         ("extraTransports={carrier-pigeon}", "/extraTransports/0"),
         ("concurrency=-1", "/concurrency"),
         ("concurrency=lots", "/concurrency"),
+        ("insecureSkipTLSVerify=maybe", "/insecureSkipTLSVerify"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("replicaCount=2,leaderElection.enabled=false", "/replicaCount"),
         ("logLevel=trace", "/logLevel"),

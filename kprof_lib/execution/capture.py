@@ -88,8 +88,7 @@ def _read_profile(
         received += len(chunk)
         if received > max_bytes:
             raise CaptureTooLarge(
-                f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} "
-                f"after {received} bytes"
+                f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} after {received} bytes"
             )
         parts.append(chunk)
         if not checked:
@@ -99,8 +98,7 @@ def _read_profile(
                 checked = True
         if time.monotonic() > deadline:
             raise CaptureTimeout(
-                f"timed out after {timeout:g} s reading the profile from {request.target} "
-                f"({received} bytes received)"
+                f"timed out after {timeout:g} s reading the profile from {request.target} ({received} bytes received)"
             )
     if received == 0:
         raise CaptureFailed(f"target returned an empty body: {request.target}")

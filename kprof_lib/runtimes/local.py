@@ -56,6 +56,7 @@ class LocalSettings:
     duration: float | None = None
     console_spans: bool = False
     max_profile_bytes: int = DEFAULT_MAX_BYTES
+    tls_verify: bool = True
 
 
 def baselines(
@@ -224,7 +225,7 @@ class LocalRun:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=wiring.transport("direct"),
+            transport=wiring.transport("direct", tls_verify=settings.tls_verify),
             history=HistoryBook(),
             interval=settings.check_interval,
             wrap_store=lambda store: LandingStore(store, self.printer),

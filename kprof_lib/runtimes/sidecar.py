@@ -91,6 +91,7 @@ class SidecarSettings:
     spool_dir: Path
     health_addr: str
     max_profile_bytes: int = DEFAULT_MAX_BYTES
+    tls_verify: bool = True
 
 
 def settings_from(
@@ -105,6 +106,7 @@ def settings_from(
     podinfo_dir: str | None = None,
     health_addr: str | None = None,
     max_profile_bytes: int = DEFAULT_MAX_BYTES,
+    tls_verify: bool = True,
 ) -> SidecarSettings:
     """Flags win over the environment, which wins over the defaults."""
     identity = podinfo.identity_from_env(env, app_container=app_container)
@@ -142,6 +144,7 @@ def settings_from(
         spool_dir=Path(spool_dir or env.get("KPROF_SPOOL_DIR", "").strip() or DEFAULT_SPOOL_DIR),
         health_addr=address,
         max_profile_bytes=max_profile_bytes,
+        tls_verify=tls_verify,
     )
 
 
@@ -236,7 +239,7 @@ class Sidecar:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=wiring.transport("direct"),
+            transport=wiring.transport("direct", tls_verify=settings.tls_verify),
             history=HistoryBook(settings.spool_dir / HISTORY_FILE),
             on_report=self._log_report,
         )

@@ -4,6 +4,7 @@ are cached so a check every few seconds does not build a new S3 client each time
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import threading
 from pathlib import Path
@@ -78,6 +79,17 @@ class Stores:
         return SpoolingStore(store, folder, max_bytes=self.spool_max_bytes)
 
 
-def transport(name: str, api_client: Any = None) -> Transport:
-    """The transport `name` (direct, proxy, portforward); proxy and portforward need an ApiClient."""
-    return pprof.make_transport(name, api_client=api_client)
+def transport(name: str, api_client: Any = None, *, tls_verify: bool = True) -> Transport:
+    """The transport `name` (direct, proxy, portforward); proxy and portforward need an ApiClient.
+    `tls_verify=False` accepts any certificate from https pod endpoints."""
+    return pprof.make_transport(name, api_client=api_client, tls_verify=tls_verify)
+
+
+def add_tls_flag(parser: argparse.ArgumentParser) -> None:
+    """`--insecure-skip-tls-verify`, for every command that fetches profiles."""
+    parser.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="accept any certificate from https pprof endpoints (pods with self-signed certificates); "
+        "the connection is still encrypted but not authenticated",
+    )

@@ -82,7 +82,11 @@ class EventRecorder:
             detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else f"{type(exc).__name__}: {exc}"
             log.warning(
                 "could not record event %s on %s %s/%s: %s",
-                reason, involved.get("kind"), involved.get("namespace"), involved.get("name"), detail,
+                reason,
+                involved.get("kind"),
+                involved.get("namespace"),
+                involved.get("name"),
+                detail,
                 extra={"reason": reason, "detail": detail},
             )
 
@@ -91,8 +95,14 @@ class EventRecorder:
         if len(message) > MAX_MESSAGE_LENGTH:
             message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
         key = (
-            involved.get("apiVersion", ""), involved.get("kind", ""), namespace, involved["name"],
-            involved.get("uid", ""), event_type, reason, message,
+            involved.get("apiVersion", ""),
+            involved.get("kind", ""),
+            namespace,
+            involved["name"],
+            involved.get("uid", ""),
+            event_type,
+            reason,
+            message,
         )
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
@@ -111,7 +121,9 @@ class EventRecorder:
                         raise
             event_name = f"{involved['name']}.{time.time_ns():x}"
             send_json(
-                self._api, "POST", f"/api/v1/namespaces/{namespace}/events",
+                self._api,
+                "POST",
+                f"/api/v1/namespaces/{namespace}/events",
                 self._event(event_name, namespace, involved, event_type, reason, message, now),
                 timeout=self._timeout,
             )
@@ -121,7 +133,13 @@ class EventRecorder:
                 self._seen.popitem(last=False)
 
     def _event(
-        self, name: str, namespace: str, involved: Mapping[str, str], event_type: str, reason: str, message: str,
+        self,
+        name: str,
+        namespace: str,
+        involved: Mapping[str, str],
+        event_type: str,
+        reason: str,
+        message: str,
         now: str,
     ) -> dict:
         involved_object = {

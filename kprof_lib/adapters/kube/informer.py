@@ -224,7 +224,10 @@ class Informer:
                 delay = self._backoff.delay(failures)
                 log.warning(
                     "%s: %s; retrying in %.1fs from resourceVersion %s",
-                    self.path, self.last_error, delay, self._resource_version,
+                    self.path,
+                    self.last_error,
+                    delay,
+                    self._resource_version,
                     extra={"path": self.path, "failures": failures},
                 )
                 self._stopping.wait(delay)
@@ -413,7 +416,8 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     if labels:
         slim_metadata["labels"] = _shared_map(labels)
     annotations = {
-        key: value for key, value in (metadata.get("annotations") or {}).items()
+        key: value
+        for key, value in (metadata.get("annotations") or {}).items()
         if key.startswith(_KEPT_ANNOTATION_PREFIX)
     }
     if annotations:

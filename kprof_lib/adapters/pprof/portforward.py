@@ -184,9 +184,7 @@ def _explain(error: Exception) -> str:
     return " ".join(reason.split())
 
 
-def _tunnel_error(
-    error: Exception, tunnel: Any, request: ProfileRequest, timeout: float, fired: bool
-) -> Exception:
+def _tunnel_error(error: Exception, tunnel: Any, request: ProfileRequest, timeout: float, fired: bool) -> Exception:
     where = f"{request.namespace}/{request.pod} port {request.port}"
     if fired or isinstance(error, TimeoutError):
         return CaptureTimeout(f"timed out after {timeout:g} s waiting for {request.target} over a port-forward")

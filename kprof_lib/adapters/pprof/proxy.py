@@ -43,10 +43,7 @@ class ProxyTransport:
     def resource_path(request: ProfileRequest) -> str:
         """The proxy path for `request`; https needs the scheme spelled out before the pod name."""
         scheme = "https:" if request.scheme == "https" else ""
-        return (
-            f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}"
-            f"/proxy{request.path}"
-        )
+        return f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}/proxy{request.path}"
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
@@ -74,9 +71,7 @@ class ProxyTransport:
                 raise _api_failure(error.__context__, request) from error.__context__
             raise
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise request_error(
-                error, where=f"API server {self._api_server}", target=via, timeout=timeout
-            ) from error
+            raise request_error(error, where=f"API server {self._api_server}", target=via, timeout=timeout) from error
         else:
             answer = None
         if answer is not None:

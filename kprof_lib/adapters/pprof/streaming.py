@@ -28,7 +28,7 @@ from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeou
 # Big enough that a profile needs few reads, small enough that the size cap stops reading promptly.
 CHUNK_BYTES = 64 * 1024
 REQUEST_HEADERS = {"Accept": "*/*", "User-Agent": "kprof"}
-TLS_HINT = " (pods with self-signed certificates need TLS verification turned off: tls_verify=False)"
+TLS_HINT = " (for pods with self-signed certificates: --insecure-skip-tls-verify, or tls_verify=False)"
 
 
 def host_port(host: str, port: int) -> str:

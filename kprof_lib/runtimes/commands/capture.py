@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig", help="kubeconfig for NAMESPACE/POD (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
     parser.add_argument("--max-bytes", type=int, default=64 * 1024 * 1024, help="size cap per profile")
+    wiring.add_tls_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     stores = wiring.Stores(local_dir=args.out or "profiles")
     store = stores.for_spec(plan.spec)
-    transport = wiring.transport(transport_name, api)
+    transport = wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
     report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
     for profile in report.profiles:

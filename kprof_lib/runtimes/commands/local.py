@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
-from kprof_lib.runtimes import documents, local, logs
+from kprof_lib.runtimes import documents, local, logs, wiring
 from kprof_lib.runtimes.sidecar import SettingsError, parse_target
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_spec
@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ProfilingConfig or bare spec (YAML/JSON); its selector is ignored, flags override it",
     )
     when = parser.add_argument_group("when to capture (override the config)")
-    when.add_argument("--cpu-threshold", type=float, metavar="PERCENT", help="CPU % of the baseline (1-1000)")
-    when.add_argument("--memory-threshold", type=float, metavar="PERCENT", help="memory % of the baseline (1-1000)")
+    when.add_argument("--cpu-threshold", type=float, metavar="PERCENT", help="CPU %% of the baseline (1-1000)")
+    when.add_argument("--memory-threshold", type=float, metavar="PERCENT", help="memory %% of the baseline (1-1000)")
     when.add_argument("--cooldown", type=int, metavar="SECONDS", help="between threshold captures (60-604800)")
     when.add_argument(
         "--on-demand-interval", type=int, metavar="SECONDS", help="also capture on this schedule (30-86400)"
@@ -86,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="size cap per profile (default %(default)s)",
     )
+    wiring.add_tls_flag(parser)
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     parser.add_argument(
         "--console-spans",
@@ -208,6 +209,7 @@ def settings_from(args: argparse.Namespace) -> local.LocalSettings:
         duration=args.duration,
         console_spans=args.console_spans,
         max_profile_bytes=args.max_profile_bytes,
+        tls_verify=not args.insecure_skip_tls_verify,
     )
 
 

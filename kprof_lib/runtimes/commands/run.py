@@ -14,7 +14,7 @@ import sys
 import threading
 from types import FrameType
 
-from kprof_lib.runtimes import logs
+from kprof_lib.runtimes import logs, wiring
 
 NAME = "run"
 HELP = "run the operator (in a cluster, or against a kubeconfig)"
@@ -140,6 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="size cap of one profile (default: 67108864)",
     )
+    wiring.add_tls_flag(parser)
     parser.add_argument(
         "--local-dir",
         default="/var/lib/kprof/profiles",
@@ -206,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport,
         concurrency=args.concurrency,
         max_profile_bytes=args.max_profile_bytes,
+        tls_verify=not args.insecure_skip_tls_verify,
         local_dir=args.local_dir,
         spool_dir=args.spool_dir,
         spool_max_bytes=args.spool_max_bytes,

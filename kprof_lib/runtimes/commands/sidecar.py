@@ -11,7 +11,7 @@ import sys
 
 from kprof_lib.adapters.podinfo import PodInfoError
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
-from kprof_lib.runtimes import logs, sidecar
+from kprof_lib.runtimes import logs, sidecar, wiring
 
 NAME = "sidecar"
 HELP = "profile the app container of this pod from a sidecar"
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="size cap per profile (default %(default)s)",
     )
+    wiring.add_tls_flag(parser)
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json")
 
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             podinfo_dir=args.podinfo_dir,
             health_addr=args.health_addr,
             max_profile_bytes=args.max_profile_bytes,
+            tls_verify=not args.insecure_skip_tls_verify,
         )
     except (sidecar.SettingsError, PodInfoError) as error:
         print(f"kprof sidecar: {error}", file=sys.stderr)

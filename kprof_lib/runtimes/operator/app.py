@@ -61,6 +61,7 @@ class Settings:
     transport: str = "direct"
     concurrency: int = 8
     max_profile_bytes: int = DEFAULT_MAX_BYTES
+    tls_verify: bool = True  # false: accept any certificate from https pod endpoints
     local_dir: str = "/var/lib/kprof/profiles"
     spool_dir: str = "/var/lib/kprof/spool"
     spool_max_bytes: int = wiring.DEFAULT_SPOOL_MAX_BYTES
@@ -302,7 +303,9 @@ class Operator:
     def _transport(self, name: str) -> Transport:
         with self._transports_lock:
             if name not in self._transports:
-                self._transports[name] = BoundedTransport(wiring.transport(name, self.api), self._capture_slots)
+                self._transports[name] = BoundedTransport(
+                    wiring.transport(name, self.api, tls_verify=self.settings.tls_verify), self._capture_slots
+                )
             return self._transports[name]
 
     def _flush_spool(self, store: Any) -> None:
