@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kprof_lib.runtimes import reference
 from kprof_lib.spec import schemas
-from kprof_lib.state import annotations
+from kprof_lib.state import optin
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "CONFIGURATION.md"
 
@@ -48,9 +48,9 @@ def test_every_field_is_there_with_its_default_and_limits():
             assert f"`{value}`" in body, path
         if "description" in field:
             assert field["description"] in body, path
-    for key in (annotations.ENABLED, annotations.PORT, annotations.PATH, annotations.SCHEME):
+    for key in (optin.ENABLED, optin.PORT, optin.PATH, optin.SCHEME):
         assert f"| `{key}` |" in text
-    assert f"`{annotations.DEFAULT_PORT}`" in text and f"`{annotations.DEFAULT_PATH}`" in text
+    assert f"`{optin.DEFAULT_PORT}`" in text and f"`{optin.DEFAULT_PATH}`" in text
 
 
 def test_a_schema_change_shows_in_the_reference():

@@ -12,11 +12,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from kprof_lib import reconcile
-from kprof_lib.adapters.local import LocalStore
+from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.pprof.direct import DirectTransport
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
-from kprof_lib.execution import check, executor
+from kprof_lib.execution import cycle, executor
 from kprof_lib.execution.executor import BusyRetry, Executor, PodLocks
 from tests.support.net import free_port
 from tests.support.pods import ENABLED, pod
@@ -174,7 +174,7 @@ def test_a_check_into_s3_is_traced_end_to_end(go_app, s3, s3_bucket, otlp_receiv
     target = pod_at("checkout-5d8f7c9b4-kx2lp", go_app.port, tier="backend")
     store = S3Store(s3_bucket, endpoint=s3.endpoint_url)
     run = Executor(tracer=tracing)
-    report = check.run_check(config_name="shop/checkout", spec=spec, gather=lambda: state(target), executor=run,
+    report = cycle.run_check(config_name="shop/checkout", spec=spec, gather=lambda: state(target), executor=run,
                              store=store, transport=DirectTransport())
     profiles = report.execution.profiles
     assert [(p.type, p.status) for p in profiles] == [("heap", "stored"), ("cpu", "stored")]

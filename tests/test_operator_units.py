@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.kube.selectors import to_selector_string
-from kprof_lib.adapters.local import LocalStore
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileRequest, Response
 from kprof_lib.runtimes import cli, endpoints, logs
-from kprof_lib.runtimes.operator import http
-from kprof_lib.runtimes.operator.checks import CheckRunner, spec_for_run
+from kprof_lib.runtimes.operator import monitoring
+from kprof_lib.runtimes.operator.runner import CheckRunner, spec_for_run
 from kprof_lib.runtimes.operator.scheduling import (
     CHECK,
     DEFAULT_CHECK_INTERVAL,
@@ -311,7 +311,7 @@ class Harness:
         self.config = config(spec)
         self.metrics = Metrics(*metrics, error=metrics_error)
         self.history, self.events, self.status = History(), Events(), Status(self.config)
-        self.instruments = http.Instruments()
+        self.instruments = monitoring.Instruments()
         self.runner = CheckRunner(
             configs=lambda key: self.config,
             pods=Pods(*pods),
@@ -568,11 +568,11 @@ def test_parse_address_refuses(text):
 
 def test_readyz_follows_readiness_and_metrics_use_the_operator_names():
     state = {"ready": (False, "waiting for the pods cache to sync")}
-    instruments = http.Instruments()
+    instruments = monitoring.Instruments()
     instruments.track_watch("pods", lambda: 3)
     instruments.track_leader(lambda: True)
     instruments.track_spool(lambda: 1234)
-    servers = http.serve(
+    servers = monitoring.serve(
         endpoints.Address("127.0.0.1", 0), endpoints.Address("127.0.0.1", 0), lambda: state["ready"], instruments
     )
     assert len(servers) == 1, "one address, one server"

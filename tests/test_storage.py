@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kprof_lib.adapters.local import LocalStore
+from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolFull, SpoolingStore
 from kprof_lib.execution import keys

@@ -12,7 +12,7 @@ from kprof_lib.planning import naming
 from kprof_lib.planning.reconcile import ON_DEMAND, Plan
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
-from kprof_lib.state import annotations
+from kprof_lib.state import optin
 
 LOCAL_NAMESPACE = "local"
 
@@ -26,7 +26,7 @@ def plan_for_pod(pod: dict[str, Any], spec: dict[str, Any], now: str) -> Plan:
     where = f"{metadata.get('namespace')}/{metadata.get('name')}"
     if status.get("phase") != "Running" or not status.get("podIP"):
         raise ValueError(f"pod {where} is not running with an IP (phase {status.get('phase')!r})")
-    endpoint = annotations.endpoint(metadata.get("annotations") or {})
+    endpoint = optin.endpoint(metadata.get("annotations") or {})
     if isinstance(endpoint, str):
         raise ValueError(f"pod {where}: {endpoint}")
     return _plan(
@@ -52,7 +52,7 @@ def plan_for_url(url: str, spec: dict[str, Any], now: str) -> Plan:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise SpecError([{"path": "--url", "message": f"{url!r} has an invalid port"}]) from None
-    path = parts.path.rstrip("/") or annotations.DEFAULT_PATH
+    path = parts.path.rstrip("/") or optin.DEFAULT_PATH
     name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{parts.hostname}-{port}")
     endpoint = {"scheme": parts.scheme, "port": port, "path": path}
     return _plan(spec, now, LOCAL_NAMESPACE, name, parts.hostname, endpoint, name, {})

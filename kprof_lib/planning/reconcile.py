@@ -19,7 +19,7 @@ from typing import Any
 
 from kprof_lib.planning import naming, selection, usage
 from kprof_lib.spec import validation
-from kprof_lib.state import annotations, cluster
+from kprof_lib.state import cluster, optin
 
 CPU_THRESHOLD = "cpu-threshold"
 MEMORY_THRESHOLD = "memory-threshold"
@@ -108,7 +108,7 @@ class _Decider:
         if not self.labels_match(metadata.get("labels") or {}):
             return _none(namespace, name, "label-mismatch")
         pod_annotations = metadata.get("annotations") or {}
-        if not annotations.is_enabled(pod_annotations):
+        if not optin.is_enabled(pod_annotations):
             return _none(namespace, name, "not-enabled")
         path = f"pods[{index}]"
         status = pod.get("status") or {}
@@ -119,7 +119,7 @@ class _Decider:
             return _none(namespace, name, "not-running")
         if not isinstance(pod_ip, str):
             cluster.raise_state_error(f"{path}.status.podIP", "must be a string")
-        endpoint = annotations.endpoint(pod_annotations)
+        endpoint = optin.endpoint(pod_annotations)
         if isinstance(endpoint, str):
             return {**_none(namespace, name, "invalid-annotation"), "message": endpoint}
         self.active_pods += 1

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kprof_lib.adapters.local import write_atomically
-from kprof_lib.execution.check import CheckReport, run_check
+from kprof_lib.adapters.directory import write_atomically
 from kprof_lib.execution.clock import SystemClock
+from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import Clock, ProfileStore, Transport
 from kprof_lib.runtimes import wiring

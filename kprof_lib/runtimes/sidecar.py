@@ -31,13 +31,13 @@ from urllib.parse import quote, urlsplit
 import yaml
 
 from kprof_lib.adapters import podinfo, procfs, tracing
-from kprof_lib.execution.check import CheckReport
+from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_spec
-from kprof_lib.state import annotations
+from kprof_lib.state import optin
 
 log = logging.getLogger("kprof.sidecar")
 
@@ -75,7 +75,7 @@ def parse_target(url: str) -> Target:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise SettingsError(f"--target {url!r}: the port must be a number from 1 to 65535") from None
-    path = parts.path.rstrip("/") or annotations.DEFAULT_PATH
+    path = parts.path.rstrip("/") or optin.DEFAULT_PATH
     return Target(parts.scheme, parts.hostname, port, path)
 
 
@@ -262,9 +262,9 @@ class Sidecar:
         if target is not None:
             pod_annotations = {
                 **pod_annotations,
-                annotations.PORT: str(target.port),
-                annotations.PATH: target.path,
-                annotations.SCHEME: target.scheme,
+                optin.PORT: str(target.port),
+                optin.PATH: target.path,
+                optin.SCHEME: target.scheme,
             }
         pod = podinfo.pod_document(
             identity, labels=labels, annotations=pod_annotations, address=target.host if target else LOOPBACK
@@ -288,7 +288,7 @@ class Sidecar:
         found = podinfo.read_downward_file(folder / "annotations") if folder else None
         # Without the annotations file, the sidecar's presence is the pod's opt-in; with it, the
         # pod's own profiling.io/enabled decides (and can pause the sidecar without a restart).
-        return labels or {}, found if found is not None else {annotations.ENABLED: "true"}
+        return labels or {}, found if found is not None else {optin.ENABLED: "true"}
 
     def _note_app(self, usage: procfs.Usage | None) -> None:
         seen = usage is not None

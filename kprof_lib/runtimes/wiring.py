@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kprof_lib.adapters import pprof
-from kprof_lib.adapters.local import LocalStore
+from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.ports import ProfileStore, Transport

@@ -38,7 +38,7 @@ DELETED = "DELETED"
 PODS_PATH = "/api/v1/pods"
 PROFILING_CONFIGS_PATH = "/apis/profiling.io/v1alpha1/profilingconfigs"
 
-# The only annotations reconcile reads (see kprof_lib.state.annotations).
+# The only annotations reconcile reads (see kprof_lib.state.optin).
 _KEPT_ANNOTATION_PREFIX = "profiling.io/"
 # A watch that ends this soon with nothing in it is treated as a failure, so that a server that
 # closes watches at once cannot make the informer spin.

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
-from kprof_lib.runtimes import documents, local, logs, wiring
+from kprof_lib.runtimes import documents, localmode, logs, wiring
 from kprof_lib.runtimes.sidecar import SettingsError, parse_target
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_spec
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--check-interval",
         type=float,
         metavar="SECONDS",
-        help=f"how often usage is checked, {local.MIN_CHECK_INTERVAL:g}-{local.MAX_CHECK_INTERVAL:g} "
+        help=f"how often usage is checked, {localmode.MIN_CHECK_INTERVAL:g}-{localmode.MAX_CHECK_INTERVAL:g} "
         "(default: the config's checkIntervalSeconds, else 30)",
     )
     baseline = parser.add_argument_group("baselines for the percentages (default: 1 core, the machine's memory)")
@@ -162,17 +162,17 @@ def _check_quantity(flag: str, value: str | None) -> None:
         raise UsageError(f"{flag}: must be more than 0, not {value!r}")
 
 
-def settings_from(args: argparse.Namespace) -> local.LocalSettings:
+def settings_from(args: argparse.Namespace) -> localmode.LocalSettings:
     try:
         target = parse_target(args.target)
     except SettingsError as error:
         raise UsageError(str(error)) from None
     if args.check_interval is not None and not (
-        local.MIN_CHECK_INTERVAL <= args.check_interval <= local.MAX_CHECK_INTERVAL
+        localmode.MIN_CHECK_INTERVAL <= args.check_interval <= localmode.MAX_CHECK_INTERVAL
     ):
         raise UsageError(
             f"--check-interval: {args.check_interval:g} is outside "
-            f"{local.MIN_CHECK_INTERVAL:g}-{local.MAX_CHECK_INTERVAL:g} seconds"
+            f"{localmode.MIN_CHECK_INTERVAL:g}-{localmode.MAX_CHECK_INTERVAL:g} seconds"
         )
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration: must be more than 0, not {args.duration:g}")
@@ -192,13 +192,13 @@ def settings_from(args: argparse.Namespace) -> local.LocalSettings:
             raise UsageError(f"--pid {args.pid}: no such process") from None
     elif spec.get("thresholds"):
         raise UsageError("thresholds need --pid (the process to measure), e.g. --pid $(pgrep -n my-service)")
-    return local.LocalSettings(
+    return localmode.LocalSettings(
         target=target,
         pid=args.pid,
-        name=args.name or local.default_name(args.pid, target),
-        service=args.name or (local.command_name(args.pid) if args.pid is not None else f"pprof-{target.port}"),
+        name=args.name or localmode.default_name(args.pid, target),
+        service=args.name or (localmode.command_name(args.pid) if args.pid is not None else f"pprof-{target.port}"),
         spec=spec,
-        resources=local.baselines(
+        resources=localmode.baselines(
             cpu_request=args.cpu_request,
             cpu_limit=args.cpu_limit,
             memory_request=args.memory_request,
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kprof local: {error}", file=sys.stderr)
         return 1
     try:
-        session = local.LocalRun(settings)
+        session = localmode.LocalRun(settings)
     except ValueError as error:  # a tracing setting that cannot be honoured
         print(f"kprof local: {error}", file=sys.stderr)
         return 2

@@ -37,8 +37,8 @@ from kprof_lib.execution import telemetry
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, Response, Transport
 from kprof_lib.runtimes import endpoints, wiring
-from kprof_lib.runtimes.operator import http
-from kprof_lib.runtimes.operator.checks import CheckRunner
+from kprof_lib.runtimes.operator import monitoring
+from kprof_lib.runtimes.operator.runner import CheckRunner
 from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
 from kprof_lib.state.cluster import ON_DEMAND_KEY, parse_time
 
@@ -98,7 +98,7 @@ class Operator:
         self.settings = settings
         self.api = api_client or connection.api_client(settings.kubeconfig)
         self.identity = settings.identity or default_identity()
-        self.instruments = http.Instruments()
+        self.instruments = monitoring.Instruments()
         self._stopped = threading.Event()
         self._synced = threading.Event()
         self._activation = threading.Lock()  # sync and leadership may arrive together
@@ -160,7 +160,7 @@ class Operator:
         self.instruments.track_watch("profilingconfigs", lambda: self.configs.restarts + self.configs.relists)
         self.instruments.track_leader(self.is_leader)
         self.instruments.track_spool(lambda: sum(store.pending_bytes for store in self.stores.spooling()))
-        self.endpoints = http.serve(
+        self.endpoints = monitoring.serve(
             endpoints.parse_address(settings.health_addr),
             endpoints.parse_address(settings.metrics_addr),
             self.ready,

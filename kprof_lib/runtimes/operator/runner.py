@@ -31,11 +31,11 @@ from kprof_lib.adapters.kube.events import (
     WARNING,
 )
 from kprof_lib.execution import results
-from kprof_lib.execution.check import CheckReport, run_check
+from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import EventRecorder, HistoryStore, MetricsSource, PodSource, ProfileStore, Transport
 from kprof_lib.planning import conditions
-from kprof_lib.runtimes.operator.http import Instruments
+from kprof_lib.runtimes.operator.monitoring import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND, Run
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError

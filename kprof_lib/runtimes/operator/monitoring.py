@@ -2,7 +2,7 @@
 `/readyz` (caches synced and leadership settled) on the health address, `/metrics` on the metrics
 address (one server when both addresses are the same). `Instruments` owns a private
 prometheus-client registry, so several operators in one process (tests) never share counters.
-Used by `app.Operator`, which starts and stops the servers, and by `checks`, which counts.
+Used by `app.Operator`, which starts and stops the servers, and by `runner`, which counts.
 """
 
 from __future__ import annotations

@@ -29,14 +29,14 @@ from opentelemetry import trace
 
 from kprof_lib.adapters import podinfo, procfs, tracing
 from kprof_lib.execution import results
-from kprof_lib.execution.check import CheckReport
+from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor
 from kprof_lib.execution.ports import ProfileStore, StoredObject
 from kprof_lib.execution.telemetry import TRACER_NAME
 from kprof_lib.runtimes import wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.runtimes.sidecar import Target
-from kprof_lib.state import annotations, quantities
+from kprof_lib.state import optin, quantities
 
 NAMESPACE = "local"
 MIN_CHECK_INTERVAL = 1.0  # local mode may check faster than the schema's 10 s, for demos and tests
@@ -246,10 +246,10 @@ class LocalRun:
     def observe(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         target = self.settings.target
         pod_annotations = {
-            annotations.ENABLED: "true",
-            annotations.PORT: str(target.port),
-            annotations.PATH: target.path,
-            annotations.SCHEME: target.scheme,
+            optin.ENABLED: "true",
+            optin.PORT: str(target.port),
+            optin.PATH: target.path,
+            optin.SCHEME: target.scheme,
         }
         pod = podinfo.pod_document(
             self.identity,
