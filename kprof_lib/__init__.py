@@ -10,8 +10,9 @@ both `ValueError`s that list every problem with its path.
 """
 
 from kprof_lib.planning.reconcile import Plan, reconcile
-from kprof_lib.spec.errors import SpecError, StateError
+from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_document, validate_spec
+from kprof_lib.state.errors import StateError
 
 __version__ = "0.1.0"
 

@@ -16,15 +16,14 @@ symbolic link).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution.ports import StoredObject, StoreError
 
 SIDECAR_SUFFIX = ".json"
@@ -94,44 +93,3 @@ class LocalStore:
                 f"storing {key} in {self.directory}: {error.strerror or error} ({path})", retryable=transient
             ) from error
         return StoredObject(uri=path.as_uri(), key=key, size=len(data))
-
-
-def write_atomically(files: list[tuple[Path, bytes]]) -> None:
-    """Write each (target, content): all to temporary files beside their targets first (where a
-    full disk shows), then renamed into place in order. On failure no temporary file is left and
-    the targets renamed before the failure are removed, so the last target never exists without
-    the others: put the one readers look for last.
-    """
-    temporaries: list[str] = []
-    renamed: list[Path] = []
-    try:
-        for target, content in files:
-            handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            temporaries.append(name)
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(content)
-                stream.flush()
-                os.fsync(stream.fileno())
-        for name, (target, _) in zip(temporaries, files, strict=True):
-            os.replace(name, target)
-            renamed.append(target)
-        for directory in {target.parent for target, _ in files}:
-            _fsync_directory(directory)
-    except BaseException:
-        for name in temporaries:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-        for target in renamed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
-        raise
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the renames durable across a power loss; not every filesystem allows it.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

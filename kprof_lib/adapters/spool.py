@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kprof_lib.adapters.directory import write_atomically
+from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import Clock, ProfileStore, StoredObject, StoreError
 

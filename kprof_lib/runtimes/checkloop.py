@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kprof_lib.adapters.directory import write_atomically
+from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor

@@ -1,7 +1,8 @@
 """Error types for bad input: each lists every problem, each problem naming its path.
 
-Both are `ValueError`s and permanent (retrying the same input gives the same answer): a runtime
-reports them (status condition, Event, exit code) instead of retrying.
+`SpecError` here and `state.errors.StateError` are `ValueError`s and permanent (retrying the same
+input gives the same answer): a runtime reports them (status condition, Event, exit code) instead
+of retrying.
 """
 
 from __future__ import annotations
@@ -33,9 +34,3 @@ class SpecError(InputError):
     """A ProfilingConfig spec that breaks the schema."""
 
     subject = "ProfilingConfig spec"
-
-
-class StateError(InputError):
-    """A cluster state that is not what the Kubernetes API and metrics-server return."""
-
-    subject = "cluster state"

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kprof_lib.spec.errors import Problem, StateError
+from kprof_lib.spec.errors import Problem
 from kprof_lib.state import quantities
+from kprof_lib.state.errors import StateError
 
 THRESHOLD_KEY = "lastThresholdCapture"
 ON_DEMAND_KEY = "lastOnDemandCapture"
