@@ -1,12 +1,18 @@
-"""The layers import downward only, and the pure layers name no I/O SDK.
+"""The layers import downward only, the pure layers name no I/O SDK, and the library and the light
+commands load none of the heavy clients.
 
 spec/, state/, planning/ (pure) <- execution/ (ports) <- adapters/ (the outside world) <- runtimes/.
-Checked over the source with an AST walk, so a forbidden import fails here even if it is lazy.
+Checked over the source with an AST walk, so a forbidden import fails here even if it is lazy; and,
+since an allowed import can pull a forbidden one in on the way, by looking at `sys.modules` after
+the import in a fresh interpreter.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +20,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "kprof_lib"
 LAYERS = ["spec", "state", "planning", "execution", "adapters", "runtimes"]
 PURE = {"spec", "state", "planning"}
-# I/O SDKs the pure layers must not import. kubernetes.utils (parse_quantity) is a pure helper.
+# I/O SDKs the pure layers must not import; kubernetes in every part (even kubernetes.utils loads the
+# whole client).
 FORBIDDEN_IN_PURE = (
     "boto3",
     "botocore",
@@ -24,10 +31,7 @@ FORBIDDEN_IN_PURE = (
     "requests",
     "socket",
     "http",
-    "kubernetes.client",
-    "kubernetes.config",
-    "kubernetes.watch",
-    "kubernetes.stream",
+    "kubernetes",
     "prometheus_client",
     "subprocess",
 )
@@ -85,4 +89,53 @@ def test_the_checker_catches_a_forbidden_import(tmp_path):
         "import boto3\nfrom kubernetes.client import CoreV1Api\nfrom kubernetes.utils import parse_quantity\n"
     )
     found = [n for n in imports(bad) if any(n == f or n.startswith(f + ".") for f in FORBIDDEN_IN_PURE)]
-    assert found == ["boto3", "kubernetes.client", "kubernetes.client.CoreV1Api"]
+    assert found == [
+        "boto3",
+        "kubernetes.client",
+        "kubernetes.client.CoreV1Api",
+        "kubernetes.utils",
+        "kubernetes.utils.parse_quantity",
+    ]
+
+
+# What the library and the commands that only read files must start without.
+HEAVY = ("kubernetes", "boto3", "botocore", "apscheduler", "opentelemetry")
+ROOT = PACKAGE.parent
+LOADED = "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy top-level packages in sys.modules after running `code` in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", code + LOADED], capture_output=True, text=True, cwd=ROOT, timeout=120, check=True
+    )
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    return [name for name in HEAVY if name in loaded]
+
+
+def cli_code(*argv: str) -> str:
+    """Runs `kprof ARGV` in-process and fails unless it exits 0 (so the check sees a whole run)."""
+    return (
+        "from kprof_lib.runtimes import cli\n"
+        f"try:\n    code = cli.main({list(argv)!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "assert code == 0, code"
+    )
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import kprof_lib",
+        cli_code("--version"),
+        cli_code("validate", "examples/profilingconfigs/both.yaml"),
+        cli_code("plan", "--config", "examples/profilingconfigs/both.yaml", "--state", "examples/cluster-state.json"),
+    ],
+    ids=["import kprof_lib", "kprof --version", "kprof validate", "kprof plan"],
+)
+def test_library_and_light_commands_load_no_heavy_client(code):
+    assert heavy_modules_after(code) == []
+
+
+def test_the_module_check_sees_a_transitive_import():
+    # kprof run's module imports the operator, which imports the kubernetes client on the way.
+    assert "kubernetes" in heavy_modules_after("import kprof_lib.runtimes.operator.app")

@@ -1,7 +1,10 @@
 """The `kprof` command: one sub-command per module in `kprof_lib.runtimes.commands`.
 
-Each command module has `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int` (the exit
-code). Exit codes: 0 success, 1 invalid input or a failed action, 2 bad usage.
+Each command module has `add_arguments(parser)` and `run(args) -> int` (the exit code); its
+docstring is its description and `COMMANDS` below its one-line help. Only the module of the command
+being run is imported, so `kprof --version`, `kprof validate` and `kprof plan` start without loading
+the kubernetes client, boto3 or OpenTelemetry (tests/test_layers.py checks it). Exit codes: 0
+success, 1 invalid input or a failed action, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -9,26 +12,51 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterable, Sequence
 
 from kprof_lib import __version__
 
-COMMANDS = ("validate", "plan", "capture", "crd", "sidecar", "local", "run")
+COMMANDS = {
+    "validate": "validate ProfilingConfig files",
+    "plan": "show each pod's action and reason (check mode)",
+    "capture": "capture profiles once from an address or a pod",
+    "crd": "print the ProfilingConfig CRD",
+    "sidecar": "profile the app container of this pod from a sidecar",
+    "local": "profile a process on this machine by thresholds or on a schedule",
+    "run": "run the operator (in a cluster, or against a kubeconfig)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(load: Iterable[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser, with the full arguments of the commands in `load`; the others are listed (for
+    --help and the choice of command) but not imported."""
+    load = set(load)
     parser = argparse.ArgumentParser(prog="kprof", description="Capture pprof profiles from Go pods in Kubernetes.")
     parser.add_argument("--version", action="version", version=f"kprof {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name, help in COMMANDS.items():
+        if name not in load:
+            sub.add_parser(name, help=help)
+            continue
         module = importlib.import_module(f"kprof_lib.runtimes.commands.{name}")
-        command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
+        command = sub.add_parser(name, help=help, description=module.__doc__)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
 
 
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first word that is not an option (kprof's own options take no
+    value), if that is a command."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    command = command_in(argv)
+    args = build_parser([command] if command else []).parse_args(argv)
     try:
         return args.run(args)
     except KeyboardInterrupt:

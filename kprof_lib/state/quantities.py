@@ -1,16 +1,21 @@
 """Kubernetes resource quantities ("250m", "123456789n", "120Mi") as floats: CPU in cores, memory in bytes.
 
-Parsing is `kubernetes.utils.parse_quantity`'s (a pure helper); what it lets through that no API
-server ever returns (negative, NaN, infinite) is rejected here. Results are memoised: requests and
-limits repeat across replicas, so most look-ups are dictionary hits.
+The parser follows `kubernetes.utils.parse_quantity` step for step (decimal arithmetic, the same
+suffixes and the same quirks, e.g. "ki" refused), so its results equal the client's on every input
+(tests/test_quantities.py checks that over generated quantities); it is written here because
+importing `kubernetes.utils` loads the whole client, which a pure layer must not. What the client
+lets through that no API server ever returns (negative, NaN, infinite) is rejected here. Results are
+memoised: requests and limits repeat across replicas, so most look-ups are dictionary hits.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from decimal import Decimal, InvalidOperation
 
-from kubernetes.utils import parse_quantity
+# Powers of the base (1000, or 1024 with a trailing "i") each suffix letter stands for.
+_EXPONENTS = {"n": -3, "u": -2, "m": -1, "K": 1, "k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -19,10 +24,31 @@ def parse(quantity: str) -> float:
     if not isinstance(quantity, str):
         raise ValueError(f"must be a quantity string such as '250m' or '64Mi', not {type(quantity).__name__}")
     try:
-        value = parse_quantity(quantity)
+        value = parse_decimal(quantity)
     except (ValueError, ArithmeticError) as error:
         raise ValueError(f"{quantity!r} is not a valid quantity") from error
     number = float(value)
     if math.isnan(number) or math.isinf(number) or number < 0:
         raise ValueError(f"{quantity!r} is not a valid quantity (negative, NaN and infinite are not allowed)")
     return number
+
+
+def parse_decimal(quantity: str) -> Decimal:
+    """The quantity as a Decimal, as `kubernetes.utils.parse_quantity` computes it; `ValueError`
+    for a number or suffix it does not know."""
+    number, suffix = quantity, None
+    if len(quantity) >= 2 and quantity[-1] == "i":
+        if quantity[-2] in _EXPONENTS:
+            number, suffix = quantity[:-2], quantity[-2:]
+    elif quantity and quantity[-1] in _EXPONENTS:
+        number, suffix = quantity[:-1], quantity[-1]
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise ValueError(f"invalid number format: {number}") from None
+    if suffix is None:
+        return value
+    if suffix == "ki":  # SI writes k, binary writes Ki: "ki" is neither
+        raise ValueError(f"{quantity} has unknown suffix")
+    base = 1024 if suffix.endswith("i") else 1000
+    return value * (base ** Decimal(_EXPONENTS[suffix[0]]))

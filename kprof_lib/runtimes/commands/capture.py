@@ -15,8 +15,6 @@ from kprof_lib.planning import oneshot
 from kprof_lib.runtimes import wiring
 from kprof_lib.spec.errors import SpecError
 
-NAME = "capture"
-HELP = "capture profiles once from an address or a pod"
 PROFILE_TYPES = ("heap", "cpu", "goroutine", "mutex", "block", "allocs", "threadcreate")
 
 

@@ -22,9 +22,6 @@ from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_spec
 from kprof_lib.state import quantities
 
-NAME = "local"
-HELP = "profile a process on this machine by thresholds or on a schedule"
-
 # Spec fields a flag sets, for error messages that name the flag.
 FLAG_OF_FIELD = {
     "spec.thresholds.cpuThresholdPercent": "--cpu-threshold",

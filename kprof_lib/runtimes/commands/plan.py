@@ -12,9 +12,6 @@ from kprof_lib.planning.reconcile import Plan, reconcile
 from kprof_lib.runtimes import documents
 from kprof_lib.spec.errors import InputError
 
-NAME = "plan"
-HELP = "show each pod's action and reason (check mode)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

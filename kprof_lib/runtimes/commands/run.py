@@ -16,9 +16,6 @@ from types import FrameType
 
 from kprof_lib.runtimes import logs, wiring
 
-NAME = "run"
-HELP = "run the operator (in a cluster, or against a kubeconfig)"
-
 DEFAULT_NAMESPACE = "kprof-system"
 TRANSPORTS = ("direct", "proxy", "portforward")
 

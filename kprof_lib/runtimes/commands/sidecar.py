@@ -13,9 +13,6 @@ from kprof_lib.adapters.podinfo import PodInfoError
 from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import logs, sidecar, wiring
 
-NAME = "sidecar"
-HELP = "profile the app container of this pod from a sidecar"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -10,9 +10,6 @@ from kprof_lib.runtimes import documents
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_document
 
-NAME = "validate"
-HELP = "validate ProfilingConfig files"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON files")
