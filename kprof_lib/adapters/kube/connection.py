@@ -11,7 +11,7 @@ from kubernetes import client, config
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-class ConnectionError(RuntimeError):
+class ClientConfigError(RuntimeError):
     """No way to reach the API: the message says what was tried."""
 
 
@@ -20,7 +20,7 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
     in-cluster service account, then ~/.kube/config."""
     configuration = client.Configuration()
     if kubeconfig and not Path(kubeconfig).is_file():
-        raise ConnectionError(f"kubeconfig {kubeconfig} does not exist")
+        raise ClientConfigError(f"kubeconfig {kubeconfig} does not exist")
     explicit = kubeconfig or os.environ.get("KUBECONFIG")
     if explicit:
         return _from_kubeconfig(explicit, context, configuration)
@@ -31,7 +31,7 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
         home = Path.home() / ".kube" / "config"
         if home.is_file():
             return _from_kubeconfig(str(home), context, configuration)
-        raise ConnectionError(
+        raise ClientConfigError(
             f"no kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config) and not in a cluster: {in_cluster_error}"
         ) from None
 
@@ -40,7 +40,7 @@ def _from_kubeconfig(path: str, context: str | None, configuration: client.Confi
     try:
         config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
     except (config.ConfigException, OSError) as error:
-        raise ConnectionError(f"kubeconfig {path}: {error}") from None
+        raise ClientConfigError(f"kubeconfig {path}: {error}") from None
     return client.ApiClient(configuration)
 
 

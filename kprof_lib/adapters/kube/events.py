@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class EventRecorder:
             self._record(involved, event_type, reason, message)
         except Exception as exc:
             self.failures += 1
-            detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else f"{type(exc).__name__}: {exc}"
+            detail = errors.brief(exc)
             log.warning(
                 "could not record event %s on %s %s/%s: %s",
                 reason,
@@ -116,9 +116,8 @@ class EventRecorder:
                     seen.last = time.monotonic()
                     self._seen.move_to_end(key)
                     return
-                except ApiException as exc:
-                    if exc.status != 404:  # 404: the Event expired (kube keeps them ~1h): start anew
-                        raise
+                except errors.APINotFound:  # the Event expired (kube keeps them ~1h): start anew
+                    pass
             event_name = f"{involved['name']}.{time.time_ns():x}"
             send_json(
                 self._api,

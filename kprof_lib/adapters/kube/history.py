@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_json, send_json
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,11 @@ class ConfigMapHistory:
                 try:
                     self._cache[config_key] = self._write(config_key, stored.resource_version, entries)
                     return
-                except ApiException as exc:
-                    if exc.status not in (404, 409):
-                        self._cache.pop(config_key, None)
-                        raise HistoryError(_explain("write", self._path(config_key), exc)) from None
+                except (errors.APINotFound, errors.APIConflict):
+                    pass
+                except errors.APIError as exc:
+                    self._cache.pop(config_key, None)
+                    raise HistoryError(_explain("write", self._path(config_key), exc)) from None
                 except Exception as exc:  # no answer: the write may or may not have happened
                     self._cache.pop(config_key, None)
                     raise HistoryError(f"write {self._path(config_key)}: {type(exc).__name__}: {exc}") from None
@@ -140,14 +141,14 @@ class ConfigMapHistory:
             path = self._path(config_key)
             try:
                 send_json(self._api, "DELETE", path, timeout=self._timeout)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return
-                if exc.status == 403:
-                    # Without delete on configmaps, an emptied ConfigMap is the next best thing.
-                    log.warning("%s: cannot delete (403), emptying it instead", path)
-                    self._empty(config_key)
-                    return
+            except errors.APINotFound:
+                return
+            except errors.APIForbidden:
+                # Without delete on configmaps, an emptied ConfigMap is the next best thing.
+                log.warning("%s: cannot delete (403), emptying it instead", path)
+                self._empty(config_key)
+                return
+            except errors.APIError as exc:
                 raise HistoryError(_explain("delete", path, exc)) from None
 
     def invalidate(self, config_key: str | None = None) -> None:
@@ -163,9 +164,9 @@ class ConfigMapHistory:
         path = self._path(config_key)
         try:
             configmap = get_json(self._api, path, timeout=self._timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return _Stored(None, {})
+        except errors.APINotFound:
+            return _Stored(None, {})
+        except errors.APIError as exc:
             raise HistoryError(_explain("read", path, exc)) from None
         except Exception as exc:
             raise HistoryError(f"read {path}: {type(exc).__name__}: {exc}") from None
@@ -211,7 +212,7 @@ class ConfigMapHistory:
             return
         try:
             self._write(config_key, stored.resource_version, {})
-        except ApiException as exc:
+        except errors.APIError as exc:
             raise HistoryError(_explain("empty", self._path(config_key), exc)) from None
 
     # ----------------------------------------------------------------- pruning
@@ -269,9 +270,5 @@ def _dumps(entries: History) -> str:
     return json.dumps(entries, sort_keys=True, separators=(",", ":"))
 
 
-def _explain(action: str, path: str, exc: ApiException) -> str:
-    try:
-        detail = json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        detail = exc.reason
-    return f"{action} {path}: {exc.status} {detail}"
+def _explain(action: str, path: str, exc: errors.APIError) -> str:
+    return f"{action} {path}: {exc.status} {exc.message}"

@@ -27,6 +27,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_json
 
 log = logging.getLogger(__name__)
@@ -241,10 +242,8 @@ class Informer:
             page_query = query + ([("continue", token)] if token else [])
             try:
                 page = get_json(self._api, self.path, page_query, timeout=self._request_timeout)
-            except ApiException as exc:
-                if exc.status == 410:  # the continue token expired: the whole LIST starts again
-                    raise _Expired(f"LIST {self.path}: 410 Gone ({_message(exc)})") from None
-                raise
+            except errors.APIGone as exc:  # the continue token expired: the whole LIST starts again
+                raise _Expired(f"LIST {self.path}: 410 Gone ({exc.message})") from None
             item_api_version = page.get("apiVersion")
             item_kind = (page.get("kind") or "").removesuffix("List")
             for item in page.get("items") or ():
@@ -311,9 +310,10 @@ class Informer:
                 _request_timeout=(self._request_timeout, self._timeout_seconds + 30),
             )
         except ApiException as exc:
-            if exc.status == 410:
-                raise _Expired(f"WATCH {self.path}: 410 Gone ({_message(exc)})") from None
-            raise
+            error = errors.from_exception(exc)
+            if isinstance(error, errors.APIGone):
+                raise _Expired(f"WATCH {self.path}: 410 Gone ({error.message})") from None
+            raise error from None
         with self._lock:
             self._response = response
         delivered = 0
@@ -526,14 +526,7 @@ def _version(obj: dict[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("resourceVersion")
 
 
-def _message(exc: ApiException) -> str:
-    try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
-
-
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"API error {exc.status} {exc.reason}: {_message(exc)}"
+    if isinstance(exc, errors.APIError):
+        return f"API error {exc.status} {exc.reason}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"

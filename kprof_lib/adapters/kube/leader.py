@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_json, send_json
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class LeaderElector:
         try:
             won = self._try_acquire_or_renew()
         except Exception as exc:
-            detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else f"{type(exc).__name__}: {exc}"
+            detail = errors.brief(exc)
             log.warning("Lease %s/%s: %s", self.namespace, self.name, detail)
             won = False
         self._settled.set()
@@ -194,9 +194,7 @@ class LeaderElector:
         now = micro_time()
         try:
             lease = get_json(self._api, self.path, timeout=self._timeout)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except errors.APINotFound:
             return self._create(now)
         spec = lease.get("spec") or {}
         self._observe(spec)
@@ -214,10 +212,8 @@ class LeaderElector:
         }
         try:
             written = send_json(self._api, "PUT", self.path, lease, timeout=self._timeout)
-        except ApiException as exc:
-            if exc.status == 409:  # someone else wrote since we read: they won this round
-                return False
-            raise
+        except errors.APIConflict:  # someone else wrote since we read: they won this round
+            return False
         self._observe(written.get("spec") or {})
         return True
 
@@ -242,10 +238,8 @@ class LeaderElector:
                 body,
                 timeout=self._timeout,
             )
-        except ApiException as exc:
-            if exc.status == 409:  # another candidate created it first
-                return False
-            raise
+        except errors.APIConflict:  # another candidate created it first
+            return False
         self._observe(created.get("spec") or {})
         return True
 

@@ -6,13 +6,12 @@ the label selector pushed to the server, never a GET per pod. Failures come out 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import urllib3
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_json
 
 METRICS_API = "/apis/metrics.k8s.io/v1beta1"
@@ -47,8 +46,8 @@ class MetricsServer:
         query = [("labelSelector", label_selector)] if label_selector else []
         try:
             document = get_json(self._api, path, query, timeout=self._timeout)
-        except ApiException as exc:
-            raise MetricsUnavailable(_explain(path, exc), path=path, status=exc.status or 0) from None
+        except errors.APIError as exc:
+            raise MetricsUnavailable(_explain(path, exc), path=path, status=exc.status) from None
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise MetricsUnavailable(f"GET {path}: {type(exc).__name__}: {exc}", path=path, status=0) from None
         items = document.get("items") if isinstance(document, dict) else None
@@ -57,11 +56,8 @@ class MetricsServer:
         return items
 
 
-def _explain(path: str, exc: ApiException) -> str:
-    try:
-        detail = json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        detail = exc.reason
+def _explain(path: str, exc: errors.APIError) -> str:
+    detail = exc.message
     if exc.status == 404:
         return f"metrics.k8s.io not available: is metrics-server installed? (GET {path}: 404 {detail})"
     if exc.status == 503:

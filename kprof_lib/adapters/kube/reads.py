@@ -1,7 +1,8 @@
 """Requests to the Kubernetes API as plain JSON (`_preload_content=False`): the client's model
 objects cost several times the memory and lose nothing we need. `get_json` reads; `send_json`
-writes (POST, PUT, PATCH with the content type the patch kind needs, DELETE). Both raise
-kubernetes.client.ApiException for error statuses, so callers can tell 404, 409 and 410 apart."""
+writes (POST, PUT, PATCH with the content type the patch kind needs, DELETE). Both raise an
+`errors.APIError` for error statuses (`APINotFound`, `APIConflict`, `APIGone`, ...), so callers
+catch by class."""
 
 from __future__ import annotations
 
@@ -9,23 +10,29 @@ import json
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kprof_lib.adapters.kube import errors
 
 MERGE_PATCH = "application/merge-patch+json"
 
 
 def get_json(api: client.ApiClient, path: str, query: list[tuple[str, str]] | None = None, timeout: float = 30) -> Any:
     """GET `path` (e.g. /api/v1/namespaces/default/pods/x) and decode its JSON body.
-    Raises kubernetes.client.ApiException for error statuses."""
-    response = api.call_api(
-        path,
-        "GET",
-        query_params=query or [],
-        header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _return_http_data_only=True,
-        _request_timeout=timeout,
-    )
+    Raises `errors.APIError` for error statuses."""
+    try:
+        response = api.call_api(
+            path,
+            "GET",
+            query_params=query or [],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=timeout,
+        )
+    except ApiException as exc:
+        raise errors.from_exception(exc) from None
     try:
         return json.loads(response.data)
     finally:
@@ -48,18 +55,21 @@ def send_json(
 ) -> Any:
     """`method` (POST, PUT, PATCH, DELETE) with `body` as JSON; the decoded answer (None if empty).
     Custom resources take only `application/merge-patch+json` or JSON patch, not the strategic merge
-    patch the client's typed methods send for a dict."""
-    response = api.call_api(
-        path,
-        method,
-        query_params=query or [],
-        header_params={"Accept": "application/json", "Content-Type": content_type},
-        body=body,
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _return_http_data_only=True,
-        _request_timeout=timeout,
-    )
+    patch the client's typed methods send for a dict. Raises `errors.APIError` for error statuses."""
+    try:
+        response = api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=timeout,
+        )
+    except ApiException as exc:
+        raise errors.from_exception(exc) from None
     try:
         data = response.data
         return json.loads(data) if data else None

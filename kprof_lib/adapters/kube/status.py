@@ -7,13 +7,12 @@ operator calls it after every check; conditions are built with kprof_lib.plannin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
 
 GROUP = "profiling.io"
@@ -43,13 +42,9 @@ class StatusWriter:
             return send_json(
                 self._api, "PATCH", path, {"status": dict(status)}, content_type=MERGE_PATCH, timeout=self._timeout
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            try:
-                detail = json.loads(exc.body).get("message") or exc.reason
-            except (TypeError, ValueError, AttributeError):
-                detail = exc.reason
-            raise StatusWriteError(f"PATCH {path}: {exc.status} {detail}") from None
+        except errors.APINotFound:
+            return None
+        except errors.APIError as exc:
+            raise StatusWriteError(f"PATCH {path}: {exc.status} {exc.message}") from None
         except Exception as exc:
             raise StatusWriteError(f"PATCH {path}: {type(exc).__name__}: {exc}") from None
