@@ -324,7 +324,8 @@ class OperatorThread:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-        from kprof_lib.runtimes.operator.app import Operator, Settings
+        from kprof_lib.runtimes.operator.app import Operator
+        from kprof_lib.runtimes.operator.settings import Settings
 
         self.provider = TracerProvider()
         if traces_url:

@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from kprof_lib.execution import capture, keys, results, telemetry
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import (
     PPROF_CONTENT_TYPE,
@@ -41,8 +42,6 @@ from kprof_lib.planning.reconcile import CPU_THRESHOLD, MEMORY_THRESHOLD, ON_DEM
 from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
 
 log = logging.getLogger("kprof.executor")
-
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)

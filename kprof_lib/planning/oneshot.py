@@ -47,11 +47,11 @@ def plan_for_url(url: str, spec: dict[str, Any], now: str) -> Plan:
     spec = validation.validate_spec(spec)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SpecError([{"path": "--url", "message": f"{url!r} is not an http(s) URL such as http://127.0.0.1:6060"}])
+        raise SpecError([{"path": "url", "message": f"{url!r} is not an http(s) URL such as http://127.0.0.1:6060"}])
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise SpecError([{"path": "--url", "message": f"{url!r} has an invalid port"}]) from None
+        raise SpecError([{"path": "url", "message": f"{url!r} has an invalid port"}]) from None
     path = parts.path.rstrip("/") or optin.DEFAULT_PATH
     name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{parts.hostname}-{port}")
     endpoint = {"scheme": parts.scheme, "port": port, "path": path}

@@ -30,11 +30,11 @@ from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import Clock, ProfileStore, Transport
 from kprof_lib.runtimes import wiring
+from kprof_lib.spec.schemas import DEFAULT_CHECK_INTERVAL
 from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.loop")
 
-DEFAULT_CHECK_INTERVAL = 30.0  # the schema's default checkIntervalSeconds, for specs without thresholds
 WAKE_MARGIN = 0.05  # wake a moment after a capture falls due, so the check sees it due
 
 
@@ -210,7 +210,7 @@ class CheckLoop:
         if self.interval is not None:
             return self.interval
         thresholds = (spec or {}).get("thresholds")
-        return float(thresholds["checkIntervalSeconds"]) if thresholds else DEFAULT_CHECK_INTERVAL
+        return float(thresholds["checkIntervalSeconds"] if thresholds else DEFAULT_CHECK_INTERVAL)
 
     def _next_wake(self, spec: dict[str, Any] | None, started: float) -> float:
         """The monotonic time of the next check."""

@@ -29,8 +29,9 @@ from opentelemetry import trace
 
 from kprof_lib.adapters import podinfo, procfs, tracing
 from kprof_lib.execution import results
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
-from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor
+from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileStore, StoredObject
 from kprof_lib.execution.telemetry import TRACER_NAME
 from kprof_lib.runtimes import wiring

@@ -31,8 +31,9 @@ from urllib.parse import quote, urlsplit
 import yaml
 
 from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
-from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor
+from kprof_lib.execution.executor import Executor
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.spec.errors import SpecError

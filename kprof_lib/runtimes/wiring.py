@@ -10,13 +10,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kprof_lib.adapters import pprof
+from kprof_lib.adapters import pprof, spool
 from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.ports import ProfileStore, Transport
-
-DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 
 
 class Stores:
@@ -28,7 +26,7 @@ class Stores:
         *,
         local_dir: str | Path,
         spool_dir: str | Path | None = None,
-        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_max_bytes: int = spool.DEFAULT_MAX_BYTES,
     ):
         self.local_dir = Path(local_dir)
         self.spool_dir = Path(spool_dir) if spool_dir else None

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-GROUP = "profiling.io"
-VERSION = "v1alpha1"
-KIND = "ProfilingConfig"
+from kprof_lib.spec.schemas import API_VERSION, KIND
+
+GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "profilingconfigs"
 SINGULAR = "profilingconfig"
 SHORT_NAMES = ("pc",)

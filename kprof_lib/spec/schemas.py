@@ -38,3 +38,19 @@ def load(name: str) -> dict[str, Any]:
 def spec_schema() -> dict[str, Any]:
     """The schema of a ProfilingConfig's `.spec`."""
     return load("profilingconfig")["properties"]["spec"]
+
+
+def spec_field(*path: str) -> dict[str, Any]:
+    """The schema of the spec field at `path`, e.g. `spec_field("thresholds", "checkIntervalSeconds")`."""
+    schema = spec_schema()
+    for name in path:
+        schema = schema["properties"][name]
+    return schema
+
+
+# Facts the schema states and code elsewhere needs: read here, written nowhere else.
+API_VERSION: str = load("profilingconfig")["properties"]["apiVersion"]["enum"][0]
+KIND: str = load("profilingconfig")["properties"]["kind"]["enum"][0]
+TRANSPORTS: tuple[str, ...] = tuple(spec_field("transport")["enum"])
+PROFILE_TYPES: tuple[str, ...] = tuple(spec_field("profileTypes")["items"]["enum"])
+DEFAULT_CHECK_INTERVAL: int = spec_field("thresholds", "checkIntervalSeconds")["default"]

@@ -15,9 +15,7 @@ import jsonschema
 
 from kprof_lib.spec import defaults, schemas
 from kprof_lib.spec.errors import Problem, SpecError
-
-API_VERSION = "profiling.io/v1alpha1"
-KIND = "ProfilingConfig"
+from kprof_lib.spec.schemas import API_VERSION, KIND
 
 
 @functools.cache

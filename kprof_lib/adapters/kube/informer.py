@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_json
+from kprof_lib.spec import crd
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ MODIFIED = "MODIFIED"
 DELETED = "DELETED"
 
 PODS_PATH = "/api/v1/pods"
-PROFILING_CONFIGS_PATH = "/apis/profiling.io/v1alpha1/profilingconfigs"
+PROFILING_CONFIGS_PATH = f"/apis/{crd.API_VERSION}/{crd.PLURAL}"
 
 # The only annotations reconcile reads (see kprof_lib.state.optin).
 _KEPT_ANNOTATION_PREFIX = "profiling.io/"

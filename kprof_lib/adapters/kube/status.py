@@ -14,10 +14,7 @@ from kubernetes.client import ApiClient
 
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
-
-GROUP = "profiling.io"
-VERSION = "v1alpha1"
-PLURAL = "profilingconfigs"
+from kprof_lib.spec.crd import GROUP, PLURAL, VERSION
 
 
 class StatusWriteError(RuntimeError):

@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kprof_lib.execution.ports import Transport
-
-TRANSPORT_NAMES = ("direct", "proxy", "portforward")
+from kprof_lib.spec.schemas import TRANSPORTS as TRANSPORT_NAMES
 
 
 def make_transport(name: str, *, api_client: Any = None, tls_verify: bool = True) -> Transport:

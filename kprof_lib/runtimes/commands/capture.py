@@ -9,13 +9,12 @@ import datetime as dt
 import sys
 from urllib.parse import urlsplit
 
-from kprof_lib.execution import results
+from kprof_lib.execution import capture, results
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
 from kprof_lib.runtimes import wiring
 from kprof_lib.spec.errors import SpecError
-
-PROFILE_TYPES = ("heap", "cpu", "goroutine", "mutex", "block", "allocs", "threadcreate")
+from kprof_lib.spec.schemas import PROFILE_TYPES, TRANSPORTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--transport",
-        choices=("direct", "proxy", "portforward"),
+        choices=TRANSPORTS,
         default=None,
         help="how to reach a pod (default: portforward for NAMESPACE/POD, since the pod IP is rarely "
         "reachable from outside the cluster; --url is always direct)",
@@ -46,8 +45,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", help="kubeconfig for NAMESPACE/POD (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
-    parser.add_argument("--max-bytes", type=int, default=64 * 1024 * 1024, help="size cap per profile")
+    parser.add_argument("--max-bytes", type=int, default=capture.DEFAULT_MAX_BYTES, help="size cap per profile")
     wiring.add_tls_flag(parser)
+
+
+# The fields of the one-shot spec (and the plan's url) each flag sets, for error messages.
+FLAGS = {"spec.profileTypes": "--types", "spec.cpuProfileSeconds": "--seconds", "url": "--url", "spec.": "--"}
+
+
+def as_flags(error: SpecError) -> str:
+    """The error with each problem's path given as the flag that sets it."""
+
+    def flag(path: str) -> str:
+        for field, name in FLAGS.items():
+            if path.startswith(field):
+                return name + path[len(field) :]
+        return path
+
+    return str(SpecError([{"path": flag(p["path"]), "message": p["message"]} for p in error.errors]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,13 +100,7 @@ def run(args: argparse.Namespace) -> int:
             plan = oneshot.plan_for_pod(pod, spec, now)
             transport_name = args.transport or "portforward"
     except SpecError as error:
-        print(
-            str(error)
-            .replace("spec.", "--")
-            .replace("--profileTypes", "--types")
-            .replace("--cpuProfileSeconds", "--seconds"),
-            file=sys.stderr,
-        )
+        print(as_flags(error), file=sys.stderr)
         return 2
     except Exception as error:  # connection, not found, not running: say it plainly
         print(f"kprof capture: {error}", file=sys.stderr)

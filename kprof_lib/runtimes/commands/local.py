@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
-from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import documents, localmode, logs, wiring
 from kprof_lib.runtimes.sidecar import SettingsError, parse_target
 from kprof_lib.spec.errors import SpecError

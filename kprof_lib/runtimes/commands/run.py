@@ -15,9 +15,8 @@ import threading
 from types import FrameType
 
 from kprof_lib.runtimes import logs, wiring
-
-DEFAULT_NAMESPACE = "kprof-system"
-TRANSPORTS = ("direct", "proxy", "portforward")
+from kprof_lib.runtimes.operator.settings import DEFAULTS
+from kprof_lib.spec.schemas import TRANSPORTS
 
 log = logging.getLogger("kprof.operator")
 
@@ -73,97 +72,101 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace",
         metavar="NS",
         help="the operator's own namespace, where its Lease and capture-history ConfigMaps live "
-        f"(default: $POD_NAMESPACE, else the in-cluster namespace, else {DEFAULT_NAMESPACE})",
+        f"(default: $POD_NAMESPACE, else the in-cluster namespace, else {DEFAULTS.namespace})",
     )
     parser.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=DEFAULTS.leader_elect,
         help="campaign for the Lease so that one replica works at a time (default: on)",
     )
     parser.add_argument(
         "--lease-name",
-        default="kprof-operator",
+        default=DEFAULTS.lease_name,
         metavar="NAME",
-        help="name of the coordination.k8s.io Lease (default: kprof-operator)",
+        help=f"name of the coordination.k8s.io Lease (default: {DEFAULTS.lease_name})",
     )
     parser.add_argument(
         "--lease-duration",
         type=_seconds,
-        default=15.0,
+        default=DEFAULTS.lease_duration,
         metavar="SECONDS",
-        help="how long a standby waits before taking over an unrenewed Lease (default: 15)",
+        help=f"how long a standby waits before taking over an unrenewed Lease (default: {DEFAULTS.lease_duration:g})",
     )
     parser.add_argument(
         "--renew-deadline",
         type=_seconds,
-        default=10.0,
+        default=DEFAULTS.renew_deadline,
         metavar="SECONDS",
-        help="how long the leader keeps trying to renew before it steps down (default: 10)",
+        help=f"how long the leader keeps trying to renew before it steps down (default: {DEFAULTS.renew_deadline:g})",
     )
     parser.add_argument(
-        "--retry-period", type=_seconds, default=2.0, metavar="SECONDS", help="time between Lease attempts (default: 2)"
+        "--retry-period",
+        type=_seconds,
+        default=DEFAULTS.retry_period,
+        metavar="SECONDS",
+        help=f"time between Lease attempts (default: {DEFAULTS.retry_period:g})",
     )
     parser.add_argument(
         "--health-addr",
         type=_address,
-        default=":8081",
+        default=DEFAULTS.health_addr,
         metavar="HOST:PORT",
-        help="where /healthz and /readyz are served (default: :8081; port 0 picks a free one)",
+        help=f"where /healthz and /readyz are served (default: {DEFAULTS.health_addr}; port 0 picks a free one)",
     )
     parser.add_argument(
         "--metrics-addr",
         type=_address,
-        default=":8080",
+        default=DEFAULTS.metrics_addr,
         metavar="HOST:PORT",
-        help="where /metrics is served (default: :8080; port 0 picks a free one)",
+        help=f"where /metrics is served (default: {DEFAULTS.metrics_addr}; port 0 picks a free one)",
     )
     parser.add_argument(
         "--transport",
         choices=TRANSPORTS,
-        default="direct",
-        help="how profiles are fetched unless a ProfilingConfig says (default: direct)",
+        default=DEFAULTS.transport,
+        help=f"how profiles are fetched unless a ProfilingConfig says (default: {DEFAULTS.transport})",
     )
     parser.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=8,
+        default=DEFAULTS.concurrency,
         metavar="N",
-        help="profiles captured at once, across every config (default: 8)",
+        help=f"profiles captured at once, across every config (default: {DEFAULTS.concurrency})",
     )
     parser.add_argument(
         "--max-profile-bytes",
         type=_positive_int,
-        default=64 * 1024 * 1024,
+        default=DEFAULTS.max_profile_bytes,
         metavar="N",
-        help="size cap of one profile (default: 67108864)",
+        help=f"size cap of one profile (default: {DEFAULTS.max_profile_bytes})",
     )
     wiring.add_tls_flag(parser)
     parser.add_argument(
         "--local-dir",
-        default="/var/lib/kprof/profiles",
+        default=DEFAULTS.local_dir,
         metavar="PATH",
-        help="where profiles go for configs without s3Config (default: /var/lib/kprof/profiles)",
+        help=f"where profiles go for configs without s3Config (default: {DEFAULTS.local_dir})",
     )
     parser.add_argument(
         "--spool-dir",
-        default="/var/lib/kprof/spool",
+        default=DEFAULTS.spool_dir,
         metavar="PATH",
-        help="where profiles wait while S3 is unreachable (default: /var/lib/kprof/spool)",
+        help=f"where profiles wait while S3 is unreachable (default: {DEFAULTS.spool_dir})",
     )
     parser.add_argument(
         "--spool-max-bytes",
         type=_positive_int,
-        default=256 * 1024 * 1024,
+        default=DEFAULTS.spool_max_bytes,
         metavar="N",
-        help="size cap of the spool (default: 268435456)",
+        help=f"size cap of the spool (default: {DEFAULTS.spool_max_bytes})",
     )
     parser.add_argument(
         "--grace-period",
         type=_grace,
-        default=30.0,
+        default=DEFAULTS.grace_period,
         metavar="SECONDS",
-        help="on SIGTERM, how long checks in progress may take to finish (default: 30)",
+        help=f"on SIGTERM, how long checks in progress may take to finish (default: {DEFAULTS.grace_period:g})",
     )
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info", help="(default: info)")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
@@ -189,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
 
     from kprof_lib.adapters import tracing
     from kprof_lib.adapters.kube import connection
-    from kprof_lib.runtimes.operator.app import Operator, Settings
+    from kprof_lib.runtimes.operator.app import Operator
+    from kprof_lib.runtimes.operator.settings import Settings
 
-    namespace = args.namespace or connection.own_namespace(DEFAULT_NAMESPACE)
+    namespace = args.namespace or connection.own_namespace(DEFAULTS.namespace)
     settings = Settings(
         kubeconfig=args.kubeconfig,
         namespace=namespace,

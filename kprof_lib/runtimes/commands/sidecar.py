@@ -10,7 +10,7 @@ import os
 import sys
 
 from kprof_lib.adapters.podinfo import PodInfoError
-from kprof_lib.execution.executor import DEFAULT_MAX_BYTES
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import logs, sidecar, wiring
 
 

@@ -20,7 +20,6 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -34,39 +33,16 @@ from kprof_lib.adapters.kube.metrics import MetricsServer
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.execution import telemetry
-from kprof_lib.execution.executor import DEFAULT_MAX_BYTES, Executor, PodLocks
+from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, Response, Transport
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.runtimes.operator.runner import CheckRunner
 from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
+from kprof_lib.runtimes.operator.settings import Settings
 from kprof_lib.state.cluster import ON_DEMAND_KEY, parse_time
 
 log = logging.getLogger("kprof.operator")
-
-
-@dataclass
-class Settings:
-    """What `kprof run`'s flags set (see docs/OPERATOR.md for each)."""
-
-    kubeconfig: str | None = None
-    namespace: str = "kprof-system"
-    leader_elect: bool = True
-    lease_name: str = "kprof-operator"
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    health_addr: str = ":8081"
-    metrics_addr: str = ":8080"
-    transport: str = "direct"
-    concurrency: int = 8
-    max_profile_bytes: int = DEFAULT_MAX_BYTES
-    tls_verify: bool = True  # false: accept any certificate from https pod endpoints
-    local_dir: str = "/var/lib/kprof/profiles"
-    spool_dir: str = "/var/lib/kprof/spool"
-    spool_max_bytes: int = wiring.DEFAULT_SPOOL_MAX_BYTES
-    grace_period: float = 30.0
-    identity: str | None = None  # the Lease holder's name; default: $POD_NAME or the host name, plus a suffix
 
 
 def default_identity() -> str:

@@ -39,7 +39,7 @@ from kprof_lib.runtimes.operator.monitoring import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND, Run
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
-from kprof_lib.spec.validation import API_VERSION, KIND
+from kprof_lib.spec.schemas import API_VERSION, KIND
 
 log = logging.getLogger("kprof.operator.checks")
 

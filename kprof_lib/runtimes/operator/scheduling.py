@@ -37,14 +37,13 @@ from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import Clock
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.schemas import DEFAULT_CHECK_INTERVAL  # how often a config without thresholds is looked at
 
 log = logging.getLogger("kprof.operator.scheduling")
 
 CHECK = "check"
 ON_DEMAND = "on-demand"
 KINDS = (CHECK, ON_DEMAND)
-# The schema's default checkIntervalSeconds: how often a config without thresholds is looked at.
-DEFAULT_CHECK_INTERVAL = 30
 
 
 @dataclasses.dataclass(frozen=True)

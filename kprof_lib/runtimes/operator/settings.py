@@ -1,0 +1,37 @@
+"""The operator's settings: what `kprof run`'s flags set, and their defaults, stated once (the flags
+take their defaults from here). Light to import, so `kprof run --help` needs no client library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kprof_lib.adapters import spool
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
+
+
+@dataclass
+class Settings:
+    """What `kprof run`'s flags set (see docs/OPERATOR.md for each)."""
+
+    kubeconfig: str | None = None
+    namespace: str = "kprof-system"
+    leader_elect: bool = True
+    lease_name: str = "kprof-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    health_addr: str = ":8081"
+    metrics_addr: str = ":8080"
+    transport: str = "direct"
+    concurrency: int = 8
+    max_profile_bytes: int = DEFAULT_MAX_BYTES
+    tls_verify: bool = True  # false: accept any certificate from https pod endpoints
+    local_dir: str = "/var/lib/kprof/profiles"
+    spool_dir: str = "/var/lib/kprof/spool"
+    spool_max_bytes: int = spool.DEFAULT_MAX_BYTES
+    grace_period: float = 30.0
+    identity: str | None = None  # the Lease holder's name; default: $POD_NAME or the host name, plus a suffix
+
+
+DEFAULTS = Settings()
