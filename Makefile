@@ -21,6 +21,7 @@ test:
 
 lint: deps
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 fmt: deps
 	.venv/bin/ruff check --fix .

@@ -25,7 +25,7 @@ from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileRequest, Response
 from kprof_lib.runtimes import cli, endpoints, logs
 from kprof_lib.runtimes.operator import monitoring
-from kprof_lib.runtimes.operator.runner import CheckRunner, spec_for_run
+from kprof_lib.runtimes.operator.runner import CheckRunner, kinds_for_run
 from kprof_lib.runtimes.operator.scheduling import (
     CHECK,
     DEFAULT_CHECK_INTERVAL,
@@ -36,6 +36,7 @@ from kprof_lib.runtimes.operator.scheduling import (
     fire_time,
     plan_jobs,
 )
+from kprof_lib.spec.validation import validate_spec
 from tests.operator_support import http_get, metric_value, wait_until
 from tests.support.pods import ENABLED, pod, pod_metrics
 
@@ -63,11 +64,11 @@ def test_plan_jobs(spec, expected):
     assert plan_jobs(spec) == expected
 
 
-def test_each_kind_of_run_decides_on_its_part_of_the_spec():
-    spec = {"thresholds": {"cpuThresholdPercent": 80}, "onDemand": {"enabled": True}, "profileTypes": ["heap"]}
-    assert spec_for_run(spec, CHECK) == {"thresholds": {"cpuThresholdPercent": 80}, "profileTypes": ["heap"]}
-    assert spec_for_run(spec, ON_DEMAND) == {"onDemand": {"enabled": True}, "profileTypes": ["heap"]}
-    assert spec_for_run({"profileTypes": ["heap"]}, CHECK) == {"profileTypes": ["heap"]}
+def test_each_kind_of_run_decides_its_kind_of_capture_over_the_whole_spec():
+    both = validate_spec({"thresholds": {"cpuThresholdPercent": 80}, "onDemand": {"enabled": True}})
+    assert kinds_for_run(both, CHECK) == {"threshold"}
+    assert kinds_for_run(both, ON_DEMAND) == {"on-demand"}
+    assert kinds_for_run(validate_spec({}), CHECK) == {"threshold", "on-demand"}
 
 
 @pytest.mark.parametrize(
@@ -376,7 +377,7 @@ def test_a_check_captures_counts_and_writes_status_events_and_history(tmp_path):
 
     # The next check: the cooldown holds, the totals stay, the Ready transition time stays.
     again = h.run(now=T0 + dt.timedelta(seconds=30))
-    assert [r["reason"] for r in again.report.plan.results] == ["below-threshold", "cooldown"]
+    assert [r.reason for r in again.report.plan.results] == ["below-threshold", "cooldown"]
     assert (h.config["status"]["totalProfiles"], h.config["status"]["totalUploads"]) == (2, 2)
     assert h.condition("Ready")["lastTransitionTime"] == "2026-11-25T10:00:00Z"
     assert h.config["status"]["lastCheckTime"] == "2026-11-25T10:00:30Z"
@@ -394,7 +395,7 @@ def test_an_on_demand_run_reads_no_metrics(tmp_path):
     h = Harness(tmp_path, spec, [hot], [hot_metrics])
     outcome = h.run(ON_DEMAND)
     assert h.metrics.calls == []
-    assert [r["reasons"] for r in outcome.report.plan.captures] == [["on-demand"]]
+    assert [r.to_dict()["reasons"] for r in outcome.report.plan.captures] == [["on-demand"]]
     assert h.history.entries["shop/cfg"]["shop/hot-1"] == {"lastOnDemandCapture": "2026-11-25T10:00:00Z"}
 
 

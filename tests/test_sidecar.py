@@ -268,7 +268,7 @@ def test_the_one_pod_state_reconciles_like_a_cluster_pod():
     assert metrics["containers"] == [{"name": "checkout", "usage": {"cpu": "200000000n", "memory": "65536Ki"}}]
     spec = {"thresholds": {"cpuThresholdPercent": 80, "memoryThresholdPercent": 90}}
     plan = reconcile(spec, {"now": "2026-11-25T10:00:05Z", "pods": [pod], "podMetrics": [metrics]})
-    [result] = plan.results
+    [result] = plan.to_dict()["results"]
     assert (result["action"], result["reason"]) == ("capture", "cpu-threshold")
     assert result["observed"] == {"cpuPercent": 80.0, "memoryPercent": 50.0}
     assert (result["podIP"], result["endpoint"]["port"]) == ("127.0.0.1", 6060)

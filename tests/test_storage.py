@@ -393,7 +393,11 @@ class _RecordingStore:
     def __init__(self, inner: S3Store) -> None:
         self.inner = inner
         self.description = inner.description
+        self.bucket = inner.bucket
         self.keys: list[str] = []
+
+    def uri_for(self, key: str) -> str:
+        return self.inner.uri_for(key)
 
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str

@@ -37,6 +37,7 @@ class LocalStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).absolute()
         self.description = str(self.directory)
+        self.bucket: str | None = None
 
     def path_for(self, key: str) -> Path:
         """The file a key is stored in; raises `StoreError` for a key that would escape."""

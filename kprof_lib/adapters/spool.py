@@ -80,6 +80,7 @@ class SpoolingStore:
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
         self.description = inner.description
+        self.bucket = inner.bucket
         self._lock = threading.Lock()  # guards the bookkeeping below and spool writes
         self._flush_lock = threading.Lock()  # one flush at a time
         self._sizes: dict[str, int] = {}  # spool file name -> bytes on disk
@@ -98,7 +99,7 @@ class SpoolingStore:
             return len(self._sizes)
 
     def uri_for(self, key: str) -> str:
-        return _destination_uri(self.inner, key)
+        return self.inner.uri_for(key)
 
     def put(
         self,
@@ -232,9 +233,7 @@ class SpoolingStore:
             self._next_sequence += 1
             self._sizes[name] = len(blob)
             self._pending_bytes += len(blob)
-        return StoredObject(
-            uri=_destination_uri(self.inner, key), key=key, size=len(data), attempts=cause.attempts, spooled=True
-        )
+        return StoredObject(uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True)
 
     def _load(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -288,10 +287,3 @@ class SpoolingStore:
                 with contextlib.suppress(FileNotFoundError):
                     (self.spool_dir / name).unlink()
             self._pending_bytes -= self._sizes.pop(name, 0)
-
-
-def _destination_uri(store: ProfileStore, key: str) -> str:
-    uri_for = getattr(store, "uri_for", None)
-    if callable(uri_for):
-        return uri_for(key)
-    return f"{store.description.rstrip('/')}/{key}"

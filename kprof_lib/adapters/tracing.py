@@ -192,9 +192,9 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
         url = traces_endpoint or (endpoint or DEFAULT_HTTP_ENDPOINT).rstrip("/") + "/v1/traces"
         return OTLPSpanExporter(endpoint=url, headers=headers)
     if protocol == GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-        return OTLPSpanExporter(endpoint=traces_endpoint or endpoint or DEFAULT_GRPC_ENDPOINT, headers=headers)
+        return GrpcSpanExporter(endpoint=traces_endpoint or endpoint or DEFAULT_GRPC_ENDPOINT, headers=headers)
     raise ValueError(f"OTLP protocol {protocol!r} is not supported; use {HTTP_PROTOBUF} or {GRPC}")
 
 

@@ -1,12 +1,17 @@
-"""One check cycle, the same in the operator, the sidecar and local mode: gather the cluster state
-(the metrics check), reconcile, carry out the plan. Traced as a `kprof.check` span with a
-`kprof.metrics` child around the gathering, and the executor's capture and upload spans below it.
+"""One check cycle, the same in the operator, the sidecar and local mode, from the cluster state to
+the report: gather (the metrics check), reconcile, carry out the plan, persist the history updates,
+flush what waits in a spool, report. Traced as a `kprof.check` span with a `kprof.metrics` child
+around the gathering, and the executor's capture and upload spans below it.
+
+What differs between runtimes is given: how to gather, where history goes (`save_history`), what
+to flush, and the reporter (status and Events, log lines, the terminal). `kinds` says which kinds of
+capture the check decides (see `planning.reconcile`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,15 +20,24 @@ from opentelemetry import trace
 from kprof_lib.execution import results, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileStore, Transport
-from kprof_lib.planning.reconcile import Plan, reconcile
+from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
+from kprof_lib.planning.reconcile import reconcile
 
 log = logging.getLogger("kprof.check")
+
+History = Mapping[str, Mapping[str, str]]
 
 
 @dataclass
 class CheckReport:
+    """What one check decided and did. `history_error` says why the history updates could not be
+    saved (the profiles are stored; the next check may capture again); `discarded` that the check
+    was cancelled after it executed, so nothing was saved or reported."""
+
     plan: Plan
     execution: results.ExecutionReport
+    history_error: str | None = None
+    discarded: bool = False
 
     def recap(self) -> str:
         return f"{self.plan.recap()}  |  {self.execution.recap()}"
@@ -37,11 +51,20 @@ def run_check(
     executor: Executor,
     store: ProfileStore,
     transport: Transport,
+    kinds: Collection[str] = KINDS,
+    save_history: Callable[[History], None] | None = None,
+    flush: Callable[[], None] | None = None,
+    report: Callable[[CheckReport], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
     check_mode: bool = False,
 ) -> CheckReport:
     """Runs one check. `gather()` returns the cluster state (now, pods, podMetrics, history); it
     may raise, and so may reconcile (`SpecError`, `StateError`): the error is recorded on the span
-    and raised to the caller, which reports it. Capture and store failures are in the report."""
+    and raised to the caller, which reports it. Capture and store failures are in the report.
+
+    After executing: if `cancelled()`, the report is returned marked `discarded` and nothing else
+    happens; else the history updates go to `save_history` (an exception there becomes
+    `history_error`), `flush()` runs (its exceptions are logged), and `report(check_report)`."""
     tracer = executor.tracer
     with tracer.start_as_current_span(telemetry.SPAN_CHECK) as span:
         span.set_attribute(telemetry.ATTR_CONFIG, config_name)
@@ -51,7 +74,7 @@ def run_check(
                 metrics = state.get("podMetrics")
                 count = len(metrics.get("items", []) if isinstance(metrics, dict) else metrics or [])
                 metrics_span.set_attribute(telemetry.ATTR_METRICS_PODS, count)
-            plan = reconcile(spec, state)
+            plan = reconcile(spec, state, kinds=kinds)
         except Exception as error:
             span.record_exception(error)
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
@@ -59,24 +82,22 @@ def run_check(
         span.set_attributes(
             {
                 telemetry.ATTR_PODS_SEEN: len(plan.results),
-                telemetry.ATTR_PODS_ACTIVE: plan.summary["activePods"],
-                telemetry.ATTR_CAPTURES_PLANNED: plan.summary["byAction"].get("capture", 0),
+                telemetry.ATTR_PODS_ACTIVE: plan.active_pods,
+                telemetry.ATTR_CAPTURES_PLANNED: len(plan.captures),
             }
         )
-        for entry in plan.results:
-            level = logging.INFO if entry["action"] == "capture" else logging.DEBUG
+        for decision in plan.results:
             log.log(
-                level,
-                "%s/%s: %s (%s)",
-                entry["namespace"],
-                entry["pod"],
-                entry["action"],
-                entry["reason"],
+                logging.INFO if decision.action == CAPTURE else logging.DEBUG,
+                "%s: %s (%s)",
+                decision.key,
+                decision.action,
+                decision.reason,
                 extra={
                     "config": config_name,
-                    "pod": f"{entry['namespace']}/{entry['pod']}",
-                    "action": entry["action"],
-                    "reason": entry["reason"],
+                    "pod": decision.key,
+                    "action": decision.action,
+                    "reason": decision.reason,
                 },
             )
         execution = executor.execute(
@@ -86,4 +107,26 @@ def run_check(
         span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
         if failed:
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
-        return CheckReport(plan, execution)
+    done = CheckReport(plan, execution)
+    if cancelled():
+        done.discarded = True
+        return done
+    if save_history is not None and execution.history_updates:
+        try:
+            save_history(execution.history_updates)
+        except Exception as error:
+            log.error(
+                "%s: capture history not saved: %s",
+                config_name,
+                error,
+                extra={"config": config_name, "action": "save-history", "reason": "history-error"},
+            )
+            done.history_error = str(error)
+    if flush is not None:
+        try:
+            flush()
+        except Exception as error:
+            log.warning("%s: after the check: %s", config_name, error, extra={"config": config_name, "action": "flush"})
+    if report is not None:
+        report(done)
+    return done

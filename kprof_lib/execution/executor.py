@@ -38,7 +38,8 @@ from kprof_lib.execution.ports import (
     TargetBusy,
     Transport,
 )
-from kprof_lib.planning.reconcile import CPU_THRESHOLD, MEMORY_THRESHOLD, ON_DEMAND, Plan
+from kprof_lib.planning.plan import ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
+from kprof_lib.spec.model import KeyLayout
 from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
 
 log = logging.getLogger("kprof.executor")
@@ -117,15 +118,15 @@ class Executor:
         config_name: str | None = None,
     ) -> results.ExecutionReport:
         """Carries out `plan`'s captures and returns a result for every pod of the plan."""
-        layout = _layout(plan.spec)
+        layout = plan.key_layout
         parent = otel_context.get_current()
-        due = [entry for entry in plan.results if entry["action"] == "capture"]
-        outcomes: dict[tuple[str, str], results.PodResult] = {}
+        due = plan.captures
+        outcomes: dict[str, results.PodResult] = {}
 
-        def run(entry: dict[str, Any]) -> results.PodResult:
+        def run(decision: PodDecision) -> results.PodResult:
             token = otel_context.attach(parent)
             try:
-                job = _PodJob(entry, layout, store, transport, config_name, self.clock.now())
+                job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
                 return self._plan_pod(job) if check_mode else self._capture_pod(job)
             finally:
                 otel_context.detach(token)
@@ -133,15 +134,15 @@ class Executor:
         if due:
             workers = min(self.concurrency, len(due))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kprof-capture") as pool:
-                for entry, outcome in zip(due, pool.map(run, due), strict=True):
-                    outcomes[(entry["namespace"], entry["pod"])] = outcome
+                for decision, outcome in zip(due, pool.map(run, due), strict=True):
+                    outcomes[decision.key] = outcome
 
         report = [
-            outcomes.get((entry["namespace"], entry["pod"]))
+            outcomes.get(decision.key)
             or results.PodResult(
-                entry["namespace"], entry["pod"], results.SKIPPED, entry["reason"], message=entry.get("message")
+                decision.namespace, decision.pod, results.SKIPPED, decision.reason, message=decision.message
             )
-            for entry in plan.results
+            for decision in plan.results
         ]
         history = {} if check_mode else _history_updates(plan.now, report)
         return results.ExecutionReport(plan.now, check_mode, report, history)
@@ -207,7 +208,7 @@ class Executor:
                     telemetry.ATTR_K8S_POD: request.pod,
                     telemetry.ATTR_PROFILE_TYPE: request.profile_type,
                     telemetry.ATTR_TRANSPORT: job.transport.name,
-                    telemetry.ATTR_CAPTURE_REASON: job.entry["reason"],
+                    telemetry.ATTR_CAPTURE_REASON: job.decision.reason,
                     telemetry.ATTR_URL_FULL: request.target,
                 }
             )
@@ -242,13 +243,13 @@ class Executor:
         metadata = keys.object_metadata(
             namespace=request.namespace,
             pod=request.pod,
-            service=job.entry["service"],
-            reason=job.entry["reason"],
+            service=job.decision.service,
+            reason=job.decision.reason,
             profile_type=request.profile_type,
             captured_at=job.captured_at,
             trace_id=trace_id,
         )
-        tags, dropped = keys.object_tags(job.entry.get("labels") or {})
+        tags, dropped = keys.object_tags(job.decision.labels)
         if dropped:
             job.log("tag", f"labels not stored as object tags: {'; '.join(dropped)}", level=logging.INFO)
         with self.tracer.start_as_current_span(telemetry.SPAN_UPLOAD) as span:
@@ -262,7 +263,7 @@ class Executor:
                     telemetry.ATTR_PROFILE_TYPE: request.profile_type,
                 }
             )
-            bucket = getattr(job.store, "bucket", None) or getattr(getattr(job.store, "inner", None), "bucket", None)
+            bucket = job.store.bucket
             if bucket:
                 span.set_attribute(telemetry.ATTR_BUCKET, bucket)
             try:
@@ -308,42 +309,57 @@ class Executor:
 
 @dataclass(frozen=True)
 class _PodJob:
-    """One pod's capture: its plan entry, where its profiles go, and when it started (the timestamp
+    """One pod's capture: its decision, where its profiles go, and when it started (the timestamp
     in every key of the capture, so one capture's profiles sit together)."""
 
-    entry: dict[str, Any]
-    layout: dict[str, Any]
+    decision: PodDecision
+    layout: KeyLayout
     store: ProfileStore
     transport: Transport
     config_name: str | None
     captured_at: dt.datetime
 
     def result(self, status: str) -> results.PodResult:
-        entry = self.entry
-        return results.PodResult(entry["namespace"], entry["pod"], status, entry["reason"], list(entry["reasons"]))
+        decision = self.decision
+        return results.PodResult(
+            decision.namespace, decision.pod, status, decision.reason, list(decision.reasons), uid=decision.uid
+        )
 
     def requests(self) -> list[ProfileRequest]:
-        return [_request(self.entry, profile_type) for profile_type in self.entry["profileTypes"]]
+        decision, endpoint = self.decision, self.decision.endpoint
+        assert endpoint is not None and decision.pod_ip is not None  # a capture decision has both
+        return [
+            ProfileRequest(
+                namespace=decision.namespace,
+                pod=decision.pod,
+                pod_ip=decision.pod_ip,
+                scheme=endpoint.scheme,
+                port=endpoint.port,
+                base_path=endpoint.path,
+                profile_type=profile_type,
+                cpu_seconds=decision.cpu_profile_seconds,
+            )
+            for profile_type in decision.profile_types
+        ]
 
     def key(self, request: ProfileRequest) -> str:
         return keys.object_key(
-            layout=self.layout["layout"],
-            template=self.layout["template"],
-            prefix=self.layout["prefix"],
+            layout=self.layout.layout,
+            template=self.layout.template,
+            prefix=self.layout.prefix,
             namespace=request.namespace,
             pod=request.pod,
-            service=self.entry["service"],
+            service=self.decision.service,
             profile_type=request.profile_type,
-            reason=self.entry["reason"],
+            reason=self.decision.reason,
             captured_at=self.captured_at,
         )
 
     def log(self, action: str, detail: str, *, level: int | None = None, **extra: Any) -> None:
         """One structured line per action: config, pod, action, reason, detail."""
-        entry = self.entry
         if level is None:
             level = logging.WARNING if action.endswith("failed") else logging.INFO
-        pod = f"{entry['namespace']}/{entry['pod']}"
+        pod = self.decision.key
         log.log(
             level,
             "%s %s: %s",
@@ -354,30 +370,11 @@ class _PodJob:
                 "config": self.config_name,
                 "pod": pod,
                 "action": action,
-                "reason": entry["reason"],
+                "reason": self.decision.reason,
                 "detail": detail,
                 **extra,
             },
         )
-
-
-def _request(entry: dict[str, Any], profile_type: str) -> ProfileRequest:
-    endpoint = entry["endpoint"]
-    return ProfileRequest(
-        namespace=entry["namespace"],
-        pod=entry["pod"],
-        pod_ip=entry["podIP"],
-        scheme=endpoint["scheme"],
-        port=endpoint["port"],
-        base_path=endpoint["path"],
-        profile_type=profile_type,
-        cpu_seconds=entry["cpuProfileSeconds"],
-    )
-
-
-def _layout(spec: dict[str, Any]) -> dict[str, Any]:
-    s3 = spec.get("s3Config") or {}
-    return {"layout": s3.get("keyLayout", "pod"), "template": s3.get("keyTemplate"), "prefix": s3.get("prefix", "")}
 
 
 def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
@@ -386,7 +383,7 @@ def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dic
         if result.status != results.CAPTURED:
             continue
         update = {}
-        if CPU_THRESHOLD in result.reasons or MEMORY_THRESHOLD in result.reasons:
+        if any(reason in THRESHOLD_REASONS for reason in result.reasons):
             update[THRESHOLD_KEY] = now
         if ON_DEMAND in result.reasons:
             update[ON_DEMAND_KEY] = now

@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 PPROF_CONTENT_TYPE = "application/octet-stream"
 
@@ -65,7 +65,8 @@ class Transport(Protocol):
     the size or the content: the caller does, while streaming.
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]: ...
 
@@ -89,7 +90,15 @@ class ProfileStore(Protocol):
     caller can know (see keys.py); the store drops what its backend still refuses, with a log line.
     """
 
-    description: str  # e.g. "s3://bucket" or "/var/lib/kprof/profiles", for messages
+    @property
+    def description(self) -> str:
+        """e.g. "s3://bucket" or "/var/lib/kprof/profiles", for messages."""
+        ...
+
+    @property
+    def bucket(self) -> str | None:
+        """The S3 bucket profiles end up in (a span attribute); None for other stores."""
+        ...
 
     def uri_for(self, key: str) -> str:
         """Where `key` is (or would be) stored: s3://bucket/key or file:///path."""
@@ -154,7 +163,8 @@ class PodSource(Protocol):
     fields reconcile reads). `pods(namespace)` returns a snapshot list; None means every namespace.
     `synced` is False until the first LIST has been loaded."""
 
-    synced: bool
+    @property
+    def synced(self) -> bool: ...
 
     def pods(self, namespace: str | None = None) -> list[dict]: ...
 
@@ -185,3 +195,11 @@ class EventRecorder(Protocol):
     cannot be written is logged, not fatal."""
 
     def record(self, involved: Mapping[str, str], event_type: str, reason: str, message: str) -> None: ...
+
+
+class StatusPort(Protocol):
+    """Writes a ProfilingConfig's status (merge patch on the status subresource); returns the
+    updated object, or None when the config no longer exists. Raises when the write failed (the
+    caller logs it; the next run writes again)."""
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None: ...

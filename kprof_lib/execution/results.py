@@ -39,6 +39,7 @@ class PodResult:
     reasons: list[str] = field(default_factory=list)
     message: str | None = None
     profiles: list[ProfileResult] = field(default_factory=list)
+    uid: str | None = None  # the pod's, when the plan knew it (for Events on the pod)
 
     @property
     def key(self) -> str:

@@ -18,7 +18,7 @@ def service_name(metadata: dict[str, Any]) -> str:
             return labels[label]
     owner = _controller(metadata.get("ownerReferences"))
     if owner is not None:
-        name = owner.get("name")
+        name: str = owner["name"]  # _controller keeps only owners with a name
         template_hash = labels.get("pod-template-hash")
         if owner.get("kind") == "ReplicaSet" and template_hash and name.endswith("-" + template_hash):
             return name[: -len(template_hash) - 1]

@@ -9,15 +9,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.planning import naming
-from kprof_lib.planning.reconcile import ON_DEMAND, Plan
+from kprof_lib.planning.plan import CAPTURE, ON_DEMAND, Plan, PodDecision, Usage
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.model import Spec
 from kprof_lib.state import optin
 
 LOCAL_NAMESPACE = "local"
 
 
-def plan_for_pod(pod: dict[str, Any], spec: dict[str, Any], now: str) -> Plan:
+def plan_for_pod(pod: dict[str, Any], spec: Any, now: str) -> Plan:
     """A plan that captures `pod` (a v1 Pod) now: its endpoint from its annotations, opted in or not.
     `spec` supplies profileTypes, cpuProfileSeconds and s3Config. `ValueError` if the pod cannot be reached."""
     spec = validation.validate_spec(spec)
@@ -35,13 +36,14 @@ def plan_for_pod(pod: dict[str, Any], spec: dict[str, Any], now: str) -> Plan:
         metadata["namespace"],
         metadata["name"],
         status["podIP"],
-        endpoint.to_dict(),
+        endpoint,
         naming.service_name(metadata),
         dict(metadata.get("labels") or {}),
+        metadata.get("uid"),
     )
 
 
-def plan_for_url(url: str, spec: dict[str, Any], now: str) -> Plan:
+def plan_for_url(url: str, spec: Any, now: str) -> Plan:
     """A plan that captures the pprof endpoint at `url` (e.g. http://127.0.0.1:6060, path defaults
     to /debug/pprof). Stored under namespace "local" and pod "<host>-<port>"."""
     spec = validation.validate_spec(spec)
@@ -54,25 +56,34 @@ def plan_for_url(url: str, spec: dict[str, Any], now: str) -> Plan:
         raise SpecError([{"path": "url", "message": f"{url!r} has an invalid port"}]) from None
     path = parts.path.rstrip("/") or optin.DEFAULT_PATH
     name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{parts.hostname}-{port}")
-    endpoint = {"scheme": parts.scheme, "port": port, "path": path}
+    endpoint = optin.Endpoint(parts.scheme, port, path)
     return _plan(spec, now, LOCAL_NAMESPACE, name, parts.hostname, endpoint, name, {})
 
 
-def _plan(spec, now, namespace, name, pod_ip, endpoint, service, labels) -> Plan:
-    entry = {
-        "namespace": namespace,
-        "pod": name,
-        "action": "capture",
-        "reason": ON_DEMAND,
-        "reasons": [ON_DEMAND],
-        "podIP": pod_ip,
-        "profileTypes": list(spec["profileTypes"]),
-        "cpuProfileSeconds": spec["cpuProfileSeconds"],
-        "endpoint": endpoint,
-        "observed": {"cpuPercent": None, "memoryPercent": None},
-        "thresholds": None,
-        "service": service,
-        "labels": labels,
-    }
-    summary = {"activePods": 1, "byAction": {"capture": 1}, "byReason": {ON_DEMAND: 1}}
-    return Plan(now=now, spec=spec, results=[entry], summary=summary)
+def _plan(
+    spec: Spec,
+    now: str,
+    namespace: str,
+    name: str,
+    pod_ip: str,
+    endpoint: optin.Endpoint,
+    service: str,
+    labels: dict[str, str],
+    uid: str | None = None,
+) -> Plan:
+    decision = PodDecision(
+        namespace,
+        name,
+        CAPTURE,
+        ON_DEMAND,
+        uid=uid,
+        reasons=(ON_DEMAND,),
+        pod_ip=pod_ip,
+        endpoint=endpoint,
+        profile_types=spec.profile_types,
+        cpu_profile_seconds=spec.cpu_profile_seconds,
+        observed=Usage(),
+        service=service,
+        labels=labels,
+    )
+    return Plan(now=now, spec=spec, results=(decision,), active_pods=1)

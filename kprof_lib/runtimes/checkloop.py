@@ -1,6 +1,7 @@
 """The check loop of the runtimes that watch one target (the sidecar and local mode): when to run a
 check, the capture history between checks, and stopping cleanly. Each check is `run_check`, the
-operator's own cycle: gather a one-pod cluster state, reconcile, execute.
+operator's own cycle: gather a one-pod cluster state, reconcile, execute, keep the history, flush
+the spools, report.
 
 When: every check interval while the spec has thresholds (the CPU rate is measured over that
 window), and when an on-demand capture falls due by the history (not before the previous check's
@@ -20,7 +21,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import Clock, ProfileStore, Transport
+from kprof_lib.planning import cadence
 from kprof_lib.runtimes import wiring
-from kprof_lib.spec.schemas import DEFAULT_CHECK_INTERVAL
+from kprof_lib.spec.model import Spec
 from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.loop")
@@ -73,7 +75,7 @@ class HistoryBook:
     def get(self, key: str) -> dict[str, str]:
         return dict(self._entries.get(key, {}))
 
-    def merge(self, updates: dict[str, dict[str, str]]) -> None:
+    def merge(self, updates: Mapping[str, Mapping[str, str]]) -> None:
         if not updates:
             return
         for key, update in updates.items():
@@ -99,7 +101,7 @@ class CheckLoop:
         self,
         *,
         config_name: str,
-        load_spec: Callable[[], dict[str, Any]],
+        load_spec: Callable[[], Spec],
         observe: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
         pod_key: Callable[[], str],
         executor: Executor,
@@ -167,7 +169,7 @@ class CheckLoop:
 
     # One check ----------------------------------------------------------------------------------
 
-    def check(self, spec: dict[str, Any]) -> CheckReport | None:
+    def check(self, spec: Spec) -> CheckReport | None:
         """Runs one check now; errors are reported, not raised."""
         self._last_start = self.clock.monotonic()
         self.checks += 1
@@ -182,22 +184,20 @@ class CheckLoop:
         if self.wrap_store is not None:
             store = self.wrap_store(store)
         try:
-            report = run_check(
+            return run_check(
                 config_name=self.config_name,
                 spec=spec,
                 gather=gather,
                 executor=self.executor,
                 store=store,
                 transport=self.transport,
+                save_history=self.history.merge,
+                flush=self.flush_spools,
+                report=self.on_report,
             )
         except Exception as error:
             self._report_error(error)
             return None
-        self.history.merge(report.execution.history_updates)
-        self.flush_spools()
-        if self.on_report is not None:
-            self.on_report(report)
-        return report
 
     def flush_spools(self) -> None:
         for spooled in self.stores.spooling():
@@ -206,13 +206,12 @@ class CheckLoop:
 
     # Scheduling ---------------------------------------------------------------------------------
 
-    def check_interval(self, spec: dict[str, Any] | None) -> float:
+    def check_interval(self, spec: Spec | None) -> float:
         if self.interval is not None:
             return self.interval
-        thresholds = (spec or {}).get("thresholds")
-        return float(thresholds["checkIntervalSeconds"] if thresholds else DEFAULT_CHECK_INTERVAL)
+        return float(cadence.check_interval(spec))
 
-    def _next_wake(self, spec: dict[str, Any] | None, started: float) -> float:
+    def _next_wake(self, spec: Spec | None, started: float) -> float:
         """The monotonic time of the next check."""
         interval = self.check_interval(spec)
         previous = self._last_start if self._last_start is not None else started
@@ -220,23 +219,19 @@ class CheckLoop:
         if spec is None:
             return paced
         candidates = []
-        if spec.get("thresholds"):
+        if spec.thresholds is not None:
             candidates.append(paced)
-        on_demand = spec.get("onDemand") or {}
-        if on_demand.get("enabled"):
-            due = self._on_demand_due(on_demand["intervalSeconds"])
+        if spec.on_demand_interval is not None:
+            due = self._on_demand_due(spec.on_demand_interval)
             earliest = paced if self._last_start is not None else started
             candidates.append(max(due, earliest))
         return min(candidates) if candidates else paced
 
     def _on_demand_due(self, interval_seconds: float) -> float:
-        last = self.history.get(self.pod_key()).get(cluster.ON_DEMAND_KEY)
+        key = self.pod_key()
+        due = cadence.earliest_on_demand_due({key: self.history.get(key)}, interval_seconds)
         now_mono = self.clock.monotonic()
-        if last is None:
-            return now_mono
-        try:
-            due = cluster.parse_time(last) + dt.timedelta(seconds=interval_seconds)
-        except ValueError:
+        if due is None:
             return now_mono
         return now_mono + (due - self.clock.now()).total_seconds() + WAKE_MARGIN
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry import trace
@@ -37,6 +37,7 @@ from kprof_lib.execution.telemetry import TRACER_NAME
 from kprof_lib.runtimes import wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.runtimes.sidecar import Target
+from kprof_lib.spec.model import Spec
 from kprof_lib.state import optin, quantities
 
 NAMESPACE = "local"
@@ -50,7 +51,7 @@ class LocalSettings:
     pid: int | None
     name: str
     service: str  # the stand-in pod's app.kubernetes.io/name label
-    spec: dict[str, Any]  # validated, defaults applied
+    spec: Spec  # validated, defaults applied
     resources: dict[str, dict[str, str]]  # the stand-in pod's container resources (the baselines)
     out_dir: Path
     check_interval: float | None = None  # None: the spec's thresholds.checkIntervalSeconds
@@ -130,9 +131,7 @@ class LandingStore:
         self.inner = inner
         self.printer = printer
         self.description = inner.description
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        self.bucket = inner.bucket
 
     def uri_for(self, key: str) -> str:
         return self.inner.uri_for(key)
@@ -188,7 +187,9 @@ def build_tracer_provider(*, console: Printer | None, env: Mapping[str, str]) ->
 
     provider = TracerProvider(resource=tracing.build_resource(env, "kprof-local"))
     if console is not None:
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=console, formatter=compact_span)))
+        # The exporter only calls write() and flush(), which Printer has.
+        stream = cast(IO[str], console)
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=stream, formatter=compact_span)))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -276,9 +277,10 @@ class LocalRun:
     # Output -------------------------------------------------------------------------------------
 
     def _print_report(self, report: CheckReport) -> None:
-        entry = report.plan.results[0] if report.plan.results else {}
-        observed = entry.get("observed") or {}
-        usage = f"cpu {_percent(observed.get('cpuPercent'))}  mem {_percent(observed.get('memoryPercent'))}"
+        decision = report.plan.results[0] if report.plan.results else None
+        observed = decision.observed if decision is not None else None
+        cpu, memory = (observed.cpu_percent, observed.memory_percent) if observed else (None, None)
+        usage = f"cpu {_percent(cpu)}  mem {_percent(memory)}"
         clock = dt.datetime.now().strftime("%H:%M:%S")
         self.printer.line(f"[{clock}] check {self.loop.checks:<3} {usage}  {report.recap()}")
         for profile in report.execution.profiles:

@@ -37,6 +37,7 @@ from kprof_lib.execution.executor import Executor
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec
 from kprof_lib.state import optin
 
@@ -160,10 +161,10 @@ class SpecSource:
         self.path = path
         self._text = text
         self._seen: str | None = None
-        self._spec: dict[str, Any] | None = None
+        self._spec: Spec | None = None
         self.name = "kprof-sidecar"
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> Spec:
         """The spec in force; raises `SpecError` or `SettingsError` only while there has never been
         a valid one."""
         try:
@@ -186,7 +187,7 @@ class SpecSource:
         self._spec, self.name = spec, name
         return spec
 
-    def _parse(self, text: str) -> tuple[dict[str, Any], str]:
+    def _parse(self, text: str) -> tuple[Spec, str]:
         where = str(self.path) if self.path is not None else "KPROF_CONFIG"
         try:
             document = yaml.safe_load(text)
@@ -202,7 +203,7 @@ class SpecSource:
             document = document["spec"]
         return validate_spec(document), name
 
-    def _keep(self, error: Exception) -> dict[str, Any]:
+    def _keep(self, error: Exception) -> Spec:
         if self._spec is None:
             raise error
         log.error(
@@ -248,7 +249,7 @@ class Sidecar:
 
     # What a check sees --------------------------------------------------------------------------
 
-    def _load_spec(self) -> dict[str, Any]:
+    def _load_spec(self) -> Spec:
         spec = self.spec_source.load()
         self.loop.config_name = self.spec_source.name
         return spec
@@ -313,18 +314,18 @@ class Sidecar:
             )
 
     def _log_report(self, report: CheckReport) -> None:
-        entry = report.plan.results[0] if report.plan.results else {}
-        observed = entry.get("observed") or {}
+        decision = report.plan.results[0] if report.plan.results else None
+        observed = decision.observed if decision is not None else None
         log.info(
             "check: %s",
             report.recap(),
             extra={
                 "config": self.spec_source.name,
                 "pod": self.pod_key,
-                "action": entry.get("action"),
-                "reason": entry.get("reason"),
-                "cpuPercent": observed.get("cpuPercent"),
-                "memoryPercent": observed.get("memoryPercent"),
+                "action": decision.action if decision else None,
+                "reason": decision.reason if decision else None,
+                "cpuPercent": observed.cpu_percent if observed else None,
+                "memoryPercent": observed.memory_percent if observed else None,
                 "profiles": [
                     {"type": p.type, "status": p.status, "bytes": p.bytes, "uri": p.uri, "error": p.error}
                     for p in report.execution.profiles
@@ -392,7 +393,7 @@ class Sidecar:
         )
         self.loop.stop()
 
-    def _log_start(self, spec: dict[str, Any]) -> None:
+    def _log_start(self, spec: Spec) -> None:
         store = self.stores.for_spec(spec)
         log.info(
             "kprof sidecar starting",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ class Stores:
         self._cache: dict[tuple[Any, ...], ProfileStore] = {}
         self._lock = threading.Lock()
 
-    def for_spec(self, spec: dict[str, Any]) -> ProfileStore:
+    def for_spec(self, spec: Mapping[str, Any]) -> ProfileStore:
         s3 = spec.get("s3Config")
         if not s3:
             key: tuple[Any, ...] = ("local",)
@@ -57,7 +58,7 @@ class Stores:
         with self._lock:
             return [store for store in self._cache.values() if isinstance(store, SpoolingStore)]
 
-    def _build(self, s3: dict[str, Any] | None) -> ProfileStore:
+    def _build(self, s3: Mapping[str, Any] | None) -> ProfileStore:
         if not s3:
             return LocalStore(self.local_dir)
         store = S3Store(

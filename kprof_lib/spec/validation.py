@@ -15,6 +15,7 @@ import jsonschema
 
 from kprof_lib.spec import defaults, schemas
 from kprof_lib.spec.errors import Problem, SpecError
+from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
 
 
@@ -25,15 +26,18 @@ def _spec_validator() -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-def validate_spec(spec: Any) -> dict[str, Any]:
-    """The spec with defaults applied; `SpecError` listing every problem if it is invalid."""
+def validate_spec(spec: Any) -> Spec:
+    """The spec with defaults applied, as a `Spec` value; `SpecError` listing every problem if it is
+    invalid. A `Spec` is returned as it is: it was validated when it was made."""
+    if isinstance(spec, Spec):
+        return spec
     if not isinstance(spec, dict):
         raise SpecError([{"path": "spec", "message": f"must be an object, not {_type_name(spec)}"}])
     filled = defaults.apply(schemas.spec_schema(), spec)
     problems = format_errors(_spec_validator().iter_errors(filled), root="spec")
     if problems:
         raise SpecError(problems)
-    return filled
+    return Spec(filled)
 
 
 def validate_document(document: Any) -> dict[str, Any]:
@@ -55,7 +59,7 @@ def validate_document(document: Any) -> dict[str, Any]:
         problems.append({"path": "spec", "message": "is required"})
     else:
         try:
-            filled["spec"] = validate_spec(document["spec"])
+            filled["spec"] = validate_spec(document["spec"]).data
         except SpecError as error:
             problems.extend(error.errors)
     if problems:

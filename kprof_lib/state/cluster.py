@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from kprof_lib.spec.errors import Problem
 from kprof_lib.state import quantities
@@ -175,7 +175,7 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
     return history
 
 
-def raise_state_error(path: str, message: str) -> None:
+def raise_state_error(path: str, message: str) -> NoReturn:
     """Raises a `StateError` with one problem: for checks made where a field is read."""
     raise StateError([{"path": path, "message": message}])
 

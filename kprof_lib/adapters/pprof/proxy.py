@@ -50,6 +50,7 @@ class ProxyTransport:
         deadline = time.monotonic() + timeout
         path = self.resource_path(request)
         via = f"{request.target} via the API server at {self._api_server}"
+        answer: Response | None
         try:
             response = self._api.call_api(
                 path,

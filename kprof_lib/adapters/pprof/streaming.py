@@ -152,7 +152,8 @@ def request_error(error: Exception, *, where: str, target: str, timeout: float, 
 
 def api_status(body: bytes | str) -> dict[str, Any] | None:
     """The API server's own error, a JSON `Status` object, if that is what `body` is."""
-    if not body.lstrip().startswith(b"{" if isinstance(body, bytes) else "{"):
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if not text.lstrip().startswith("{"):
         return None
     try:
         document = json.loads(body)

@@ -19,6 +19,7 @@ from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import documents, localmode, logs, wiring
 from kprof_lib.runtimes.sidecar import SettingsError, parse_target
 from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec
 from kprof_lib.state import quantities
 
@@ -98,16 +99,17 @@ class UsageError(ValueError):
     """Flags that cannot be used together or values out of range; exit code 2."""
 
 
-def build_spec(args: argparse.Namespace, config: Any = None) -> dict[str, Any]:
+def build_spec(args: argparse.Namespace, config: Any = None) -> Spec:
     """The spec: the config's (selector and transport dropped: the process is given), then the
     flags on top; validated, defaults applied. `SpecError` paths are those of the spec."""
     spec: dict[str, Any] = {}
     if config is not None:
         if not isinstance(config, dict):
             raise UsageError(f"{args.config}: expected a ProfilingConfig or its spec")
-        spec = copy.deepcopy(config.get("spec") if "spec" in config else config)
-        if not isinstance(spec, dict):
+        given = copy.deepcopy(config.get("spec") if "spec" in config else config)
+        if not isinstance(given, dict):
             raise UsageError(f"{args.config}: spec must be an object")
+        spec = given
         spec.pop("selector", None)
         spec.pop("transport", None)
     threshold_flags = {

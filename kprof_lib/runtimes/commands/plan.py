@@ -54,24 +54,28 @@ def run(args: argparse.Namespace) -> int:
 def render(plan: Plan) -> str:
     """A table of pod, action, reason and observed usage, then the recap line."""
     rows = [("POD", "ACTION", "REASON", "CPU%", "MEM%", "DETAIL")]
-    for result in plan.results:
-        observed = result.get("observed") or {}
-        detail = result.get("message", "")
-        if result["action"] == "capture":
-            detail = f"{','.join(result['profileTypes'])} from {result['endpoint']['scheme']}://{result['podIP']}:{result['endpoint']['port']}{result['endpoint']['path']}"
+    for decision in plan.results:
+        observed = decision.observed
+        detail = decision.message or ""
+        if decision.captures and decision.endpoint is not None:
+            endpoint = decision.endpoint
+            detail = (
+                f"{','.join(decision.profile_types)} from "
+                f"{endpoint.scheme}://{decision.pod_ip}:{endpoint.port}{endpoint.path}"
+            )
         rows.append(
             (
-                f"{result['namespace']}/{result['pod']}",
-                result["action"],
-                result["reason"],
-                _percent(observed.get("cpuPercent")),
-                _percent(observed.get("memoryPercent")),
+                decision.key,
+                decision.action,
+                decision.reason,
+                _percent(observed.cpu_percent if observed else None),
+                _percent(observed.memory_percent if observed else None),
                 detail,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) if i < 5 else cell for i, cell in enumerate(row)).rstrip() for row in rows]
-    return "\n".join([*lines, "", f"active pods: {plan.summary['activePods']}  {plan.recap()}"])
+    return "\n".join([*lines, "", f"active pods: {plan.active_pods}  {plan.recap()}"])
 
 
 def _percent(value: float | None) -> str:

@@ -32,15 +32,16 @@ from kprof_lib.adapters.kube.leader import LeaderElector
 from kprof_lib.adapters.kube.metrics import MetricsServer
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
+from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution import telemetry
 from kprof_lib.execution.executor import Executor, PodLocks
-from kprof_lib.execution.ports import ProfileRequest, Response, Transport
+from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
+from kprof_lib.planning import cadence
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.runtimes.operator.runner import CheckRunner
 from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
 from kprof_lib.runtimes.operator.settings import Settings
-from kprof_lib.state.cluster import ON_DEMAND_KEY, parse_time
 
 log = logging.getLogger("kprof.operator")
 
@@ -122,7 +123,7 @@ class Operator:
             instruments=self.instruments,
             is_leader=self.may_check,
             selector_string=to_selector_string,
-            after_run=self._flush_spool,
+            flush=self._flush_spool,
         )
         self.scheduler = ConfigScheduler(
             self.runner,
@@ -270,11 +271,7 @@ class Operator:
 
     def _next_on_demand(self, key: str, interval: int) -> dt.datetime | None:
         """When the pod of `key` captured on demand longest ago is due again (None: no history)."""
-        times = []
-        for entry in self.history.load(key).values():
-            with contextlib.suppress(ValueError, TypeError):
-                times.append(parse_time(entry.get(ON_DEMAND_KEY)))
-        return min(times) + dt.timedelta(seconds=interval) if times else None
+        return cadence.earliest_on_demand_due(self.history.load(key), interval)
 
     def _transport(self, name: str) -> Transport:
         with self._transports_lock:
@@ -284,8 +281,8 @@ class Operator:
                 )
             return self._transports[name]
 
-    def _flush_spool(self, store: Any) -> None:
-        if getattr(store, "pending_bytes", 0):
+    def _flush_spool(self, store: ProfileStore) -> None:
+        if isinstance(store, SpoolingStore) and store.pending_bytes:
             report = store.flush()
             if report.uploaded:
                 log.info(

@@ -35,6 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import Clock
+from kprof_lib.planning import cadence
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import DEFAULT_CHECK_INTERVAL  # how often a config without thresholds is looked at
@@ -61,17 +62,14 @@ class JobPlan:
 def plan_jobs(spec: Any) -> JobPlan:
     """Which jobs a config's spec calls for (see the module's docstring)."""
     try:
-        spec = validation.validate_spec(spec)
+        valid = validation.validate_spec(spec)
     except SpecError:
         return JobPlan(DEFAULT_CHECK_INTERVAL, None)
-    thresholds = spec.get("thresholds")
-    on_demand = spec.get("onDemand") or {}
-    on_demand_interval = on_demand["intervalSeconds"] if on_demand.get("enabled") else None
-    if thresholds is not None:
-        check_interval = thresholds["checkIntervalSeconds"]
-    else:
-        check_interval = None if on_demand_interval is not None else DEFAULT_CHECK_INTERVAL
-    return JobPlan(check_interval, on_demand_interval)
+    on_demand = valid.on_demand_interval
+    # A spec with on-demand captures only needs no check job; one with neither keeps one, so its
+    # status stays current.
+    check = None if valid.thresholds is None and on_demand is not None else cadence.check_interval(valid)
+    return JobPlan(check, on_demand)
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -117,7 +115,7 @@ class ConfigScheduler:
 
     def __init__(
         self,
-        run: Callable[[Run], None],
+        run: Callable[[Run], object],
         *,
         on_removed: Callable[[str], None] | None = None,
         next_on_demand: Callable[[str, int], dt.datetime | None] | None = None,
