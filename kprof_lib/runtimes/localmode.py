@@ -1,4 +1,5 @@
-"""Local mode (`kprof local`): the operator's check cycle over one process on this machine. The
+"""Local mode (`kprof local`): the single-target runtime (`runtimes.single`) over one process on this
+machine, reported on the terminal. The
 process is reached at its pprof address (`--target`) and measured from /proc by its pid (`--pid`);
 it stands in the cluster state as a pod "local/<name>" whose requests are the baselines given on
 the command line. Used by developers, by `make demo`, and by tests that drive the Go sample app.
@@ -36,7 +37,7 @@ from kprof_lib.execution.ports import ProfileStore, StoredObject
 from kprof_lib.execution.telemetry import TRACER_NAME
 from kprof_lib.runtimes import wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
-from kprof_lib.runtimes.sidecar import Target
+from kprof_lib.runtimes.single import SingleTarget, Target, one_pod_state
 from kprof_lib.spec.model import Spec
 from kprof_lib.state import optin, quantities
 
@@ -220,7 +221,7 @@ class LocalRun:
         tracer = self.provider.get_tracer(TRACER_NAME) if self.provider else trace.NoOpTracer()
         self.executor = Executor(concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracer)
         self.stores = wiring.Stores(local_dir=settings.out_dir)
-        self.loop = CheckLoop(
+        self.loop = loop = CheckLoop(
             config_name=f"{NAMESPACE}/{settings.name}",
             load_spec=lambda: settings.spec,
             observe=self.observe,
@@ -233,6 +234,9 @@ class LocalRun:
             wrap_store=lambda store: LandingStore(store, self.printer),
             on_report=self._print_report,
             on_error=self._print_error,
+        )
+        self.runtime = SingleTarget(
+            loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-local-loop"
         )
         self.exit_code = 0
         self._interrupts = 0
@@ -247,12 +251,7 @@ class LocalRun:
 
     def observe(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         target = self.settings.target
-        pod_annotations = {
-            optin.ENABLED: "true",
-            optin.PORT: str(target.port),
-            optin.PATH: target.path,
-            optin.SCHEME: target.scheme,
-        }
+        pod_annotations = {optin.ENABLED: "true", **target.annotations()}
         pod = podinfo.pod_document(
             self.identity,
             labels={"app.kubernetes.io/name": self.settings.service},
@@ -263,16 +262,9 @@ class LocalRun:
         if self.meter is None:
             return [pod], []
         usage = self.meter.measure()
-        if usage is None:
+        if usage is None:  # the process the session is about is gone: the session ends
             raise procfs.ProcessGone(f"process {self.settings.pid} has exited")
-        metrics = podinfo.pod_metrics(
-            self.identity,
-            cpu_cores=usage.cpu_cores,
-            memory_bytes=usage.memory_bytes,
-            timestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            window_seconds=usage.window_seconds,
-        )
-        return [pod], [metrics]
+        return one_pod_state(self.identity, pod, usage, self.loop.clock.now())
 
     # Output -------------------------------------------------------------------------------------
 
@@ -333,29 +325,13 @@ class LocalRun:
 
     def run(self) -> int:
         self._print_start()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        if self.meter is not None:
-            self.meter.measure()  # opens the first CPU window
-        worker = threading.Thread(
-            target=self.loop.run, kwargs={"duration": self.settings.duration}, name="kprof-local-loop", daemon=True
-        )
-        try:
-            worker.start()
-            # The main thread only waits, so a signal handler never interrupts a thread that holds
-            # the loop's locks.
-            while worker.is_alive():
-                worker.join(0.5)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if self.provider is not None:
-                tracing.shutdown(self.provider)
+        completed = self.runtime.run(duration=self.settings.duration)
         self.printer.line(f"stopped after {self.loop.checks} check(s)")
-        if not self.loop.completed:
+        if not completed:
             return 1  # the loop died of an error, already reported on stderr
         return self.exit_code
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int) -> None:
         self._interrupts += 1
         if self._interrupts > 1 and signum == signal.SIGINT:
             raise KeyboardInterrupt

@@ -5,7 +5,7 @@ Through the pod's shared process namespace (`shareProcessNamespace: true`) it fi
 process and measures its CPU rate and memory from /proc (`adapters.procfs`); from the downward API
 it knows the pod's name, namespace, labels, annotations and the app container's requests and limits
 (`adapters.podinfo`). Each check builds the one-pod cluster state from those and runs the
-operator's own cycle (`run_check`: reconcile, executor, spans) on it, reaching the app's pprof
+operator's own cycle (the single-target runtime, `runtimes.single`) on it, reaching the app's pprof
 endpoint over the pod's loopback. Profiles go to S3 (spec.s3Config, spooled on the pod's emptyDir
 while S3 is unreachable) or to the local directory. The capture history lives in memory and in a
 JSON file beside the spool, so a restarted sidecar keeps its cooldowns.
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import yaml
 
@@ -36,6 +36,7 @@ from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
+from kprof_lib.runtimes.single import SettingsError, SingleTarget, Target, one_pod_state, parse_target
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec
@@ -50,35 +51,6 @@ DEFAULT_LOCAL_DIR = "/var/lib/kprof/profiles"
 DEFAULT_SPOOL_DIR = "/var/lib/kprof/spool"
 DEFAULT_CONFIG_FILE = "/etc/kprof/config.yaml"
 DEFAULT_PODINFO_DIR = "/etc/kprof/podinfo"
-
-
-class SettingsError(ValueError):
-    """A setting (flag or environment variable) that cannot be used; the message names it."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the app serves pprof, as the sidecar reaches it."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
-
-
-def parse_target(url: str) -> Target:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"--target {url!r}: expected http(s)://HOST:PORT[/PATH], e.g. http://127.0.0.1:6060")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise SettingsError(f"--target {url!r}: the port must be a number from 1 to 65535") from None
-    path = parts.path.rstrip("/") or optin.DEFAULT_PATH
-    return Target(parts.scheme, parts.hostname, port, path)
 
 
 @dataclass(frozen=True)
@@ -234,7 +206,7 @@ class Sidecar:
             concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracing.get_tracer(self.provider)
         )
         self.stores = wiring.Stores(local_dir=settings.local_dir, spool_dir=settings.spool_dir)
-        self.loop = CheckLoop(
+        loop = CheckLoop(
             config_name=self.spec_source.name,
             load_spec=self._load_spec,
             observe=self.observe,
@@ -245,6 +217,10 @@ class Sidecar:
             history=HistoryBook(settings.spool_dir / HISTORY_FILE),
             on_report=self._log_report,
         )
+        self.runtime = SingleTarget(
+            loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-sidecar-loop"
+        )
+        self.loop = loop
         self._running = threading.Event()
 
     # What a check sees --------------------------------------------------------------------------
@@ -262,27 +238,13 @@ class Sidecar:
         labels, pod_annotations = self._downward_api()
         target = self.settings.target
         if target is not None:
-            pod_annotations = {
-                **pod_annotations,
-                optin.PORT: str(target.port),
-                optin.PATH: target.path,
-                optin.SCHEME: target.scheme,
-            }
+            pod_annotations = {**pod_annotations, **target.annotations()}
         pod = podinfo.pod_document(
             identity, labels=labels, annotations=pod_annotations, address=target.host if target else LOOPBACK
         )
         usage = self.meter.measure()
-        self._note_app(usage)
-        if usage is None:
-            return [pod], []
-        metrics = podinfo.pod_metrics(
-            identity,
-            cpu_cores=usage.cpu_cores,
-            memory_bytes=usage.memory_bytes,
-            timestamp=self.loop.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            window_seconds=usage.window_seconds,
-        )
-        return [pod], [metrics]
+        self._note_app(usage)  # the app not found: a check without metrics, not an error
+        return one_pod_state(identity, pod, usage, self.loop.clock.now())
 
     def _downward_api(self) -> tuple[dict[str, str], dict[str, str]]:
         folder = self.settings.podinfo_dir
@@ -363,29 +325,19 @@ class Sidecar:
             )
             return 1
         server.start()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        self.meter.measure()  # opens the first CPU window
-        worker = threading.Thread(target=self.loop.run, name="kprof-sidecar-loop", daemon=True)
         self._running.set()
         try:
-            worker.start()
-            # The main thread only waits, so a signal handler never interrupts a thread that holds
-            # the loop's locks.
-            while worker.is_alive():
-                worker.join(0.5)
+            completed = self.runtime.run()
         finally:
             self._running.clear()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             server.stop()
-            tracing.shutdown(self.provider)
-        if not self.loop.completed:  # the loop died of an error: worth a restart of the container
+        if not completed:  # the loop died of an error: worth a restart of the container
             log.error("the check loop ended unexpectedly", extra={"pod": self.pod_key, "action": "stop"})
             return 1
         log.info("stopped", extra={"pod": self.pod_key, "action": "stop"})
         return 0
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int) -> None:
         log.info(
             "%s received: finishing the check in progress",
             signal.Signals(signum).name,

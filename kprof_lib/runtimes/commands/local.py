@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from kprof_lib.adapters import procfs
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import documents, localmode, logs, wiring
-from kprof_lib.runtimes.sidecar import SettingsError, parse_target
+from kprof_lib.runtimes.single import SettingsError, parse_target
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec

@@ -12,6 +12,7 @@ import sys
 from kprof_lib.adapters.podinfo import PodInfoError
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import logs, sidecar, wiring
+from kprof_lib.runtimes.single import SettingsError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             max_profile_bytes=args.max_profile_bytes,
             tls_verify=not args.insecure_skip_tls_verify,
         )
-    except (sidecar.SettingsError, PodInfoError) as error:
+    except (SettingsError, PodInfoError) as error:
         print(f"kprof sidecar: {error}", file=sys.stderr)
         return 2
     try:

@@ -1,0 +1,121 @@
+"""The single-target runtime: one ProfilingConfig over one target, checked in the foreground of its
+own process until a signal. The sidecar (`runtimes.sidecar`: the app container of its own pod,
+reported in log lines) and local mode (`runtimes.localmode`: a process on this machine, reported on
+the terminal) are this runtime with their own spec source, target and reporter.
+
+Each check is the operator's own cycle (`runtimes.checkloop` runs `run_check`) over a one-pod
+cluster state: the target as a stand-in pod and, while its process is measured, the PodMetrics of
+that process from /proc. The main thread only waits for the loop, so a signal handler never
+interrupts a thread that holds the loop's locks; the check in progress is finished first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.runtimes.checkloop import CheckLoop
+from kprof_lib.state import optin
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class SettingsError(ValueError):
+    """A setting (flag or environment variable) that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the target serves pprof, as this process reaches it."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+    def annotations(self) -> dict[str, str]:
+        """The stand-in pod's endpoint annotations."""
+        return {optin.PORT: str(self.port), optin.PATH: self.path, optin.SCHEME: self.scheme}
+
+
+def parse_target(url: str) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"--target {url!r}: expected http(s)://HOST:PORT[/PATH], e.g. http://127.0.0.1:6060")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise SettingsError(f"--target {url!r}: the port must be a number from 1 to 65535") from None
+    path = parts.path.rstrip("/") or optin.DEFAULT_PATH
+    return Target(parts.scheme, parts.hostname, port, path)
+
+
+def one_pod_state(
+    identity: podinfo.PodIdentity, pod: dict[str, Any], usage: procfs.Usage | None, now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pods and PodMetrics of a one-pod cluster state: no PodMetrics while nothing is measured."""
+    if usage is None:
+        return [pod], []
+    metrics = podinfo.pod_metrics(
+        identity,
+        cpu_cores=usage.cpu_cores,
+        memory_bytes=usage.memory_bytes,
+        timestamp=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        window_seconds=usage.window_seconds,
+    )
+    return [pod], [metrics]
+
+
+class SingleTarget:
+    """The loop, the process meter and the tracer provider of one session; `run()` checks in the
+    foreground until `stop()`, a signal (handled by `on_signal`) or `duration` seconds."""
+
+    def __init__(
+        self,
+        loop: CheckLoop,
+        *,
+        meter: procfs.UsageMeter | None,
+        provider: Any,
+        on_signal: Callable[[int], None],
+        thread_name: str,
+    ):
+        self.loop = loop
+        self.meter = meter
+        self.provider = provider
+        self._on_signal = on_signal
+        self._thread_name = thread_name
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def run(self, *, duration: float | None = None) -> bool:
+        """True when the loop ended as asked; False when it died of an error (reported already)."""
+        previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        if self.meter is not None:
+            self.meter.measure()  # opens the first CPU window
+        worker = threading.Thread(
+            target=self.loop.run, kwargs={"duration": duration}, name=self._thread_name, daemon=True
+        )
+        try:
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.5)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self.provider is not None:
+                tracing.shutdown(self.provider)
+        return self.loop.completed
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self._on_signal(signum)
