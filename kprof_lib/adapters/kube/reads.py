@@ -20,23 +20,7 @@ MERGE_PATCH = "application/merge-patch+json"
 def get_json(api: client.ApiClient, path: str, query: list[tuple[str, str]] | None = None, timeout: float = 30) -> Any:
     """GET `path` (e.g. /api/v1/namespaces/default/pods/x) and decode its JSON body.
     Raises `errors.APIError` for error statuses."""
-    try:
-        response = api.call_api(
-            path,
-            "GET",
-            query_params=query or [],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-            _request_timeout=timeout,
-        )
-    except ApiException as exc:
-        raise errors.from_exception(exc) from None
-    try:
-        return json.loads(response.data)
-    finally:
-        response.release_conn()
+    return _call(api, "GET", path, {"Accept": "application/json"}, None, query, timeout)
 
 
 def read_pod(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
@@ -56,12 +40,25 @@ def send_json(
     """`method` (POST, PUT, PATCH, DELETE) with `body` as JSON; the decoded answer (None if empty).
     Custom resources take only `application/merge-patch+json` or JSON patch, not the strategic merge
     patch the client's typed methods send for a dict. Raises `errors.APIError` for error statuses."""
+    headers = {"Accept": "application/json", "Content-Type": content_type}
+    return _call(api, method, path, headers, body, query, timeout)
+
+
+def _call(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: Any,
+    query: list[tuple[str, str]] | None,
+    timeout: float,
+) -> Any:
     try:
         response = api.call_api(
             path,
             method,
             query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": content_type},
+            header_params=headers,
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
@@ -72,6 +69,7 @@ def send_json(
         raise errors.from_exception(exc) from None
     try:
         data = response.data
-        return json.loads(data) if data else None
+        # An empty answer is fine for a write (DELETE may send none); a read must bring a document.
+        return json.loads(data) if data or method == "GET" else None
     finally:
         response.release_conn()

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from kprof_lib.runtimes import logs, wiring
 from kprof_lib.runtimes.operator.settings import DEFAULTS
@@ -62,6 +63,50 @@ def _address(text: str) -> str:
     return text
 
 
+# Flags that set the Settings field of their name: (flag, argparse options, help with "{}" for the
+# default); None stands for --insecure-skip-tls-verify, which every command that fetches profiles has.
+_FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
+    ("--lease-name", {"metavar": "NAME"}, "name of the coordination.k8s.io Lease (default: {})"),
+    (
+        "--lease-duration",
+        {"type": _seconds, "metavar": "SECONDS"},
+        "how long a standby waits before taking over an unrenewed Lease (default: {})",
+    ),
+    (
+        "--renew-deadline",
+        {"type": _seconds, "metavar": "SECONDS"},
+        "how long the leader keeps trying to renew before it steps down (default: {})",
+    ),
+    ("--retry-period", {"type": _seconds, "metavar": "SECONDS"}, "time between Lease attempts (default: {})"),
+    (
+        "--health-addr",
+        {"type": _address, "metavar": "HOST:PORT"},
+        "where /healthz and /readyz are served (default: {}; port 0 picks a free one)",
+    ),
+    (
+        "--metrics-addr",
+        {"type": _address, "metavar": "HOST:PORT"},
+        "where /metrics is served (default: {}; port 0 picks a free one)",
+    ),
+    ("--transport", {"choices": TRANSPORTS}, "how profiles are fetched unless a ProfilingConfig says (default: {})"),
+    (
+        "--concurrency",
+        {"type": _positive_int, "metavar": "N"},
+        "profiles captured at once, across every config (default: {})",
+    ),
+    ("--max-profile-bytes", {"type": _positive_int, "metavar": "N"}, "size cap of one profile (default: {})"),
+    None,
+    ("--local-dir", {"metavar": "PATH"}, "where profiles go for configs without s3Config (default: {})"),
+    ("--spool-dir", {"metavar": "PATH"}, "where profiles wait while S3 is unreachable (default: {})"),
+    ("--spool-max-bytes", {"type": _positive_int, "metavar": "N"}, "size cap of the spool (default: {})"),
+    (
+        "--grace-period",
+        {"type": _grace, "metavar": "SECONDS"},
+        "on SIGTERM, how long checks in progress may take to finish (default: {})",
+    ),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig",
@@ -80,94 +125,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS.leader_elect,
         help="campaign for the Lease so that one replica works at a time (default: on)",
     )
-    parser.add_argument(
-        "--lease-name",
-        default=DEFAULTS.lease_name,
-        metavar="NAME",
-        help=f"name of the coordination.k8s.io Lease (default: {DEFAULTS.lease_name})",
-    )
-    parser.add_argument(
-        "--lease-duration",
-        type=_seconds,
-        default=DEFAULTS.lease_duration,
-        metavar="SECONDS",
-        help=f"how long a standby waits before taking over an unrenewed Lease (default: {DEFAULTS.lease_duration:g})",
-    )
-    parser.add_argument(
-        "--renew-deadline",
-        type=_seconds,
-        default=DEFAULTS.renew_deadline,
-        metavar="SECONDS",
-        help=f"how long the leader keeps trying to renew before it steps down (default: {DEFAULTS.renew_deadline:g})",
-    )
-    parser.add_argument(
-        "--retry-period",
-        type=_seconds,
-        default=DEFAULTS.retry_period,
-        metavar="SECONDS",
-        help=f"time between Lease attempts (default: {DEFAULTS.retry_period:g})",
-    )
-    parser.add_argument(
-        "--health-addr",
-        type=_address,
-        default=DEFAULTS.health_addr,
-        metavar="HOST:PORT",
-        help=f"where /healthz and /readyz are served (default: {DEFAULTS.health_addr}; port 0 picks a free one)",
-    )
-    parser.add_argument(
-        "--metrics-addr",
-        type=_address,
-        default=DEFAULTS.metrics_addr,
-        metavar="HOST:PORT",
-        help=f"where /metrics is served (default: {DEFAULTS.metrics_addr}; port 0 picks a free one)",
-    )
-    parser.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default=DEFAULTS.transport,
-        help=f"how profiles are fetched unless a ProfilingConfig says (default: {DEFAULTS.transport})",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULTS.concurrency,
-        metavar="N",
-        help=f"profiles captured at once, across every config (default: {DEFAULTS.concurrency})",
-    )
-    parser.add_argument(
-        "--max-profile-bytes",
-        type=_positive_int,
-        default=DEFAULTS.max_profile_bytes,
-        metavar="N",
-        help=f"size cap of one profile (default: {DEFAULTS.max_profile_bytes})",
-    )
-    wiring.add_tls_flag(parser)
-    parser.add_argument(
-        "--local-dir",
-        default=DEFAULTS.local_dir,
-        metavar="PATH",
-        help=f"where profiles go for configs without s3Config (default: {DEFAULTS.local_dir})",
-    )
-    parser.add_argument(
-        "--spool-dir",
-        default=DEFAULTS.spool_dir,
-        metavar="PATH",
-        help=f"where profiles wait while S3 is unreachable (default: {DEFAULTS.spool_dir})",
-    )
-    parser.add_argument(
-        "--spool-max-bytes",
-        type=_positive_int,
-        default=DEFAULTS.spool_max_bytes,
-        metavar="N",
-        help=f"size cap of the spool (default: {DEFAULTS.spool_max_bytes})",
-    )
-    parser.add_argument(
-        "--grace-period",
-        type=_grace,
-        default=DEFAULTS.grace_period,
-        metavar="SECONDS",
-        help=f"on SIGTERM, how long checks in progress may take to finish (default: {DEFAULTS.grace_period:g})",
-    )
+    for entry in _FLAGS:
+        if entry is None:
+            wiring.add_tls_flag(parser)
+            continue
+        flag, options, text = entry
+        default = getattr(DEFAULTS, flag[2:].replace("-", "_"))
+        shown = f"{default:g}" if isinstance(default, float) else default
+        parser.add_argument(flag, default=default, help=text.format(shown), **options)
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info", help="(default: info)")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
 
