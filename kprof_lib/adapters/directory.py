@@ -64,13 +64,7 @@ class LocalStore:
         return self.directory.joinpath(*key.split("/")).as_uri()
 
     def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        metadata: Mapping[str, str],
-        tags: Mapping[str, str],
-        content_type: str,
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
         path = self.path_for(key)
         sidecar = {

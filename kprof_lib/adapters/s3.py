@@ -115,13 +115,7 @@ class S3Store:
         return f"s3://{self.bucket}/{key}"
 
     def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        metadata: Mapping[str, str],
-        tags: Mapping[str, str],
-        content_type: str,
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
         request: dict[str, Any] = {
             "Bucket": self.bucket,

@@ -102,13 +102,7 @@ class SpoolingStore:
         return self.inner.uri_for(key)
 
     def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        metadata: Mapping[str, str],
-        tags: Mapping[str, str],
-        content_type: str,
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
         try:
             return self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
