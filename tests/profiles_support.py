@@ -4,11 +4,16 @@ profile type fetched once per test session into a temporary folder, and a reader
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.support.goapp import GoApp, run_go_tool_pprof
 
+KPROF = str(Path(sys.executable).parent / "kprof")
 TYPES = ("cpu", "heap", "goroutine", "mutex", "block", "allocs")
 _ROW = re.compile(r"^\s*(\S+)\s+\S+%\s+\S+%\s+(\S+)\s+\S+%\s+(.+?)\s*$")
 _TOTAL = re.compile(r"of (\S+) total")
@@ -53,3 +58,27 @@ def pprof_top(path: Path, nodecount: int, sample_index: str | None = None) -> tu
         assert match, f"unexpected -top line {line!r}"
         rows.append((_INLINE_MARK.sub("", match.group(3)), _number(match.group(1)), _number(match.group(2))))
     return _number(total_match.group(1)), rows
+
+
+def kprof(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run the installed `kprof` command."""
+    return subprocess.run([KPROF, *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def capture(app: GoApp, out: Path, *extra: str) -> Path:
+    """`kprof capture` of cpu (1 s), heap and goroutine into `out`; the capture's folder."""
+    done = kprof("capture", "--url", app.url, "--types", "cpu,heap,goroutine", "--seconds", "1", "--out", str(out), *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [folder] = {p.parent for p in out.rglob("*.pprof")}
+    return folder
+
+
+def baseline_and_incident(app: GoApp, root: Path) -> tuple[Path, Path]:
+    """Two captures of `app` (stopped afterwards): idle, then under CPU, memory and goroutine load."""
+    with app:
+        base = capture(app, root / "base")
+        # Long enough to outlast kprof's start-up and the capture; stopping the app ends it.
+        app.load(cpu_seconds=30, workers=6, mem_mib=48, hold=30)
+        time.sleep(0.5)
+        incident = capture(app, root / "incident")
+    return base, incident

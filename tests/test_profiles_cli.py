@@ -5,11 +5,6 @@ HTTP), checked against `go tool pprof -top` on the same files; and the summaries
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -17,33 +12,13 @@ from kprof_lib.profiles import decode, diff, summary, top
 from tests import profiles_support
 from tests.support.goapp import GoApp
 
-KPROF = str(Path(sys.executable).parent / "kprof")
-
-
-def kprof(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([KPROF, *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
-
-
-def capture(app: GoApp, out: Path, *extra: str) -> Path:
-    done = kprof(
-        "capture", "--url", app.url, "--types", "cpu,heap,goroutine", "--seconds", "1", "--out", str(out), *extra
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    [folder] = {p.parent for p in out.rglob("*.pprof")}
-    return folder
+kprof = profiles_support.kprof
 
 
 @pytest.fixture(scope="module")
 def captures(sample_app_binary, tmp_path_factory):
     """(baseline folder, incident folder): idle, then under CPU, memory and goroutine load."""
-    root = tmp_path_factory.mktemp("captures")
-    with GoApp(sample_app_binary) as app:
-        base = capture(app, root / "base")
-        # Long enough to outlast kprof's start-up and the capture; stopping the app ends it.
-        app.load(cpu_seconds=30, workers=6, mem_mib=48, hold=30)
-        time.sleep(0.5)
-        incident = capture(app, root / "incident")
-    return base, incident
+    return profiles_support.baseline_and_incident(GoApp(sample_app_binary), tmp_path_factory.mktemp("captures"))
 
 
 def test_show_prints_the_top_table_pprof_prints(captures):
