@@ -5,6 +5,7 @@ HTTP), checked against `go tool pprof -top` on the same files; and the summaries
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,54 @@ def test_bad_input_is_named(captures, tmp_path, args, message):
     args = [a.format(empty=tmp_path, incident=captures[1]) for a in args]
     done = kprof(*args)
     assert done.returncode in (1, 2) and message in done.stderr, done.stderr
+
+
+def write_summary(folder: Path) -> dict:
+    """summary.json beside the profiles, as `kprof show -o json` gives it (the capture path will
+    write the same)."""
+    done = kprof("show", str(folder), "-o", "json")
+    assert done.returncode == 0, done.stderr
+    (folder / "summary.json").write_text(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_ls_lists_captures_newest_first(captures):
+    base, incident = captures
+    for folder in captures:
+        write_summary(folder)
+    root = base.parents[3]
+    done = kprof("ls", str(root), "-o", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [Path(r["capture"]) for r in rows] == [incident, base]
+    assert rows[0]["reason"] == "on-demand" and rows[0]["types"] == ["cpu", "goroutine", "heap"]
+    assert rows[0]["top"][2] == "cpu" and rows[0]["top"][0].startswith("crypto/")
+    pod = rows[0]["pod"]
+    assert kprof("ls", str(root), "--reason", "cpu-threshold", "-o", "json").stdout.strip() == "[]"
+    assert len(json.loads(kprof("ls", str(root), "--since", "1h", "--pod", pod, "-o", "json").stdout)) == 2
+    table = kprof("ls", str(root)).stdout.splitlines()
+    assert table[0].split()[:4] == ["TIME", "POD", "REASON", "TYPES"] and table[1].endswith(str(incident) + "/")
+    bad = kprof("ls", str(root), "--since", "yesterday")
+    assert bad.returncode == 2 and "--since 'yesterday': expected a number and s, m, h or d" in bad.stderr
+
+
+def test_ls_reads_s3_page_by_page_under_the_namespace(captures, s3, s3_bucket):
+    _, incident = captures
+    summary_body = write_summary(incident)
+    client = s3.client()
+    # 1,050 captures of other namespaces (more than one list page of 1,000) and one of ours.
+    for i in range(1050):
+        client.put_object(Bucket=s3_bucket, Key=f"p/other/pod-{i}/20261201T000000.000Z/summary.json", Body=b"{}")
+    key = "p/local/" + summary_body["capture"]["pod"] + "/20261201T100000.000Z/"
+    for name in ("summary.json", "cpu.pprof"):
+        client.put_object(Bucket=s3_bucket, Key=key + name, Body=(incident / name).read_bytes())
+    done = kprof("ls", f"s3://{s3_bucket}/p", "--namespace", "local", "-o", "json", "--s3-endpoint", s3.endpoint_url)
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    assert row["capture"] == f"s3://{s3_bucket}/{key}" and row["pod"] == summary_body["capture"]["pod"]
+    # Without the namespace every summary is read: paginated past the first 1,000 keys.
+    everything = kprof("ls", f"s3://{s3_bucket}/p", "--limit", "5000", "-o", "json", "--s3-endpoint", s3.endpoint_url)
+    assert len(json.loads(everything.stdout)) == 1051
+    # What ls prints, show takes.
+    shown = kprof("show", row["capture"], "--type", "cpu", "-n", "1", "--s3-endpoint", s3.endpoint_url)
+    assert shown.returncode == 0 and "cpu (cpu, total" in shown.stdout, shown.stderr

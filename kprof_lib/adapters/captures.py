@@ -55,13 +55,20 @@ def read(location: str, *, endpoint: str | None = None, region: str | None = Non
 
 
 def summaries(
-    destination: str, *, endpoint: str | None = None, region: str | None = None
+    destination: str,
+    *,
+    under: str = "",
+    endpoint: str | None = None,
+    region: str | None = None,
 ) -> Iterator[tuple[str, dict]]:
-    """(capture location, summary) for every `summary.json` under a destination."""
+    """(capture location, summary) for every `summary.json` under a destination, or only under
+    its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix alone,
+    page by page, instead of the whole bucket."""
     if destination.startswith("s3://"):
         bucket, prefix = _split_s3(destination)
         client = _client(endpoint, region)
-        if prefix and not prefix.endswith("/"):
+        prefix = "/".join(part for part in (prefix.strip("/"), under.strip("/")) if part)
+        if prefix:
             prefix += "/"
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         try:
@@ -74,8 +81,10 @@ def summaries(
         except _client_errors() as error:
             raise CaptureError(f"listing {destination}: {error}") from None
         return
-    root = Path(destination)
+    root = Path(destination, under) if under else Path(destination)
     if not root.is_dir():
+        if under and Path(destination).is_dir():
+            return
         raise CaptureError(f"{destination}: no such directory")
     for path in sorted(root.rglob("*" + SUMMARY_NAME)):
         location = str(path.parent) + os.sep if path.name == SUMMARY_NAME else str(path)[: -len(SUMMARY_NAME)]

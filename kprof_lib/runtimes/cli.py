@@ -12,7 +12,7 @@ import sys
 
 from kprof_lib import __version__
 
-COMMANDS = ("validate", "plan", "capture", "show", "diff", "crd", "sidecar", "local", "run")
+COMMANDS = ("validate", "plan", "capture", "ls", "show", "diff", "crd", "sidecar", "local", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
