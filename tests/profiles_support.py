@@ -67,7 +67,9 @@ def kprof(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 def capture(app: GoApp, out: Path, *extra: str) -> Path:
     """`kprof capture` of cpu (1 s), heap and goroutine into `out`; the capture's folder."""
-    done = kprof("capture", "--url", app.url, "--types", "cpu,heap,goroutine", "--seconds", "1", "--out", str(out), *extra)
+    done = kprof(
+        "capture", "--url", app.url, "--types", "cpu,heap,goroutine", "--seconds", "1", "--out", str(out), *extra
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     [folder] = {p.parent for p in out.rglob("*.pprof")}
     return folder

@@ -78,6 +78,9 @@ def test_diff_names_what_grew(captures):
     assert diff.top_grower(result) == ("cpu", cpu["growth"][0]["name"])
     text = kprof("diff", str(base), str(incident)).stdout
     assert "heap (inuse_space)" in text and "main.allocateHeld" in text and "pts)" in text
+    # Goroutine stacks are named by their own frames, not by the runtime's parking ones.
+    goroutines = text.split("goroutine (goroutine)")[1].split("heap (")[0]
+    assert "main.burnCPU" in goroutines and "runtime.gopark" not in goroutines
 
 
 def test_show_and_diff_read_s3(captures, s3, s3_bucket, tmp_path):

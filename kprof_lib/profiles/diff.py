@@ -90,13 +90,28 @@ def stack_values(profile: Profile, index: int) -> dict[tuple[str, ...], int]:
 
 
 def top_grower(diff: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(type, function) of the first growth row of cpu, heap or goroutine, for a one-line report."""
+    """(type, function) of the first growth row of cpu, heap or goroutine, for a one-line report;
+    for a goroutine stack, the innermost frame that is not the runtime's."""
     for kind in ("cpu", "heap", "goroutine"):
         rows = diff.get("types", {}).get(kind, {}).get("growth", [])
         if rows:
             row = rows[0]
-            return kind, row["stack"][-1] if "stack" in row else row["name"]
+            return kind, (own_frames(row["stack"], 1) or ["(no stack)"])[0] if "stack" in row else row["name"]
     return None
+
+
+def own_frames(stack: list[str], count: int = 3) -> list[str]:
+    """The innermost `count` frames of a stack (root first) that are not the Go runtime's parking
+    and scheduling frames, leaf first: where goroutines wait, and who started them."""
+    frames = [f for f in reversed(stack) if not f.startswith(_RUNTIME_PREFIXES)]
+    return frames[:count] or list(reversed(stack))[:count]
+
+
+def stack_label(stack: list[str], count: int = 3) -> str:
+    return " <- ".join(own_frames(stack, count)) or "(no stack)"
+
+
+_RUNTIME_PREFIXES = ("runtime.", "internal/", "sync.runtime_")
 
 
 def _has(profile: Profile, sample_type: str) -> bool:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kprof_lib.profiles import diff as diff_
 from kprof_lib.profiles import summary as summaries
 from kprof_lib.profiles import text
 
@@ -113,7 +114,7 @@ def _diff_panel(diff: Mapping[str, Any]) -> str:
             else:
                 before, after = text.quantity(r["base"], unit), text.quantity(r["incident"], unit)
                 delta = "+" + text.quantity(r["delta"], unit)
-            label = " ← ".join(reversed(r["stack"][-5:])) if "stack" in r else r["name"]
+            label = diff_.stack_label(r["stack"], 4).replace(" <- ", " ← ") if "stack" in r else r["name"]
             rows.append(
                 f"<tr><td>{before}</td><td>{after}</td><td class=grew>{delta}</td>"
                 f"<td class=fn>{html.escape(label)}</td></tr>"
@@ -132,7 +133,9 @@ def _grown(diff: Mapping[str, Any] | None) -> dict[str, list[str]]:
     # The flame graph outlines the functions the diff names, so growth is visible in place.
     grown: dict[str, list[str]] = {}
     for kind, part in ((diff or {}).get("types") or {}).items():
-        grown[kind] = [r["stack"][-1] if "stack" in r else r["name"] for r in part["growth"][:5]]
+        grown[kind] = [
+            (diff_.own_frames(r["stack"], 1) or [""])[0] if "stack" in r else r["name"] for r in part["growth"][:5]
+        ]
     return grown
 
 

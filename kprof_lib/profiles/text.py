@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kprof_lib.profiles.diff import stack_label
+
 
 def quantity(value: float, unit: str) -> str:
     """`880ms`, `1.50s`, `27.8MiB`, `42` — a value in its sample type's unit, for people."""
@@ -80,7 +82,7 @@ def diff(result: Mapping[str, Any], *, n: int = 10) -> str:
                     f"{quantity(row['base'], unit)} -> {quantity(row['incident'], unit)} "
                     f"(+{quantity(row['delta'], unit)})"
                 )
-            label = " <- ".join(reversed(row["stack"][-4:])) if "stack" in row else row["name"]
+            label = stack_label(row["stack"]) if "stack" in row else row["name"]
             lines.append(f"  {values:<40} {label}")
         lines.append("")
     if result.get("missing"):
