@@ -69,8 +69,11 @@ def synthetic(target_gzip_bytes: int, seed: int = 13) -> bytes:
     # A call tree: every sample walks it from the root, so stacks share prefixes as real ones do.
     children: dict[int, list[int]] = {}
     message.string_table.extend(strings)
-    ratio = None  # raw bytes per gzip'd byte, learnt from the first batch
-    while ratio is None or message.ByteSize() < target_gzip_bytes * ratio:
+    # Serialised protobuf messages concatenate into their merge, and gzip's window is 32 KiB, so the
+    # sum of the batches' gzip'd sizes is what the whole file will weigh, to within a few percent.
+    gzipped = len(gzip.compress(message.SerializeToString(), 6))
+    while gzipped < target_gzip_bytes:
+        batch = messages.Profile()
         for _ in range(20_000):
             depth = rng.randint(12, 48)
             stack, node = [], 0
@@ -80,13 +83,12 @@ def synthetic(target_gzip_bytes: int, seed: int = 13) -> bytes:
                     kids.append(rng.randint(1, locations))
                 node = rng.choice(kids)
                 stack.append(node)
-            sample = message.sample.add()
+            sample = batch.sample.add()
             sample.location_id.extend(reversed(stack))  # leaf first
             count = rng.randint(1, 40)
             sample.value.extend((count, count * 10_000_000))
-        if ratio is None:
-            raw = message.SerializeToString()
-            ratio = len(raw) / len(gzip.compress(raw, 6))
+        gzipped += len(gzip.compress(batch.SerializeToString(), 6))
+        message.MergeFrom(batch)
     return gzip.compress(message.SerializeToString(), 6)
 
 
