@@ -2,8 +2,9 @@
 a value out; the store adapters and the CLI fetch the bytes.
 
 Bounded: the decompressed size is capped (`max_decoded_bytes`, 1 GiB by default) before anything
-is parsed, the protobuf runtime's C parser holds the message in one arena, and the result keeps
-samples in flat arrays, so a decode peaks at a small multiple of the decompressed size. Every
+is parsed; the protobuf runtime's C parser reads the samples a few MiB at a time (the top-level
+fields are split with a small wire scan), and the result keeps them in flat arrays, so a decode
+peaks at a small multiple of the file's size. Every
 reference in the file (string indexes, location and function ids, value counts) is checked, and a
 broken one raises `ProfileError` naming the field, e.g. `sample[12].location_id: 99 is not a
 location id`.
@@ -21,6 +22,8 @@ from kprof_lib.profiles.model import Profile, SampleType
 
 DEFAULT_MAX_DECODED_BYTES = 1 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
+_SAMPLE_FIELD = 2
+_RUN_BYTES = 4 << 20
 
 
 class ProfileError(ValueError):
@@ -32,13 +35,76 @@ def decode(data: bytes, *, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -
     raw = gunzip(data, max_decoded_bytes) if data[:2] == _GZIP_MAGIC else bytes(data)
     if len(raw) > max_decoded_bytes:
         raise ProfileError(f"profile is {len(raw)} bytes, more than the limit of {max_decoded_bytes}")
+    # Samples are most of a big profile. Parsed all at once they would sit in the parser's arena
+    # beside the arrays built from them (several times the file's size); parsed a run of a few
+    # MiB at a time, only the arrays stay. Everything else is parsed in one go.
+    header, runs = _split(raw)
+    message = _parse(header)
+    return _build(message, (_parse(raw[start:end]).sample for start, end in runs))
+
+
+def _parse(data: bytes):
     message = messages.Profile()
     try:
-        message.ParseFromString(raw)
+        message.ParseFromString(data)
     except DecodeError as error:
         raise ProfileError(f"not a pprof profile (protobuf: {error})") from None
-    del raw
-    return _build(message)
+    return message
+
+
+def _split(raw: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+    """(every top-level field but the samples, [(start, end)] of runs of sample fields of at
+    most about `_RUN_BYTES`). Protobuf messages concatenate into their merge, so each part parses
+    on its own."""
+    header = bytearray()
+    runs: list[tuple[int, int]] = []
+    run_start = run_end = -1
+    pos, size = 0, len(raw)
+    while pos < size:
+        start = pos
+        tag, pos = _varint(raw, pos)
+        kind = tag & 7
+        if kind == 2:
+            length, pos = _varint(raw, pos)
+            pos += length
+        elif kind == 0:
+            _, pos = _varint(raw, pos)
+        elif kind == 1:
+            pos += 8
+        elif kind == 5:
+            pos += 4
+        else:
+            raise ProfileError(f"not a pprof profile (wire type {kind} at byte {start})")
+        if pos > size:
+            raise ProfileError(f"not a pprof profile (field at byte {start} runs past the end)")
+        if tag >> 3 == _SAMPLE_FIELD and kind == 2:
+            if run_start >= 0 and (start != run_end or pos - run_start > _RUN_BYTES):
+                runs.append((run_start, run_end))
+                run_start = -1
+            if run_start < 0:
+                run_start = start
+            run_end = pos
+        else:
+            header += raw[start:pos]
+    if run_start >= 0:
+        runs.append((run_start, run_end))
+    return bytes(header), runs
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos] if pos < len(data) else -1
+    if 0 <= byte < 0x80:
+        return byte, pos + 1
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ProfileError(f"not a pprof profile (malformed varint at byte {pos})")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
 
 def gunzip(data: bytes, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> bytes:
@@ -55,7 +121,7 @@ def gunzip(data: bytes, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> b
     return out
 
 
-def _build(message) -> Profile:
+def _build(message, sample_runs) -> Profile:
     strings = list(message.string_table)
     if strings and strings[0] != "":
         raise ProfileError(f"string_table[0]: must be the empty string, found {strings[0]!r}")
@@ -127,16 +193,19 @@ def _build(message) -> Profile:
     stack_starts = array("Q", [0])
     values = array("q")
     lookup = location_index.__getitem__
-    for s, sample in enumerate(message.sample):
-        value = sample.value
-        if len(value) != width:
-            raise ProfileError(f"sample[{s}].value: {len(value)} values for {width} sample types")
-        try:
-            stack_ids.extend(map(lookup, sample.location_id))
-        except KeyError as error:
-            raise ProfileError(f"sample[{s}].location_id: {error.args[0]} is not a location id") from None
-        stack_starts.append(len(stack_ids))
-        values.extend(value)
+    s = 0
+    for run in sample_runs:
+        for sample in run:
+            value = sample.value
+            if len(value) != width:
+                raise ProfileError(f"sample[{s}].value: {len(value)} values for {width} sample types")
+            try:
+                stack_ids.extend(map(lookup, sample.location_id))
+            except KeyError as error:
+                raise ProfileError(f"sample[{s}].location_id: {error.args[0]} is not a location id") from None
+            stack_starts.append(len(stack_ids))
+            values.extend(value)
+            s += 1
 
     return Profile(
         sample_types=sample_types,
