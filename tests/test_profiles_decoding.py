@@ -109,3 +109,19 @@ def test_decompressed_size_is_capped(captured):
     data = captured["goroutine"].read_bytes()
     with pytest.raises(ProfileError, match="more than the limit of 100 bytes"):
         decode(data, max_decoded_bytes=100)
+
+
+def test_samples_parsed_in_runs_read_as_one_parse(captured, monkeypatch):
+    from kprof_lib.profiles import decoding
+
+    raw = gzip.decompress(captured["cpu"].read_bytes())
+    whole = decode(raw)
+    # Runs of at most one sample, and the other fields moved between the samples: the same profile.
+    monkeypatch.setattr(decoding, "_RUN_BYTES", 1)
+    header, runs = decoding._split(raw)
+    assert len(runs) == whole.sample_count > 10
+    interleaved = b"".join(raw[start:end] + (header if i == 3 else b"") for i, (start, end) in enumerate(runs))
+    for data in (raw, interleaved):
+        again = decode(data)
+        assert (again.function_names, again.locations) == (whole.function_names, whole.locations)
+        assert (again.stack_ids, again.stack_starts, again.values) == (whole.stack_ids, whole.stack_starts, whole.values)
