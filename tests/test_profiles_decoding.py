@@ -124,4 +124,8 @@ def test_samples_parsed_in_runs_read_as_one_parse(captured, monkeypatch):
     for data in (raw, interleaved):
         again = decode(data)
         assert (again.function_names, again.locations) == (whole.function_names, whole.locations)
-        assert (again.stack_ids, again.stack_starts, again.values) == (whole.stack_ids, whole.stack_starts, whole.values)
+        assert (again.stack_ids, again.stack_starts, again.values) == (
+            whole.stack_ids,
+            whole.stack_starts,
+            whole.values,
+        )
