@@ -24,6 +24,7 @@ GUIDES = [
     "SIDECAR.md",
     "LOCAL.md",
     "ARCHITECTURE.md",
+    "PROFILES.md",
 ]
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:examples|helm|kustomize|scripts|schemas|docs)/[\w./-]*[\w-])")

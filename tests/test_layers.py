@@ -1,7 +1,8 @@
 """The layers import downward only, the pure layers name no I/O SDK, and the library and the light
 commands load none of the heavy clients.
 
-spec/, state/, planning/ (pure) <- execution/ (ports) <- adapters/ (the outside world) <- runtimes/.
+profiles/ (pure: decoding pprof bytes, summaries, diffs, the HTML page) and spec/, state/, planning/
+(pure) <- execution/ (ports) <- adapters/ (the outside world) <- runtimes/.
 Checked over the source with an AST walk, so a forbidden import fails here even if it is lazy; and,
 since an allowed import can pull a forbidden one in on the way, by looking at `sys.modules` after
 the import in a fresh interpreter.
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "kprof_lib"
-LAYERS = ["spec", "state", "planning", "execution", "adapters", "runtimes"]
-PURE = {"spec", "state", "planning"}
+LAYERS = ["profiles", "spec", "state", "planning", "execution", "adapters", "runtimes"]
+PURE = {"profiles", "spec", "state", "planning"}
 # I/O SDKs the pure layers must not import; kubernetes in every part (even kubernetes.utils loads the
 # whole client).
 FORBIDDEN_IN_PURE = (
@@ -74,6 +75,20 @@ def test_pure_layers_import_no_io_sdk(layer):
         for path in modules(layer)
         for name in imports(path)
         if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_IN_PURE)
+    ]
+    assert wrong == []
+
+
+# profiles/ decodes bytes it is given: it opens no file and reads no environment either.
+FORBIDDEN_IN_PROFILES = ("os", "pathlib", "shutil", "tempfile", "io", "gzip", "kubernetes")
+
+
+def test_profiles_layer_does_no_io():
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in modules("profiles")
+        for name in imports(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_IN_PROFILES)
     ]
     assert wrong == []
 

@@ -1,0 +1,91 @@
+"""What `kprof show`, `kprof diff` and `kprof ls` share: the flags that say where captures are
+(S3 endpoint, region, Jaeger link), reading a capture and decoding its profiles into a summary,
+and writing a page or JSON out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from kprof_lib import profiles
+from kprof_lib.adapters import captures
+from kprof_lib.profiles import flame, summary
+
+JAEGER_URL_VARIABLE = "KPROF_JAEGER_URL"
+
+
+def add_location_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
+    parser.add_argument("--region", help="S3 region (default: from the environment)")
+    parser.add_argument(
+        "--jaeger-url",
+        default=os.environ.get(JAEGER_URL_VARIABLE),
+        help=f"Jaeger to link trace ids to, e.g. http://127.0.0.1:16686 (default: ${JAEGER_URL_VARIABLE})",
+    )
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+
+
+@dataclass
+class Loaded:
+    """A capture read and decoded: its summary, and the decoded profiles by type."""
+
+    summary: dict[str, Any]
+    decoded: dict[str, profiles.Profile]
+
+
+def load(location: str, args: argparse.Namespace, *, n: int = summary.TOP) -> Loaded:
+    """Read the capture at `location` and summarise it; a profile that does not decode is listed
+    under the summary's `errors` and the others are still shown. Raises CaptureError."""
+    capture = captures.read(location, endpoint=args.s3_endpoint, region=args.region)
+    decoded, parts, errors = {}, {}, {}
+    for kind, (name, data) in capture.profiles.items():
+        try:
+            decoded[kind] = profiles.decode(data)
+        except profiles.ProfileError as error:
+            errors[kind] = f"{name}: {error}"
+            continue
+        parts[kind] = (name, len(data), decoded[kind])
+    return Loaded(summary.summarize(parts, capture=capture_facts(capture, args), errors=errors, n=n), decoded)
+
+
+def capture_facts(capture: captures.Capture, args: argparse.Namespace) -> dict[str, Any]:
+    meta = capture.metadata
+    facts = {
+        "namespace": meta.get("namespace", ""),
+        "pod": meta.get("pod", ""),
+        "service": meta.get("service", ""),
+        "reason": meta.get("reason", ""),
+        "capturedAt": meta.get("captured-at", ""),
+        "uri": capture.location,
+        "traceId": meta.get("trace-id", ""),
+    }
+    stored = (capture.summary or {}).get("capture", {})
+    for key in ("thresholds", "usage"):
+        if stored.get(key):
+            facts[key] = stored[key]
+    if facts["traceId"] and args.jaeger_url:
+        facts["traceUrl"] = trace_url(args.jaeger_url, facts["traceId"])
+    return {k: v for k, v in facts.items() if v}
+
+
+def trace_url(jaeger_url: str, trace_id: str) -> str:
+    return f"{jaeger_url.rstrip('/')}/trace/{trace_id}"
+
+
+def flames(decoded: dict[str, profiles.Profile]) -> dict[str, dict[str, Any]]:
+    return {kind: flame.tree(profile) for kind, profile in decoded.items() if profile.sample_types}
+
+
+def write_page(path: str, page: str) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(page)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
