@@ -43,6 +43,9 @@ def compare_profile(kind: str, base: Profile, incident: Profile, *, n: int = TOP
         sample_type = incident.default_sample_type
     bi, ii = base.sample_type_index(sample_type), incident.sample_type_index(sample_type)
     base_total, incident_total = base.total(bi), incident.total(ii)
+    # Keyed by stack (a tuple of frames) or by function name; values are counts, bytes or shares.
+    before: Mapping[Any, float]
+    after: Mapping[Any, float]
     if measure == "stackCount":
         before, after = stack_values(base, bi), stack_values(incident, ii)
         key_name = "stack"

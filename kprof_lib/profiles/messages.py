@@ -7,6 +7,8 @@ Only `kprof_lib.profiles.decoding` uses this module.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _PACKAGE = "kprof.pprof"
@@ -15,7 +17,7 @@ _REPEATED, _OPTIONAL = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
 _INT64, _UINT64, _BOOL, _STRING, _MESSAGE = _F.TYPE_INT64, _F.TYPE_UINT64, _F.TYPE_BOOL, _F.TYPE_STRING, _F.TYPE_MESSAGE
 
 # (message, [(field, number, type, repeated, message type)]), from profile.proto.
-_MESSAGES = [
+_MESSAGES: list[tuple[str, list[tuple[str, int, Any, bool, str | None]]]] = [
     (
         "Profile",
         [

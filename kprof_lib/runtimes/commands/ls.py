@@ -80,7 +80,7 @@ def _row(location: str, found: dict[str, Any], args: argparse.Namespace) -> dict
     tops = summaries.top_functions(found, count=1)
     # The hottest function of the CPU profile says most; else that of the first type there is.
     kind = "cpu" if tops.get("cpu") else next((k for k in sorted(tops) if tops[k]), None)
-    row = {
+    row: dict[str, Any] = {
         "capturedAt": str(capture.get("capturedAt", "")),
         "namespace": str(capture.get("namespace", "")),
         "pod": str(capture.get("pod", "")),
@@ -91,7 +91,7 @@ def _row(location: str, found: dict[str, Any], args: argparse.Namespace) -> dict
         "capture": location,
     }
     if row["traceId"] and args.jaeger_url:
-        row["traceUrl"] = captures.trace_url(args.jaeger_url, row["traceId"])
+        row["traceUrl"] = captures.trace_url(args.jaeger_url, str(row["traceId"]))
     return row
 
 
