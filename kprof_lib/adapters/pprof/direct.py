@@ -24,6 +24,7 @@ import urllib3
 from kprof_lib.adapters.pprof.streaming import (
     REQUEST_HEADERS,
     TLS_HINT,
+    confine,
     host_port,
     path_and_query,
     request_error,
@@ -58,6 +59,7 @@ class DirectTransport:
         deadline = time.monotonic() + timeout
         where = host_port(request.pod_ip, request.port)
         url = f"{request.scheme}://{where}{path_and_query(request)}"
+        confine(url, request.base_path.rstrip("/") + "/", request)
         try:
             response = self._pool.request(
                 "GET",

@@ -26,7 +26,7 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, request_error, streamed_urllib3
+from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, confine, request_error, streamed_urllib3
 from kprof_lib.execution.ports import CaptureError, CaptureFailed, ProfileRequest, Response
 
 
@@ -42,13 +42,25 @@ class ProxyTransport:
     @staticmethod
     def resource_path(request: ProfileRequest) -> str:
         """The proxy path for `request`; https needs the scheme spelled out before the pod name."""
+        return ProxyTransport.proxy_prefix(request).rstrip("/") + request.path
+
+    @staticmethod
+    def proxy_prefix(request: ProfileRequest) -> str:
+        """`/api/v1/namespaces/{ns}/pods/[https:]{name}:{port}/proxy/`: every request for `request`'s
+        pod stays under it."""
         scheme = "https:" if request.scheme == "https" else ""
-        return f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}/proxy{request.path}"
+        return f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}/proxy/"
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         deadline = time.monotonic() + timeout
         path = self.resource_path(request)
+        # The client sends configuration.host + path; a host may carry a path of its own (a
+        # gateway in front of the API server).
+        host = self._api.configuration.host.rstrip("/")
+        base = urlsplit(host).path
+        inside = base + self.proxy_prefix(request).rstrip("/") + request.base_path.rstrip("/") + "/"
+        confine(host + path, inside, request)
         via = f"{request.target} via the API server at {self._api_server}"
         answer: Response | None
         try:

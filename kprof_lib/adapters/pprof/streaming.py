@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import posixpath
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import urllib3
 from urllib3.exceptions import (
@@ -21,6 +23,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.util import parse_url
 
 from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Watch
 from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
@@ -39,6 +42,25 @@ def host_port(host: str, port: int) -> str:
 def path_and_query(request: ProfileRequest) -> str:
     query = "&".join(f"{key}={value}" for key, value in request.query.items())
     return f"{request.path}?{query}" if query else request.path
+
+
+def confine(url: str, prefix: str, request: ProfileRequest) -> None:
+    """Refuses (`CaptureFailed`) a request whose path, as it will finally be sent, leaves `prefix`
+    (ending in `/`): the pod's own pprof base path, or its pods/proxy prefix on the API server.
+
+    Annotations are validated before a plan is made, but a plan can come from a library caller:
+    this is the check at the last moment. Two readings of the path must stay inside: the one
+    urllib3 sends (it removes dot segments, so `/proxy/../../other` reaches another object with
+    the caller's credentials) and the one a server sees that decodes `%2e%2e` and `%2f` first.
+    """
+    sent = parse_url(url).path or "/"
+    decoded = posixpath.normpath(unquote(sent))
+    for path in (sent, decoded):
+        if not (path + "/").startswith(prefix) or "\x00" in path:
+            raise CaptureFailed(
+                f"refused to fetch {request.target}: its path would leave {prefix} "
+                f"(profiling.io/path must name a path under the pod's own endpoint)"
+            )
 
 
 def body_chunks(
