@@ -176,6 +176,7 @@ def test_the_default_release():
         "--transport": "direct",
         "--concurrency": "8",
         "--max-profile-bytes": "67108864",
+        "--allowed-destination": "local",
         "--local-dir": "/var/lib/kprof/profiles",
         "--spool-dir": "/var/lib/kprof/spool",
         "--spool-max-bytes": "268435456",

@@ -107,6 +107,19 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
 )
 
 
+def _destination(text: str) -> str:
+    from kprof_lib.planning import tenancy
+
+    try:
+        return tenancy.normalise(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig",
@@ -133,6 +146,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(DEFAULTS, flag[2:].replace("-", "_"))
         shown = f"{default:g}" if isinstance(default, float) else default
         parser.add_argument(flag, default=default, help=text.format(shown), **options)
+    parser.add_argument(
+        "--cluster-wide-namespaces",
+        type=_names,
+        default=list(DEFAULTS.cluster_wide_namespaces),
+        metavar="NS[,NS...]",
+        help="namespaces whose ProfilingConfigs may select pods in other namespaces (default: none; "
+        "every other config selects pods of its own namespace only)",
+    )
+    parser.add_argument(
+        "--allowed-destination",
+        dest="allowed_destinations",
+        type=_destination,
+        action="append",
+        metavar="DEST",
+        help="where profiles may go, repeatable: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET or * "
+        f"(default: {', '.join(DEFAULTS.allowed_destinations)}); a config asking for another destination is invalid",
+    )
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info", help="(default: info)")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
 
@@ -179,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         spool_dir=args.spool_dir,
         spool_max_bytes=args.spool_max_bytes,
         grace_period=args.grace_period,
+        cluster_wide_namespaces=tuple(args.cluster_wide_namespaces),
+        allowed_destinations=tuple(args.allowed_destinations or DEFAULTS.allowed_destinations),
     )
     try:
         provider = tracing.configure(service_name="kprof-operator", set_global=True)

@@ -36,7 +36,7 @@ from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution import telemetry
 from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
-from kprof_lib.planning import cadence
+from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.runtimes.operator.runner import CheckRunner
@@ -124,6 +124,7 @@ class Operator:
             is_leader=self.may_check,
             selector_string=to_selector_string,
             flush=self._flush_spool,
+            policy=tenancy.Policy.of(settings.cluster_wide_namespaces, settings.allowed_destinations),
         )
         self.scheduler = ConfigScheduler(
             self.runner,

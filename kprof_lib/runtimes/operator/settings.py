@@ -32,6 +32,10 @@ class Settings:
     spool_max_bytes: int = spool.DEFAULT_MAX_BYTES
     grace_period: float = 30.0
     identity: str | None = None  # the Lease holder's name; default: $POD_NAME or the host name, plus a suffix
+    # Namespaces whose ProfilingConfigs may select other namespaces (planning.tenancy).
+    cluster_wide_namespaces: tuple[str, ...] = ()
+    # Where profiles may go: local, s3://BUCKET, ENDPOINT/BUCKET or * (planning.tenancy).
+    allowed_destinations: tuple[str, ...] = ("local",)
 
 
 DEFAULTS = Settings()
