@@ -128,6 +128,19 @@ class Executor:
             try:
                 job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
                 return self._plan_pod(job) if check_mode else self._capture_pod(job)
+            except Exception as error:
+                # One pod's unexpected error is that pod's result: the others keep theirs, and the
+                # caller still gets a report to persist history from.
+                log.exception("capture of %s failed unexpectedly", decision.key)
+                return results.PodResult(
+                    decision.namespace,
+                    decision.pod,
+                    results.FAILED,
+                    decision.reason,
+                    list(decision.reasons),
+                    message=f"internal error: {type(error).__name__}: {error}",
+                    uid=decision.uid,
+                )
             finally:
                 otel_context.detach(token)
 
@@ -170,7 +183,7 @@ class Executor:
                 return pod_result
             busy: list[ProfileRequest] = []
             for request in job.requests():
-                outcome = self._capture_one(job, request)
+                outcome = self._capture_contained(job, request)
                 if outcome is None:
                     busy.append(request)
                 else:
@@ -186,11 +199,21 @@ class Executor:
             pod_result.message = "; ".join(f"{p.type}: {p.error}" for p in failed)
         return pod_result
 
+    def _capture_contained(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
+        """`_capture_one`, with an unexpected error as this profile's failure: the pod's other
+        profiles, stored already or still to come, keep their results."""
+        try:
+            return self._capture_one(job, request)
+        except Exception as error:
+            message = f"internal error: {type(error).__name__}: {error}"
+            job.log("capture-failed", message, profile=request.profile_type)
+            return results.ProfileResult(request.profile_type, results.FAILED, error=message, target=request.target)
+
     def _retry_busy(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult:
         for delay in self.busy_retry.delays():
             job.log("retry", f"cpu profiler busy, retrying in {delay:g} s", level=logging.INFO)
             self.clock.sleep(delay)
-            outcome = self._capture_one(job, request)
+            outcome = self._capture_contained(job, request)
             if outcome is not None:
                 return outcome
         error = f"cpu profiling already in use (gave up after {self.busy_retry.attempts + 1} attempts)"

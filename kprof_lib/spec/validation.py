@@ -13,10 +13,12 @@ from typing import Any
 
 import jsonschema
 
-from kprof_lib.spec import defaults, schemas
+from kprof_lib.spec import defaults, keytemplates, schemas
 from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
+
+KEY_TEMPLATE_PATH = "spec.s3Config.keyTemplate"
 
 
 @functools.cache
@@ -35,9 +37,26 @@ def validate_spec(spec: Any) -> Spec:
         raise SpecError([{"path": "spec", "message": f"must be an object, not {_type_name(spec)}"}])
     filled = defaults.apply(schemas.spec_schema(), spec)
     problems = format_errors(_spec_validator().iter_errors(filled), root="spec")
+    if not any(problem["path"] == KEY_TEMPLATE_PATH for problem in problems):
+        problems = sorted([*problems, *_key_template_problems(filled)], key=lambda problem: problem["path"])
     if problems:
         raise SpecError(problems)
     return Spec(filled)
+
+
+def _key_template_problems(spec: dict[str, Any]) -> list[Problem]:
+    """What the schema cannot say about a keyTemplate: whether object_key could build keys from it.
+    Found here, a bad template stops the config before any pod is profiled, not after."""
+    s3 = spec.get("s3Config")
+    if not isinstance(s3, dict) or not isinstance(s3.get("keyTemplate"), str):
+        return []
+    prefix = s3.get("prefix")
+    prefix = prefix if isinstance(prefix, str) else ""
+    try:
+        keytemplates.check(s3["keyTemplate"], prefix)
+    except ValueError as error:
+        return [{"path": KEY_TEMPLATE_PATH, "message": str(error)}]
+    return []
 
 
 def validate_document(document: Any) -> dict[str, Any]:
