@@ -9,8 +9,8 @@ import gzip
 import re
 
 import pytest
-from kprof_lib.adapters.directory import LocalStore
 
+from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import Response
 from kprof_lib.planning.plan import Plan

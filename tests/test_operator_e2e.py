@@ -365,8 +365,8 @@ def test_on_demand_captures_at_its_interval(first_run):
     first, both = first_run.batch_first, first_run.batch_both
     assert len(first) == 2 and len(both) == 4
     for obj in both:
-        prefix, _date, service, leaf = obj["key"].split("/")
-        assert (prefix, service) == ("continuous", "reports")
+        prefix, _date, service, namespace, pod, leaf = obj["key"].split("/")
+        assert (prefix, service, namespace, pod) == ("continuous", "reports", "batch", "reports-1")
         assert obj["metadata"]["reason"] == "on-demand"
         assert leaf.endswith(("-heap.pprof", "-goroutine.pprof"))
     # The history records each run's scheduled time: exactly one interval apart.

@@ -7,9 +7,10 @@ would keep with the object:
 
     {"key": ..., "contentType": ..., "size": ..., "sha256": ..., "metadata": {...}, "tags": {...}}
 
-Both files are written to temporary names in the target directory and renamed into place
-(`os.replace` is atomic within one filesystem), the sidecar first, so a reader sees a whole
-profile with its sidecar or nothing, and a failed write leaves nothing behind. Keys ending in
+Both files are written to temporary names in the target directory and linked into place (a hard
+link is atomic, and exclusive: it fails when the name exists), the sidecar first, so a reader sees
+a whole profile with its sidecar or nothing, a failed write leaves nothing behind, and a profile
+already stored under a key is never overwritten (the put is a `StoreError` instead). Keys ending in
 `.json` are refused, as are keys that would leave the directory (absolute, `..`, or through a
 symbolic link).
 """
@@ -81,7 +82,15 @@ class LocalStore:
             self.path_for(key)
             # The sidecar goes first: whoever finds the profile finds its description too.
             sidecar_text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-            write_atomically([(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)])
+            write_atomically(
+                [(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)], exclusive=True
+            )
+        except FileExistsError as error:
+            taken = error.filename2 or error.filename
+            raise StoreError(
+                f"storing {key} in {self.directory}: {taken} exists already; not overwritten",
+                retryable=False,
+            ) from error
         except OSError as error:
             transient = error.errno in _TRANSIENT_ERRNOS
             raise StoreError(

@@ -7,8 +7,11 @@ or turn into a surprising file name.
 
 Layouts (spec.s3Config.keyLayout):
     pod           {prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof
-    service-date  {prefix}/{date}/{service}/{timestamp}-{type}.pprof
-A keyTemplate replaces the layout; its fields are those of `TEMPLATE_FIELDS` and it must use {type}.
+    service-date  {prefix}/{date}/{service}/{namespace}/{pod}/{timestamp}-{type}.pprof
+A keyTemplate replaces the layout; its fields are those of `TEMPLATE_FIELDS` and it must use
+{namespace}, {pod}, {timestamp} and {type} (spec.keytemplates): every key is unique per pod and
+capture, so replicas of one service, or a pod of another namespace with the same `app` label,
+never write under each other's keys. The stores refuse to overwrite all the same.
 
 `{timestamp}` is the capture time in UTC as `20261125T100000.123Z` (ISO 8601 basic form): it sorts
 as text in time order and is safe in keys and file names. Milliseconds are kept because two
@@ -29,7 +32,7 @@ from kprof_lib.spec import keytemplates
 
 LAYOUTS = {
     "pod": "{prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof",
-    "service-date": "{prefix}/{date}/{service}/{timestamp}-{type}.pprof",
+    "service-date": "{prefix}/{date}/{service}/{namespace}/{pod}/{timestamp}-{type}.pprof",
 }
 TEMPLATE_FIELDS = keytemplates.FIELDS
 
@@ -88,7 +91,7 @@ def object_key(
     missing = [name for name in keytemplates.REQUIRED if name not in fields]
     if missing:
         shown = ", ".join("{" + name + "}" for name in missing)
-        raise ValueError(f"key template {template!r} must contain {shown}, or profiles of one capture collide")
+        raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
     when = _utc(captured_at)
     raw = {
         "namespace": namespace,

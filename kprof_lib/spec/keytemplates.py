@@ -3,8 +3,9 @@
 profiled) and `execution.keys.object_key` (which builds the keys). Pure.
 
 A template is Python format text over `FIELDS`, with no format spec or conversion, and must
-contain {type}. Its literal text (the template with every field at its longest shortened form)
-must fit S3's key limit and the local store's segment limit, or no key could ever be built.
+contain {namespace}, {pod}, {timestamp} and {type} (unique per pod and capture). Its literal text
+(the template with every field at its longest shortened form) must fit S3's key limit and the
+local store's segment limit, or no key could ever be built.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import string
 import unicodedata
 
 FIELDS = ("prefix", "namespace", "pod", "service", "date", "timestamp", "type", "reason")
-REQUIRED = ("type",)
+# Every key names its pod and capture: without them replicas of one service, or pods of another
+# namespace with the same labels, would write under each other's keys.
+REQUIRED = ("namespace", "pod", "timestamp", "type")
 
 MAX_KEY_BYTES = 1024  # S3's limit for a whole key
 MAX_SEGMENT_CHARS = 255  # a key segment becomes a file or directory name in the local store
@@ -53,7 +56,7 @@ def check(template: str, prefix: str = "") -> None:
     missing = [name for name in REQUIRED if name not in used]
     if missing:
         shown = ", ".join("{" + name + "}" for name in missing)
-        raise ValueError(f"key template {template!r} must contain {shown}, or profiles of one capture collide")
+        raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
     longest = {name: "x" * FIXED_CHARS.get(name, SHORTEST_COMPONENT_CHARS) for name in FIELDS}
     # As object_key shortens a prefix: each segment to the same length, 512 characters in all.
     longest["prefix"] = "/".join(segment[:SHORTEST_COMPONENT_CHARS] for segment in prefix.split("/") if segment)[
