@@ -6,7 +6,8 @@ Requests go out through the kubernetes client's `call_api`, so every authenticat
 supports (tokens, exec plugins, client certificates) works unchanged. They use a private
 `ApiClient` built from the caller's configuration with urllib3 retries off: the client's default
 is three retries of a GET on a read timeout, which would quadruple a capture's time budget and
-re-run a CPU profile behind the caller's back.
+re-run a CPU profile behind the caller's back. One deadline covers the whole exchange with the API
+server, headers included (`exchange.watched`).
 
 The pod's own answer passes through the API server unchanged (a 404 from pprof, Go's 500 "cpu
 profiling already in use"), so it is handed on as a `Response` for the caller to judge. An error
@@ -26,8 +27,9 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.pprof import exchange
 from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, confine, request_error, streamed_urllib3
-from kprof_lib.execution.ports import CaptureError, CaptureFailed, ProfileRequest, Response
+from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 
 class ProxyTransport:
@@ -63,35 +65,40 @@ class ProxyTransport:
         confine(host + path, inside, request)
         via = f"{request.target} via the API server at {self._api_server}"
         answer: Response | None
-        try:
-            response = self._api.call_api(
-                path,
-                "GET",
-                query_params=list(request.query.items()),
-                header_params=dict(REQUEST_HEADERS),
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=timeout,
-            )
-        except ApiException as error:
-            # The client raises for every non-2xx status, having read the whole error body.
-            answer = _error_response(error, request)
-        except AttributeError as error:
-            # The client decodes an ApiException's body on the way out and trips over a missing one
-            # (TLS failures): the ApiException underneath is the news.
-            if isinstance(error.__context__, ApiException):
-                raise _api_failure(error.__context__, request) from error.__context__
-            raise
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise request_error(error, where=f"API server {self._api_server}", target=via, timeout=timeout) from error
-        else:
-            answer = None
-        if answer is not None:
-            yield answer
-            return
-        with streamed_urllib3(response, request, timeout, deadline) as streamed:
-            yield streamed
+        with exchange.watched(deadline) as watched:
+            try:
+                response = self._api.call_api(
+                    path,
+                    "GET",
+                    query_params=list(request.query.items()),
+                    header_params=dict(REQUEST_HEADERS),
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=timeout,
+                )
+            except ApiException as error:
+                # The client raises for every non-2xx status, having read the whole error body.
+                answer = _error_response(error, request)
+            except AttributeError as error:
+                # The client decodes an ApiException's body on the way out and trips over a missing
+                # one (TLS failures): the ApiException underneath is the news.
+                if isinstance(error.__context__, ApiException):
+                    raise _api_failure(error.__context__, request) from error.__context__
+                raise
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                if watched.cut:
+                    raise CaptureTimeout(f"timed out after {timeout:g} s waiting for {via}") from error
+                raise request_error(
+                    error, where=f"API server {self._api_server}", target=via, timeout=timeout
+                ) from error
+            else:
+                answer = None
+            if answer is not None:
+                yield answer
+                return
+            with streamed_urllib3(response, request, timeout, watched) as streamed:
+                yield streamed
 
     def close(self) -> None:
         self._api.close()
@@ -101,6 +108,8 @@ def _without_retries(api_client: ApiClient) -> ApiClient:
     configuration = copy.copy(api_client.configuration)
     configuration.retries = False
     private = ApiClient(configuration)
+    # Its connections can be cut by the capture's deadline (exchange.watched).
+    exchange.watch_pools(private.rest_client.pool_manager)
     private.default_headers.update(api_client.default_headers)
     private.cookie = api_client.cookie
     return private

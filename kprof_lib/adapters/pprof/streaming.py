@@ -25,7 +25,8 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 
-from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Watch
+from kprof_lib.adapters.pprof.deadlines import Watch
+from kprof_lib.adapters.pprof.exchange import Exchange
 from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 # Big enough that a profile needs few reads, small enough that the size cap stops reading promptly.
@@ -111,28 +112,22 @@ def body_chunks(
 
 @contextlib.contextmanager
 def streamed_urllib3(
-    response: urllib3.BaseHTTPResponse, request: ProfileRequest, timeout: float, deadline: float
+    response: urllib3.BaseHTTPResponse, request: ProfileRequest, timeout: float, exchange: Exchange
 ) -> Iterator[Response]:
-    """A urllib3 response (opened with preload_content=False) as a `Response` whose body must
-    arrive by `deadline`. On leaving, a connection whose body was not read to the end is closed,
-    not pooled: unread bytes would be read as the next response."""
-
-    def cut() -> None:
-        # shutdown() ends a read blocked in another thread (it shuts the socket's reading side).
-        # urllib3 refuses it once the body is complete and the connection is back in its pool.
-        with contextlib.suppress(RuntimeError, ValueError):
-            response.shutdown()
-
-    watch = WATCHDOG.watch(deadline, cut)
+    """A urllib3 response (opened with preload_content=False inside `exchange`) as a `Response`
+    whose body must arrive by the exchange's deadline. On leaving, a connection whose body was not
+    read to the end is closed, not pooled: unread bytes would be read as the next response."""
+    exchange.responded(response)
+    assert exchange.watch is not None
     try:
         yield Response(
             status=response.status,
             reason=response.reason or "",
             headers=response.headers,
-            chunks=body_chunks(_pieces(response), watch, request, timeout),
+            chunks=body_chunks(_pieces(response), exchange.watch, request, timeout),
         )
     finally:
-        watch.cancel()
+        exchange.watch.cancel()
         response.close()
         response.release_conn()
 
