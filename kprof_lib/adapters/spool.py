@@ -204,9 +204,12 @@ class SpoolingStore:
             "spooledAt": self.clock.now().isoformat(),
             "lastError": str(cause),
         }
-        blob = json.dumps(header, sort_keys=True).encode() + b"\n" + data
+        head = json.dumps(header, sort_keys=True).encode() + b"\n"
+        # Written as two parts: joining them would copy the profile once more.
+        blob = (head, data)
+        size = len(head) + len(data)
         with self._lock:
-            if self._pending_bytes + len(blob) > self.max_bytes:
+            if self._pending_bytes + size > self.max_bytes:
                 raise SpoolFull(
                     f"profile spool {self.spool_dir} is full: {self._pending_bytes} of {self.max_bytes} bytes "
                     f"used by {len(self._sizes)} profile(s) waiting for {self.inner.description}; "
@@ -225,9 +228,11 @@ class SpoolingStore:
                     attempts=cause.attempts,
                 ) from cause
             self._next_sequence += 1
-            self._sizes[name] = len(blob)
-            self._pending_bytes += len(blob)
-        return StoredObject(uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True)
+            self._sizes[name] = size
+            self._pending_bytes += size
+        return StoredObject(
+            uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True
+        )
 
     def _load(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -254,8 +259,10 @@ class SpoolingStore:
     def _read(self, name: str) -> tuple[dict[str, Any], bytes] | None:
         path = self.spool_dir / name
         try:
-            blob = path.read_bytes()
-            header_line, _, data = blob.partition(b"\n")
+            # The header line, then the profile read on its own: one copy of it in memory.
+            with path.open("rb") as stream:
+                header_line = stream.readline()
+                data = stream.read()
             header = json.loads(header_line)
             if hashlib.sha256(data).hexdigest() != header["sha256"] or len(data) != header["size"]:
                 raise ValueError("the profile's bytes do not match their checksum")

@@ -11,8 +11,9 @@ past it.
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from kprof_lib.execution.ports import (
     CaptureFailed,
@@ -58,8 +59,15 @@ def fetch_profile(
     *,
     timeout: float,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    reserve: Callable[[int, float], None] | None = None,
 ) -> bytes:
     """The gzip'd pprof profile `request` names, fetched through `transport` within `timeout` seconds.
+
+    The body is collected in one buffer that grows as it arrives and becomes the returned bytes
+    without a copy: one copy of the profile in memory, never a list of chunks joined at the end.
+    `reserve(n, deadline)`, if given, is called before each `n` bytes are kept (the executor's
+    in-flight byte budget); it may block until `deadline` (a `time.monotonic()` value) and raise
+    a `CaptureError`.
 
     Raises `TargetBusy` when Go's profiler is held by someone else, `CaptureTooLarge` as soon as
     more than `max_bytes` arrived, `CaptureTimeout` when the whole body did not arrive in time and
@@ -75,7 +83,8 @@ def fetch_profile(
             raise CaptureTooLarge(
                 f"profile exceeded {_size(max_bytes)} cap: {request.target} announced {declared} bytes"
             )
-        return _read_profile(response.chunks, request, timeout, deadline, max_bytes, _content_type(response.headers))
+        content_type = _content_type(response.headers)
+        return _read_profile(response.chunks, request, timeout, deadline, max_bytes, content_type, reserve)
 
 
 def _read_profile(
@@ -85,10 +94,14 @@ def _read_profile(
     deadline: float,
     max_bytes: int,
     content_type: str,
+    reserve: Callable[[int, float], None] | None,
 ) -> bytes:
-    parts: list[bytes] = []
+    # BytesIO grows its one bytes object in place (realloc, which moves big blocks by remapping
+    # pages, not copying them) and getvalue() hands that object over when nothing else uses it:
+    # the peak is the profile's size, where joining a list of chunks needs twice that.
+    body = io.BytesIO()
     received = 0
-    checked = False
+    head = b""
     for chunk in chunks:
         if not chunk:
             continue
@@ -97,28 +110,28 @@ def _read_profile(
             raise CaptureTooLarge(
                 f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} after {received} bytes"
             )
-        parts.append(chunk)
-        if not checked:
-            head = b"".join(parts)
+        if reserve is not None:
+            reserve(len(chunk), deadline)
+        body.write(chunk)
+        if len(head) < len(GZIP_MAGIC):
+            head += chunk[: len(GZIP_MAGIC)]
             if len(head) >= len(GZIP_MAGIC):
-                _check_gzip(head, request, content_type)
-                checked = True
+                _check_gzip(head, received, request, content_type)
         if time.monotonic() > deadline:
             raise CaptureTimeout(
                 f"timed out after {timeout:g} s reading the profile from {request.target} ({received} bytes received)"
             )
-    if received == 0:
+    if not received:
         raise CaptureFailed(f"target returned an empty body: {request.target}")
-    body = b"".join(parts)
-    if not checked:
-        _check_gzip(body, request, content_type)
-    return body
+    if len(head) < len(GZIP_MAGIC):
+        _check_gzip(head, received, request, content_type)
+    return body.getvalue()
 
 
-def _check_gzip(head: bytes, request: ProfileRequest, content_type: str) -> None:
+def _check_gzip(head: bytes, received: int, request: ProfileRequest, content_type: str) -> None:
     if not head.startswith(GZIP_MAGIC):
         raise CaptureFailed(
-            f"target returned non-pprof content ({content_type}, first {len(head)} bytes not gzip; {EXPECTED}) "
+            f"target returned non-pprof content ({content_type}, first {received} bytes not gzip; {EXPECTED}) "
             f"from {request.target}"
         )
 

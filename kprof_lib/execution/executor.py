@@ -25,7 +25,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from kprof_lib.execution import capture, keys, results, telemetry
+from kprof_lib.execution import budget, capture, keys, results, telemetry
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import (
@@ -95,9 +95,17 @@ class Executor:
         clock: Clock | None = None,
         pod_locks: PodLocks | None = None,
         tracer: trace.Tracer | None = None,
+        byte_budget: budget.ByteBudget | None = None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        # Bytes of profiles held at once, from the first byte until stored, across every execute()
+        # (the operator runs several checks at once through one executor). Default: exactly room
+        # for `concurrency` profiles at the cap.
+        self.byte_budget = byte_budget or budget.ByteBudget(concurrency * max_bytes)
+        problem = budget.fits(concurrency, max_bytes, self.byte_budget.limit)
+        if problem:
+            raise ValueError(problem)
         self.concurrency = concurrency
         self.max_bytes = max_bytes
         self.base_timeout = base_timeout
@@ -221,7 +229,14 @@ class Executor:
         return results.ProfileResult(request.profile_type, results.FAILED, error=error, target=request.target)
 
     def _capture_one(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
-        """Captures and stores one profile. None: the target was busy (retry later)."""
+        """Captures and stores one profile. None: the target was busy (retry later). The profile's
+        bytes count against the in-flight byte budget until the store has them."""
+        with self.byte_budget.holding() as held:
+            return self._fetch_and_store(job, request, held)
+
+    def _fetch_and_store(
+        self, job: _PodJob, request: ProfileRequest, held: budget.Holding
+    ) -> results.ProfileResult | None:
         timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
         started = self.clock.monotonic()
         with self.tracer.start_as_current_span(telemetry.SPAN_CAPTURE) as span:
@@ -236,7 +251,9 @@ class Executor:
                 }
             )
             try:
-                data = capture.fetch_profile(job.transport, request, timeout=timeout, max_bytes=self.max_bytes)
+                data = capture.fetch_profile(
+                    job.transport, request, timeout=timeout, max_bytes=self.max_bytes, reserve=held.reserve
+                )
             except TargetBusy as error:
                 span.set_attribute(telemetry.ATTR_RESULT, "busy")
                 span.add_event("target busy", {"message": str(error)})

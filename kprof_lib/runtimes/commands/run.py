@@ -95,6 +95,12 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
         "profiles captured at once, across every config (default: {})",
     ),
     ("--max-profile-bytes", {"type": _positive_int, "metavar": "N"}, "size cap of one profile (default: {})"),
+    (
+        "--max-inflight-bytes",
+        {"type": _positive_int, "metavar": "N"},
+        "bytes of profiles held in memory at once, streaming or waiting for the store; must hold "
+        "--concurrency profiles at --max-profile-bytes (default: {})",
+    ),
     None,
     ("--local-dir", {"metavar": "PATH"}, "where profiles go for configs without s3Config (default: {})"),
     ("--spool-dir", {"metavar": "PATH"}, "where profiles wait while S3 is unreachable (default: {})"),
@@ -167,6 +173,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
 
 
+def _memory_problem(args: argparse.Namespace) -> str | None:
+    # Checked at start: a budget that cannot hold `concurrency` profiles at the cap would make
+    # captures wait on each other, or, set too high for the pod's memory limit, get it OOM-killed.
+    need = args.concurrency * args.max_profile_bytes
+    if need > args.max_inflight_bytes:
+        return (
+            f"--concurrency ({args.concurrency}) x --max-profile-bytes ({args.max_profile_bytes}) = {need} "
+            f"does not fit --max-inflight-bytes ({args.max_inflight_bytes})"
+        )
+    return None
+
+
 def _lease_problem(args: argparse.Namespace) -> str | None:
     # client-go's rule: the leader gives up (renew deadline) before a standby may take over (lease
     # duration), and tries several times (retry period, with 1.2 for jitter) within the deadline.
@@ -180,7 +198,7 @@ def _lease_problem(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    problem = _lease_problem(args)
+    problem = _lease_problem(args) or _memory_problem(args)
     if problem:
         log.error("bad flags: %s", problem, extra={"action": "exit", "reason": "bad-flags"})
         return 2
@@ -204,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport,
         concurrency=args.concurrency,
         max_profile_bytes=args.max_profile_bytes,
+        max_inflight_bytes=args.max_inflight_bytes,
         tls_verify=not args.insecure_skip_tls_verify,
         local_dir=args.local_dir,
         spool_dir=args.spool_dir,

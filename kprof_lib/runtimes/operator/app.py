@@ -34,6 +34,7 @@ from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution import telemetry
+from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
 from kprof_lib.planning import cadence, tenancy
@@ -89,7 +90,11 @@ class Operator:
         )
         tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(telemetry.TRACER_NAME)
         self.executor = Executor(
-            concurrency=settings.concurrency, max_bytes=settings.max_profile_bytes, pod_locks=PodLocks(), tracer=tracer
+            concurrency=settings.concurrency,
+            max_bytes=settings.max_profile_bytes,
+            pod_locks=PodLocks(),
+            tracer=tracer,
+            byte_budget=ByteBudget(settings.max_inflight_bytes),
         )
         self._capture_slots = threading.BoundedSemaphore(settings.concurrency)
         self._transports: dict[str, Transport] = {}

@@ -24,8 +24,11 @@ class Settings:
     health_addr: str = ":8081"
     metrics_addr: str = ":8080"
     transport: str = "direct"
-    concurrency: int = 8
+    concurrency: int = 4
     max_profile_bytes: int = DEFAULT_MAX_BYTES
+    # Bytes of profiles in memory at once, streaming or waiting for the store (execution.budget).
+    # With the defaults, 4 x 64 MiB: the chart's 512 Mi limit keeps room for the process itself.
+    max_inflight_bytes: int = 256 * 1024 * 1024
     tls_verify: bool = True  # false: accept any certificate from https pod endpoints
     local_dir: str = "/var/lib/kprof/profiles"
     spool_dir: str = "/var/lib/kprof/spool"
