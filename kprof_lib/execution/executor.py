@@ -2,9 +2,10 @@
 
 Captures across pods run concurrently, bounded by `concurrency`; one pod's profiles are taken one
 after the other, and at most one capture per pod runs at a time (pass the same `PodLocks` to every
-executor that may reach the same pods). A failed capture is reported and the run goes on. When Go's
-CPU profiler is held by another profiler, that capture is retried at the end of the pod's turn with
-backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.
+executor that may reach the same pods): a second capture of a pod (another config's, on the same
+schedule) waits for the first to end, then runs. A failed capture is reported and the run goes on.
+When Go's CPU profiler is held by another profiler, that capture is retried at the end of the pod's
+turn with backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.
 
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
 The report carries the history updates the caller must persist (the plan's `now` for each kind of
@@ -13,9 +14,11 @@ capture that produced at least one profile), so cooldowns and on-demand interval
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -44,6 +47,12 @@ from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
 
 log = logging.getLogger("kprof.executor")
 
+# How long a capture waits for another capture of the same pod (another config's, say) to end.
+# That one ends by its own deadlines; waiting, rather than skipping, is what keeps two configs on
+# the same schedule from starving the second one forever.
+POD_WAIT_SECONDS = 600.0
+MILLISECOND = dt.timedelta(milliseconds=1)
+
 
 @dataclass(frozen=True)
 class BusyRetry:
@@ -66,12 +75,30 @@ class PodLocks:
 
     def __init__(self) -> None:
         self._busy: set[str] = set()
-        self._lock = threading.Lock()
+        self._freed = threading.Condition()
+        self._started: dict[str, dt.datetime] = {}
+
+    def start_time(self, key: str, now: dt.datetime) -> dt.datetime:
+        """`now`, or a millisecond after the previous capture of the pod began if that is later:
+        keys carry the time in milliseconds, and two captures of one pod never share a key."""
+        with self._freed:
+            previous = self._started.get(key)
+            if previous is not None and now <= previous + MILLISECOND:
+                now = previous + MILLISECOND
+            self._started[key] = now
+            return now
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[bool]:
-        """Yields True when the pod was free (and is now held), False when a capture is running."""
-        with self._lock:
+    def hold(self, key: str, wait: float = 0.0) -> Iterator[bool]:
+        """Yields True when the pod is held (it was free, or became free within `wait` seconds),
+        False when another capture kept it the whole time."""
+        deadline = time.monotonic() + wait
+        with self._freed:
+            while key in self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._freed.wait(remaining)
             taken = key in self._busy
             if not taken:
                 self._busy.add(key)
@@ -79,8 +106,9 @@ class PodLocks:
             yield not taken
         finally:
             if not taken:
-                with self._lock:
+                with self._freed:
                     self._busy.discard(key)
+                    self._freed.notify_all()
 
 
 class Executor:
@@ -96,6 +124,7 @@ class Executor:
         pod_locks: PodLocks | None = None,
         tracer: trace.Tracer | None = None,
         byte_budget: budget.ByteBudget | None = None,
+        pod_wait: float = POD_WAIT_SECONDS,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -113,6 +142,7 @@ class Executor:
         self.busy_retry = busy_retry or BusyRetry()
         self.clock = clock or SystemClock()
         self.pod_locks = pod_locks or PodLocks()
+        self.pod_wait = pod_wait
         # The global tracer is a no-op until a runtime installs an SDK; tests pass a private one.
         self.tracer = tracer or trace.get_tracer(telemetry.TRACER_NAME)
 
@@ -183,12 +213,15 @@ class Executor:
 
     def _capture_pod(self, job: _PodJob) -> results.PodResult:
         pod_result = job.result(results.FAILED)
-        with self.pod_locks.hold(pod_result.key) as free:
+        with self.pod_locks.hold(pod_result.key, self.pod_wait) as free:
             if not free:
                 pod_result.status = results.SKIPPED
-                pod_result.message = "another capture of this pod is in progress"
+                pod_result.message = f"another capture of this pod was still in progress after {self.pod_wait:g} s"
                 job.log("skip", pod_result.message)
                 return pod_result
+            # The capture's time is when it really starts: after a wait, the keys of this capture
+            # must not be those of the one it waited for.
+            job = dataclasses.replace(job, captured_at=self.pod_locks.start_time(pod_result.key, self.clock.now()))
             busy: list[ProfileRequest] = []
             for request in job.requests():
                 outcome = self._capture_contained(job, request)
