@@ -42,7 +42,13 @@ class LocalStore:
 
     def path_for(self, key: str) -> Path:
         """The file a key is stored in; raises `StoreError` for a key that would escape."""
+        if not isinstance(key, str):
+            raise StoreError(f"refusing key of type {type(key).__name__}: keys are text", retryable=False)
         parts = key.split("/")
+        if any(char < " " or char == "\x7f" for char in key):
+            raise StoreError(
+                f"refusing key {key[:80]!r}: it contains a control character (NUL included)", retryable=False
+            )
         if not key or key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in parts):
             raise StoreError(
                 f"refusing key {key!r}: it must be a relative path without empty, . or .. "
@@ -56,9 +62,13 @@ class LocalStore:
             )
         path = self.directory.joinpath(*parts)
         # Defence in depth: a symbolic link already in the tree must not lead outside it either.
-        root = self.directory.resolve()
-        if not path.resolve().is_relative_to(root):
-            raise StoreError(f"refusing key {key!r}: it resolves to {path.resolve()}, outside {root}", retryable=False)
+        try:
+            root = self.directory.resolve()
+            resolved = path.resolve()
+        except (OSError, ValueError) as error:
+            raise StoreError(f"refusing key {key[:80]!r}: {error}", retryable=False) from error
+        if not resolved.is_relative_to(root):
+            raise StoreError(f"refusing key {key!r}: it resolves to {resolved}, outside {root}", retryable=False)
         return path
 
     def uri_for(self, key: str) -> str:

@@ -33,6 +33,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from kprof_lib.execution import redact
 from kprof_lib.execution.ports import StoredObject, StoreError
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ class S3Store:
         return sendable
 
     def _where(self) -> str:
-        return f"s3://{self.bucket}" + (f" at {self.endpoint}" if self.endpoint else "")
+        return f"s3://{self.bucket}" + (f" at {redact.text(self.endpoint)}" if self.endpoint else "")
 
     def _store_error(self, error: Exception, doing: str) -> StoreError:
         where = self._where()

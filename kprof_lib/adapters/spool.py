@@ -10,6 +10,11 @@ Nothing captured is dropped without a word:
   keeps it from filling the disk, and once full every further profile raises `SpoolFull`;
 - a profile that does not fit in `max_bytes` raises `SpoolFull`, which says so.
 
+When the spool is full, the new profile is refused and the spooled ones are kept (the oldest are
+nearest the start of an incident): `SpoolFull` names the spool and its bound, an ERROR is logged,
+`refused` counts it (the operator exports kprof_spool_refused_total) and the executor reports the
+profile as failed (the operator's ProfileCaptureFailed Event on the pod carries the message).
+
 Each spooled profile is one file `<sequence>-<random>.spool`: a 12-digit sequence that goes on
 after a restart, so names sort oldest first, and a random part that keeps two stores given the
 same folder from overwriting each other's files. It holds a JSON header line (key, content type,
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kprof_lib.adapters.files import write_atomically
+from kprof_lib.execution import redact
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import Clock, ProfileStore, StoredObject, StoreError
 
@@ -85,6 +91,7 @@ class SpoolingStore:
         self._flush_lock = threading.Lock()  # one flush at a time
         self._sizes: dict[str, int] = {}  # spool file name -> bytes on disk
         self._pending_bytes = 0
+        self.refused = 0  # profiles turned away because the spool was full
         self._next_sequence = 1
         self._load()
 
@@ -202,7 +209,7 @@ class SpoolingStore:
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "spooledAt": self.clock.now().isoformat(),
-            "lastError": str(cause),
+            "lastError": redact.text(str(cause)),
         }
         head = json.dumps(header, sort_keys=True).encode() + b"\n"
         # Written as two parts: joining them would copy the profile once more.
@@ -210,6 +217,17 @@ class SpoolingStore:
         size = len(head) + len(data)
         with self._lock:
             if self._pending_bytes + size > self.max_bytes:
+                # The oldest profiles are nearest the start of an incident: they stay, the new one
+                # is refused, loudly (this error, kprof_spool_refused_total, the pod's Event).
+                self.refused += 1
+                log.error(
+                    "profile spool %s is full (%d of %d bytes): refusing %s (%d bytes); the spooled ones are kept",
+                    self.spool_dir,
+                    self._pending_bytes,
+                    self.max_bytes,
+                    key,
+                    len(data),
+                )
                 raise SpoolFull(
                     f"profile spool {self.spool_dir} is full: {self._pending_bytes} of {self.max_bytes} bytes "
                     f"used by {len(self._sizes)} profile(s) waiting for {self.inner.description}; "

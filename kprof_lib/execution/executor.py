@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from kprof_lib.execution import budget, capture, keys, results, telemetry
+from kprof_lib.execution import budget, capture, keys, redact, results, telemetry
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import (
@@ -176,7 +177,7 @@ class Executor:
                     results.FAILED,
                     decision.reason,
                     list(decision.reasons),
-                    message=f"internal error: {type(error).__name__}: {error}",
+                    message=redact.text(f"internal error: {type(error).__name__}: {error}"),
                     uid=decision.uid,
                 )
             finally:
@@ -246,7 +247,7 @@ class Executor:
         try:
             return self._capture_one(job, request)
         except Exception as error:
-            message = f"internal error: {type(error).__name__}: {error}"
+            message = redact.text(f"internal error: {type(error).__name__}: {error}")
             job.log("capture-failed", message, profile=request.profile_type)
             return results.ProfileResult(request.profile_type, results.FAILED, error=message, target=request.target)
 
@@ -280,7 +281,7 @@ class Executor:
                     telemetry.ATTR_PROFILE_TYPE: request.profile_type,
                     telemetry.ATTR_TRANSPORT: job.transport.name,
                     telemetry.ATTR_CAPTURE_REASON: job.decision.reason,
-                    telemetry.ATTR_URL_FULL: request.target,
+                    telemetry.ATTR_URL_FULL: redact.text(request.target),
                 }
             )
             try:
@@ -289,17 +290,17 @@ class Executor:
                 )
             except TargetBusy as error:
                 span.set_attribute(telemetry.ATTR_RESULT, "busy")
-                span.add_event("target busy", {"message": str(error)})
+                span.add_event("target busy", {"message": redact.text(str(error))})
                 return None
             except CaptureError as error:
+                message = redact.text(str(error))
                 span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
-                span.record_exception(error)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
-                job.log("capture-failed", str(error), profile=request.profile_type)
+                _record(span, error, message)
+                job.log("capture-failed", message, profile=request.profile_type)
                 return results.ProfileResult(
                     request.profile_type,
                     results.FAILED,
-                    error=str(error),
+                    error=message,
                     target=request.target,
                     seconds=self._since(started),
                 )
@@ -328,7 +329,7 @@ class Executor:
         with self.tracer.start_as_current_span(telemetry.SPAN_UPLOAD) as span:
             span.set_attributes(
                 {
-                    telemetry.ATTR_STORE: job.store.description,
+                    telemetry.ATTR_STORE: redact.text(job.store.description),
                     telemetry.ATTR_OBJECT_KEY: key,
                     telemetry.ATTR_BYTES: len(data),
                     telemetry.ATTR_K8S_NAMESPACE: request.namespace,
@@ -342,16 +343,16 @@ class Executor:
             try:
                 stored = job.store.put(key, data, metadata=metadata, tags=tags, content_type=PPROF_CONTENT_TYPE)
             except StoreError as error:
-                span.record_exception(error)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+                message = redact.text(str(error))
+                _record(span, error, message)
                 span.set_attribute(telemetry.ATTR_ATTEMPTS, error.attempts)
-                job.log("store-failed", str(error), profile=request.profile_type)
+                job.log("store-failed", message, profile=request.profile_type)
                 return results.ProfileResult(
                     request.profile_type,
                     results.FAILED,
                     bytes=len(data),
                     key=key,
-                    error=str(error),
+                    error=message,
                     attempts=error.attempts,
                     seconds=seconds,
                     target=request.target,
@@ -359,7 +360,7 @@ class Executor:
             status = results.SPOOLED if stored.spooled else results.STORED
             span.set_attributes(
                 {
-                    telemetry.ATTR_URL_FULL: stored.uri,
+                    telemetry.ATTR_URL_FULL: redact.text(stored.uri),
                     telemetry.ATTR_ATTEMPTS: stored.attempts,
                     telemetry.ATTR_RESULT: status,
                 }
@@ -448,6 +449,13 @@ class _PodJob:
                 **extra,
             },
         )
+
+
+def _record(span: trace.Span, error: Exception, message: str) -> None:
+    """The error on the span, its message and stack trace with credentials in URLs redacted."""
+    stacktrace = redact.text("".join(traceback.format_exception(error)))
+    span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
+    span.set_status(trace.Status(trace.StatusCode.ERROR, message))
 
 
 def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dict[str, str]]:

@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kprof_lib.adapters.pprof import exchange
 from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, confine, request_error, streamed_urllib3
+from kprof_lib.execution import redact
 from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 
@@ -39,7 +40,8 @@ class ProxyTransport:
 
     def __init__(self, api_client: ApiClient) -> None:
         self._api = _without_retries(api_client)
-        self._api_server = urlsplit(self._api.configuration.host).netloc or self._api.configuration.host
+        host = self._api.configuration.host
+        self._api_server = redact.text(host).split("://", 1)[-1].split("/", 1)[0] if host else host
 
     @staticmethod
     def resource_path(request: ProfileRequest) -> str:

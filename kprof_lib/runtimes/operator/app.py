@@ -142,7 +142,10 @@ class Operator:
         self.instruments.track_watch("pods", lambda: self.pods.restarts + self.pods.relists)
         self.instruments.track_watch("profilingconfigs", lambda: self.configs.restarts + self.configs.relists)
         self.instruments.track_leader(self.is_leader)
-        self.instruments.track_spool(lambda: sum(store.pending_bytes for store in self.stores.spooling()))
+        self.instruments.track_spool(
+            lambda: sum(store.pending_bytes for store in self.stores.spooling()),
+            lambda: sum(store.refused for store in self.stores.spooling()),
+        )
         self.endpoints = monitoring.serve(
             endpoints.parse_address(settings.health_addr),
             endpoints.parse_address(settings.metrics_addr),
