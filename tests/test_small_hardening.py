@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import signal
+import subprocess
 
 import pytest
 
@@ -25,6 +26,7 @@ from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_spec
 from kprof_lib.state.errors import StateError
+from tests.operator_support import kprof_command
 from tests.support.kprofproc import KprofProcesses
 from tests.support.net import free_port
 from tests.support.pods import ENABLED, pod
@@ -144,6 +146,23 @@ def test_values_echoed_in_error_messages_are_cut_short():
         validate_spec({**ON_DEMAND, "s3Config": {"bucket": "profiles", "prefix": "p" * 100_000}})
     assert len(str(raised.value)) < 400, str(raised.value)[:500]
     assert "(100000 long)" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        ("huge.json", '{"spec": {"thresholds": {"cooldownSeconds": ' + "9" * 5000 + "}}}", "4300 digits"),
+        ("huge.yaml", "spec:\n  thresholds: {cooldownSeconds: " + "9" * 5000 + "}\n", "4300 digits"),
+        ("deep.yaml", "spec: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply"),
+    ],
+)
+def test_kprof_validate_reports_unreadable_values_without_a_traceback(tmp_path, name, text, reason):
+    path = tmp_path / name
+    path.write_text(text)
+    result = subprocess.run([*kprof_command(), "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"{path}: not valid" in result.stdout + result.stderr and reason in result.stdout + result.stderr
 
 
 def test_a_pod_whose_spec_is_not_an_object_is_a_state_error():
