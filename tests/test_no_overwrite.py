@@ -59,6 +59,21 @@ def test_a_template_that_is_not_unique_per_pod_and_capture_is_refused(template, 
     assert "spec.s3Config.keyTemplate" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{prefix}/{namespace}-{pod}/{timestamp}-{type}.pprof",
+        "{prefix}/{service}.{namespace}/{pod}/{timestamp}-{type}.pprof",
+        "{prefix}-{namespace}/{pod}/{timestamp}-{type}.pprof",
+        "{namespace}/{pod}{service}/{timestamp}-{type}.pprof",
+    ],
+)
+def test_namespace_and_pod_sharing_a_segment_with_free_text_is_refused(template):
+    # ("a-b", "c") and ("a", "b-c") would give the same key.
+    with pytest.raises(SpecError, match=r"spec.s3Config.keyTemplate: .*in one path segment"):
+        validate_spec({"onDemand": {"enabled": True}, "s3Config": {"bucket": "profiles", "keyTemplate": template}})
+
+
 def test_the_crd_refuses_such_a_template_too():
     generated = crd.build_crd(schemas.load("profilingconfig"))
     template_schema = generated["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][

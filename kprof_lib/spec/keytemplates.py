@@ -3,7 +3,8 @@
 profiled) and `execution.keys.object_key` (which builds the keys). Pure.
 
 A template is Python format text over `FIELDS`, with no format spec or conversion, and must
-contain {namespace}, {pod}, {timestamp} and {type} (unique per pod and capture). Its literal text
+contain {namespace}, {pod}, {timestamp} and {type} (unique per pod and capture), with {namespace}
+and {pod} each in a path segment apart from the other free-text fields. Its literal text
 (the template with every field at its longest shortened form) must fit S3's key limit and the
 local store's segment limit, or no key could ever be built.
 """
@@ -17,6 +18,9 @@ FIELDS = ("prefix", "namespace", "pod", "service", "date", "timestamp", "type", 
 # Every key names its pod and capture: without them replicas of one service, or pods of another
 # namespace with the same labels, would write under each other's keys.
 REQUIRED = ("namespace", "pod", "timestamp", "type")
+# Values of any text: two of them in one segment can trade characters across their joint
+# ("a-b" + "c" and "a" + "b-c"), so {namespace} and {pod} each keep a segment apart from these.
+FREE_TEXT = ("prefix", "namespace", "pod", "service")
 
 MAX_KEY_BYTES = 1024  # S3's limit for a whole key
 MAX_SEGMENT_CHARS = 255  # a key segment becomes a file or directory name in the local store
@@ -57,6 +61,14 @@ def check(template: str, prefix: str = "") -> None:
     if missing:
         shown = ", ".join("{" + name + "}" for name in missing)
         raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
+    for segment in template.split("/"):
+        free = [name for name in FREE_TEXT if "{" + name + "}" in segment]
+        if len(free) > 1 and ("namespace" in free or "pod" in free):
+            shown = " and ".join("{" + name + "}" for name in free)
+            raise ValueError(
+                f"key template {template!r} puts {shown} in one path segment: keep {{namespace}} and {{pod}} "
+                "each in a segment apart from {prefix}, {service} and each other, or two pods could share a key"
+            )
     longest = {name: "x" * FIXED_CHARS.get(name, SHORTEST_COMPONENT_CHARS) for name in FIELDS}
     # As object_key shortens a prefix: each segment to the same length, 512 characters in all.
     longest["prefix"] = "/".join(segment[:SHORTEST_COMPONENT_CHARS] for segment in prefix.split("/") if segment)[
