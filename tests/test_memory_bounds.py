@@ -25,6 +25,8 @@ from kprof_lib.execution.capture import fetch_profile
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import PPROF_CONTENT_TYPE, ProfileRequest, Response, StoreError
 from kprof_lib.planning.reconcile import reconcile
+from kprof_lib.runtimes import cli
+from kprof_lib.runtimes.commands import run as run_command
 from tests.operator_support import kprof_command
 from tests.support.manifests import helm
 from tests.support.pods import ENABLED, pod
@@ -224,3 +226,25 @@ def test_the_chart_refuses_a_concurrency_that_does_not_fit_the_budget():
     assert "concurrency (8) x maxProfileBytes (67108864) does not fit maxInflightBytes (268435456)" in result.stderr
     ok = helm("template", "kprof", OPERATOR_CHART, "--set", "concurrency=8,maxInflightBytes=536870912")
     assert "--max-inflight-bytes=536870912" in ok.stdout
+
+
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [(["536870912\n"], 536870912), (["max\n"], None), ([None, "9223372036854771712\n"], None),
+     ([None, "268435456\n"], 268435456), ([None, None], None)],
+)
+def test_the_container_memory_limit_is_read_from_cgroup_v2_then_v1(tmp_path, contents, expected):
+    paths = []
+    for index, text in enumerate(contents):
+        path = tmp_path / f"limit-{index}"
+        if text is not None:
+            path.write_text(text)
+        paths.append(str(path))
+    assert run_command.memory_limit(tuple(paths)) == expected
+
+
+def test_a_budget_over_half_the_memory_limit_is_warned_about_at_start():
+    args = cli.build_parser().parse_args(["run"])
+    assert run_command._memory_warning(args, 512 * MiB) is None, "the defaults fit the chart's 512Mi"
+    assert "more than half of this container's memory limit" in run_command._memory_warning(args, 384 * MiB)
+    assert run_command._memory_warning(args, None) is None

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -185,6 +186,35 @@ def _memory_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+# Where the container's memory limit is: cgroup v2, then v1.
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit(paths: tuple[str, ...] = CGROUP_MEMORY_LIMITS) -> int | None:
+    """The process's cgroup memory limit in bytes; None when there is none ("max", absent, or the
+    v1 "unlimited" of nearly 2**63)."""
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            return int(text)
+        return None
+    return None
+
+
+def _memory_warning(args: argparse.Namespace, limit: int | None) -> str | None:
+    # The budget is what profiles may take on top of the process itself (about 100 MiB): more than
+    # half the limit leaves too little headroom, and the kernel OOM-kills the operator mid-capture.
+    if limit is not None and args.max_inflight_bytes > limit // 2:
+        return (
+            f"--max-inflight-bytes ({args.max_inflight_bytes}) is more than half of this container's memory "
+            f"limit ({limit}): large profiles may get the operator OOM-killed"
+        )
+    return None
+
+
 def _lease_problem(args: argparse.Namespace) -> str | None:
     # client-go's rule: the leader gives up (renew deadline) before a standby may take over (lease
     # duration), and tries several times (retry period, with 1.2 for jitter) within the deadline.
@@ -202,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         log.error("bad flags: %s", problem, extra={"action": "exit", "reason": "bad-flags"})
         return 2
+    warning = _memory_warning(args, memory_limit())
+    if warning:
+        log.warning("%s", warning, extra={"action": "start", "reason": "memory-headroom"})
 
     from kprof_lib.adapters import tracing
     from kprof_lib.adapters.kube import connection
