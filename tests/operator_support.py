@@ -158,6 +158,12 @@ def s3_config(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
     return {"bucket": bucket, "endpoint": s3.endpoint_url, "region": S3_REGION, "prefix": prefix}
 
 
+def allow_s3(s3: Any, bucket: str) -> list[str]:
+    """The `kprof run` flag that lets configs store in `bucket` of the test's S3 server (the
+    operator allows only its local directory unless told)."""
+    return ["--allowed-destination", f"{s3.endpoint_url}/{bucket}"]
+
+
 # The operator as a process ----------------------------------------------------------------------
 
 

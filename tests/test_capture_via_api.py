@@ -93,7 +93,7 @@ def test_profile_from_the_go_app_through_the_api_server(kube_emulator, kube_api,
 def test_pods_404_passes_through_as_http_404(kube_emulator, kube_api, go_app, name):
     add_pod(kube_emulator, go_app.port)
 
-    with pytest.raises(CaptureFailed, match=r"HTTP 404 Not Found from .*/debug/pprof/nope: Unknown profile"):
+    with pytest.raises(CaptureFailed, match=r"HTTP 404 Not Found from .*/debug/pprof/nope \(Content-Type text/plain"):
         fetch_profile(build(name, kube_api), pod_request(go_app.port, "nope"), timeout=10)
 
 
@@ -132,7 +132,7 @@ def test_html_is_not_a_profile(kube_emulator, kube_api, bad_server, name):
     add_pod(kube_emulator, bad_server.port)
     request = pod_request(bad_server.port, "heap", base_path="/html/debug/pprof")
 
-    with pytest.raises(CaptureFailed, match=r"non-pprof content: b'<html>not pprof</html>'"):
+    with pytest.raises(CaptureFailed, match=r"non-pprof content \(Content-Type text/html; charset=utf-8, first 22 bytes"):
         fetch_profile(build(name, kube_api), request, timeout=10)
 
 

@@ -87,7 +87,7 @@ def test_a_failing_pod_does_not_stop_the_others(go_app, bad_server, tmp_path):
     outcome = {r.pod: (r.status, r.message) for r in report.results}
     assert outcome["b-good"] == ("captured", None)
     assert outcome["a-refused"][0] == "failed" and "refused" in outcome["a-refused"][1]
-    assert outcome["c-html"][0] == "failed" and "non-pprof content" in outcome["c-html"][1] and "<html>" in outcome["c-html"][1]
+    assert outcome["c-html"][0] == "failed" and "non-pprof content" in outcome["c-html"][1] and "<html>" not in outcome["c-html"][1]
     assert outcome["d-missing"][0] == "failed" and "404" in outcome["d-missing"][1]
     assert list(report.history_updates) == ["shop/b-good"], "a failed capture must be retried next check, not cooled down"
 
@@ -162,10 +162,24 @@ def test_one_capture_per_pod_at_a_time(go_app, tmp_path):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    statuses = sorted(report.results[0].status for report in reports)
-    assert statuses == ["captured", "skipped"]
-    skipped = next(r.results[0] for r in reports if r.results[0].status == "skipped")
-    assert skipped.message == "another capture of this pod is in progress"
+    # The second waited for the first (no "cpu profiling already in use" from Go), then ran.
+    assert sorted(report.results[0].status for report in reports) == ["captured", "captured"]
+    [first, second] = sorted((r.results[0].profiles[0] for r in reports), key=lambda p: p.key)
+    assert first.key != second.key and first.attempts == second.attempts == 1
+
+
+def test_a_capture_gives_up_waiting_for_the_pod_after_pod_wait(go_app, tmp_path):
+    locks = PodLocks()
+    plan = reconcile(on_demand("heap"), state(pod_at("p", go_app.port)))
+    with locks.hold("shop/p"):
+        report = Executor(pod_locks=locks, pod_wait=0.3).execute(
+            plan, store=LocalStore(tmp_path), transport=DirectTransport()
+        )
+    [result] = report.results
+    assert (result.status, result.message) == (
+        "skipped", "another capture of this pod was still in progress after 0.3 s"
+    )
+    assert report.history_updates == {}
 
 
 def test_a_check_into_s3_is_traced_end_to_end(go_app, s3, s3_bucket, otlp_receiver, tracing):

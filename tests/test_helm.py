@@ -58,6 +58,7 @@ SCENARIOS = {
         "image.tag=dev,image.pullPolicy=Always",
         "maxProfileBytes=1000000000",
         "concurrency=32",
+        "maxInflightBytes=32000000000",
         "insecureSkipTLSVerify=true",
         "logFormat=text,logLevel=debug",
     ],
@@ -174,8 +175,10 @@ def test_the_default_release():
         "--health-addr": ":8081",
         "--metrics-addr": ":8080",
         "--transport": "direct",
-        "--concurrency": "8",
+        "--concurrency": "4",
         "--max-profile-bytes": "67108864",
+        "--max-inflight-bytes": "268435456",
+        "--allowed-destination": "local",
         "--local-dir": "/var/lib/kprof/profiles",
         "--spool-dir": "/var/lib/kprof/spool",
         "--spool-max-bytes": "268435456",
@@ -344,6 +347,7 @@ def test_scheduling_and_extras_reach_the_pod():
     # Large numbers must not come out as 1e+09.
     assert args["--max-profile-bytes"] == "1000000000"
     assert args["--concurrency"] == "32"
+    assert args["--max-inflight-bytes"] == "32000000000"
     assert args["--insecure-skip-tls-verify"] == ""
     assert "--insecure-skip-tls-verify" not in args_of(operator_container(scenario("defaults")))
     assert args["--retry-period"] == "3"

@@ -36,16 +36,16 @@ def key(**overrides: object) -> str:
         ({}, "shop/web-7d9c-abcde/20261125T100000.123Z/heap.pprof"),
         ({"prefix": "profiles"}, "profiles/shop/web-7d9c-abcde/20261125T100000.123Z/heap.pprof"),
         ({"prefix": "/a//b/"}, "a/b/shop/web-7d9c-abcde/20261125T100000.123Z/heap.pprof"),
-        ({"layout": "service-date"}, "2026-11-25/web/20261125T100000.123Z-heap.pprof"),
+        ({"layout": "service-date"}, "2026-11-25/web/shop/web-7d9c-abcde/20261125T100000.123Z-heap.pprof"),
         (
             {"layout": "service-date", "prefix": "prod/eu", "profile_type": "cpu"},
-            "prod/eu/2026-11-25/web/20261125T100000.123Z-cpu.pprof",
+            "prod/eu/2026-11-25/web/shop/web-7d9c-abcde/20261125T100000.123Z-cpu.pprof",
         ),
         (
-            {"template": "{prefix}/{reason}/{service}/{date}/{pod}.{timestamp}.{type}.pb.gz", "prefix": "p"},
-            "p/cpu-threshold/web/2026-11-25/web-7d9c-abcde.20261125T100000.123Z.heap.pb.gz",
+            {"template": "{prefix}/{reason}/{service}/{date}/{namespace}/{pod}.{timestamp}.{type}.pb.gz", "prefix": "p"},
+            "p/cpu-threshold/web/2026-11-25/shop/web-7d9c-abcde.20261125T100000.123Z.heap.pb.gz",
         ),
-        ({"template": "{namespace}/{type}"}, "shop/heap"),
+        ({"template": "{namespace}/{pod}/{timestamp}{type}"}, "shop/web-7d9c-abcde/20261125T100000.123Zheap"),
         # Another time zone is the same instant: keys are always in UTC.
         (
             {"captured_at": dt.datetime(2026, 11, 25, 11, 0, 0, 123_456, tzinfo=dt.timezone(dt.timedelta(hours=1)))},
@@ -109,7 +109,7 @@ def test_very_long_names_are_shortened_distinctly_and_keys_fit() -> None:
 
 def test_template_whose_literal_text_is_too_long_is_refused() -> None:
     with pytest.raises(ValueError, match="longer than 1024 bytes"):
-        key(template="a" * 200 + "/" + "/".join(["b" * 250] * 4) + "/{type}")
+        key(template="a" * 200 + "/" + "/".join(["b" * 250] * 4) + "/{namespace}/{pod}/{timestamp}/{type}")
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,9 @@ def test_template_whose_literal_text_is_too_long_is_refused() -> None:
         ("{pod.__class__}/{type}", r"\{pod.__class__\} is unknown"),
         ("{pod!r}/{type}", "no format spec or conversion"),
         ("{pod:>20}/{type}", "no format spec or conversion"),
-        ("{pod}/{timestamp}", r"must contain \{type\}"),
+        ("{namespace}/{pod}/{timestamp}", r"must contain \{type\}"),
+        ("{pod}/{timestamp}/{type}", r"must contain \{namespace\}"),
+        ("{date}/{service}/{type}", r"must contain \{namespace\}, \{pod\}, \{timestamp\}"),
         ("{pod/{type}", "malformed"),
     ],
 )

@@ -31,6 +31,7 @@ from tests.operator_support import (
     OPERATOR_NAMESPACE,
     OperatorProcess,
     OperatorThread,
+    allow_s3,
     aws_environment,
     condition,
     events_about,
@@ -172,7 +173,7 @@ def _first_run(emulator, api, s3, bucket, receiver, shop_app, batch_app, tmp, op
     shop_app.load(cpu_seconds=60, workers=2, mem_mib=48, hold=60)
 
     env = {**aws_environment(tmp), **tracing_environment(receiver, "kprof-operator-e2e")}
-    operator = OperatorProcess(kubeconfig, tmp / "first", env=env, name="first operator")
+    operator = OperatorProcess(kubeconfig, tmp / "first", env=env, args=allow_s3(s3, bucket), name="first operator")
     operators.append(operator)
     operator.wait_ready()
 
@@ -201,7 +202,8 @@ def _first_run(emulator, api, s3, bucket, receiver, shop_app, batch_app, tmp, op
 
     # Started again with the breach still there: the history it reads says "cooldown".
     restarted = OperatorProcess(
-        kubeconfig, tmp / "restarted", env=env, args=["--log-level", "debug"], name="restarted operator"
+        kubeconfig, tmp / "restarted", env=env, args=["--log-level", "debug", *allow_s3(s3, bucket)],
+        name="restarted operator",
     )
     operators.append(restarted)
     restarted.wait_ready()
@@ -363,8 +365,8 @@ def test_on_demand_captures_at_its_interval(first_run):
     first, both = first_run.batch_first, first_run.batch_both
     assert len(first) == 2 and len(both) == 4
     for obj in both:
-        prefix, _date, service, leaf = obj["key"].split("/")
-        assert (prefix, service) == ("continuous", "reports")
+        prefix, _date, service, namespace, pod, leaf = obj["key"].split("/")
+        assert (prefix, service, namespace, pod) == ("continuous", "reports", "batch", "reports-1")
         assert obj["metadata"]["reason"] == "on-demand"
         assert leaf.endswith(("-heap.pprof", "-goroutine.pprof"))
     # The history records each run's scheduled time: exactly one interval apart.
@@ -466,7 +468,7 @@ def test_two_operators_one_captures_and_the_other_takes_over_without_capturing_a
     kube_emulator.create(profiled_pod("api-1", "ha", go_app.port))
     set_usage(kube_emulator, "ha", "api-1", "300m", "10Mi")
     env = aws_environment(tmp_path)
-    args = [*LEASE_FLAGS, "--log-level", "debug"]
+    args = [*LEASE_FLAGS, "--log-level", "debug", *allow_s3(s3, s3_bucket)]
     # Started together: they race for the Lease; one entry point each.
     replicas = [
         OperatorProcess(kubeconfig, tmp_path / "a", args=args, env=env, name="replica a"),
@@ -518,7 +520,9 @@ def test_sigterm_lets_the_capture_in_progress_finish(kube_emulator, s3, s3_bucke
         )
     )
     kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
-    operator = OperatorProcess(kubeconfig, tmp_path / "op", env=aws_environment(tmp_path), name="operator")
+    operator = OperatorProcess(
+        kubeconfig, tmp_path / "op", env=aws_environment(tmp_path), args=allow_s3(s3, s3_bucket), name="operator"
+    )
     try:
         operator.wait_for_log(
             lambda r: r.get("action") == "capture" and r.get("pod") == "jobs/worker-1", 30, "the capture decision"

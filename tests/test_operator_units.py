@@ -298,18 +298,21 @@ class CannedTransport:
         yield Response(200, "OK", {"Content-Length": str(len(body))}, iter([body]))
 
 
-def config(spec: dict, generation: int = 1) -> dict:
+def config(spec: dict, generation: int = 1, namespace: str = "shop") -> dict:
     return {
         "apiVersion": "profiling.io/v1alpha1",
         "kind": "ProfilingConfig",
-        "metadata": {"name": "cfg", "namespace": "shop", "uid": "uid-1", "generation": generation},
+        "metadata": {"name": "cfg", "namespace": namespace, "uid": "uid-1", "generation": generation},
         "spec": spec,
     }
 
 
 class Harness:
-    def __init__(self, tmp_path, spec: dict, pods: list[dict], metrics: list[dict], metrics_error=None):
-        self.config = config(spec)
+    def __init__(
+        self, tmp_path, spec: dict, pods: list[dict], metrics: list[dict], metrics_error=None, *,
+        namespace: str = "shop", policy=None, stores=None,
+    ):
+        self.config = config(spec, namespace=namespace)
         self.metrics = Metrics(*metrics, error=metrics_error)
         self.history, self.events, self.status = History(), Events(), Status(self.config)
         self.instruments = monitoring.Instruments()
@@ -321,15 +324,17 @@ class Harness:
             events=self.events,
             status=self.status,
             executor=Executor(concurrency=2),
-            store_for=lambda spec: LocalStore(tmp_path),
+            store_for=stores or (lambda spec: LocalStore(tmp_path)),
             transport_for=lambda name: CannedTransport(),
             default_transport="direct",
             instruments=self.instruments,
             selector_string=to_selector_string,
+            policy=policy,
         )
+        self.key = f"{namespace}/cfg"
 
     def run(self, kind: str = CHECK, now: dt.datetime = T0):
-        return self.runner(Run("shop/cfg", kind, now, "uid-1", self.config["metadata"]["generation"], lambda: False))
+        return self.runner(Run(self.key, kind, now, "uid-1", self.config["metadata"]["generation"], lambda: False))
 
     def condition(self, kind: str) -> dict:
         return next(c for c in self.config["status"]["conditions"] if c["type"] == kind)

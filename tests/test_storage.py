@@ -89,7 +89,7 @@ def s3_store(s3: S3Server, bucket: str, **options: Any) -> S3Store:
     ("layout", "template", "expected_key"),
     [
         ("pod", None, "profiles/shop/web-7d9c-abcde/20261125T100000.250Z/heap.pprof"),
-        ("service-date", None, "profiles/2026-11-25/web/20261125T100000.250Z-heap.pprof"),
+        ("service-date", None, "profiles/2026-11-25/web/shop/web-7d9c-abcde/20261125T100000.250Z-heap.pprof"),
         (
             None,
             "{prefix}/{reason}/{namespace}/{pod}-{timestamp}.{type}.pprof",
@@ -550,34 +550,34 @@ def test_local_store_uses_the_same_layouts(tmp_path: Path, layout: str) -> None:
     assert store.description == str(tmp_path / "profiles")
 
 
-def test_local_overwrite_is_never_seen_half_written(tmp_path: Path) -> None:
+def test_local_store_never_overwrites_a_stored_profile(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    versions = [b"a" * 1_000_000, b"b" * 1_000_000]
-    store.put("k.pprof", versions[0], metadata={}, tags={}, content_type=PPROF_CONTENT_TYPE)
-    seen: set[bytes] = set()
-    done = threading.Event()
+    store.put("k.pprof", b"first", metadata={"pod": "a"}, tags={}, content_type=PPROF_CONTENT_TYPE)
 
-    def reader() -> None:
-        while not done.is_set():
-            content = (tmp_path / "k.pprof").read_bytes()
-            seen.add(content if content in versions else b"torn: %d bytes" % len(content))
+    with pytest.raises(StoreError, match=r"storing k.pprof in .*k.pprof.json exists already; not overwritten") as raised:
+        store.put("k.pprof", b"second", metadata={"pod": "b"}, tags={}, content_type=PPROF_CONTENT_TYPE)
 
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        for round_ in range(40):
-            store.put("k.pprof", versions[round_ % 2], metadata={}, tags={}, content_type=PPROF_CONTENT_TYPE)
-    finally:
-        done.set()
-        thread.join(timeout=30)
-    assert seen <= set(versions), "a reader saw a partly written profile"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pprof", "k.pprof.json"]
+    assert raised.value.retryable is False
+    assert (tmp_path / "k.pprof").read_bytes() == b"first"
+    assert json.loads((tmp_path / "k.pprof.json").read_text())["metadata"] == {"pod": "a"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pprof", "k.pprof.json"], "no temporary file left"
+
+
+def test_local_store_clash_with_only_the_profile_left_keeps_it(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    (tmp_path / "k.pprof").write_bytes(b"older, without its sidecar")
+
+    with pytest.raises(StoreError, match=r"k\.pprof exists already"):
+        store.put("k.pprof", b"new", metadata={}, tags={}, content_type=PPROF_CONTENT_TYPE)
+
+    assert (tmp_path / "k.pprof").read_bytes() == b"older, without its sidecar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pprof"], "the new sidecar was taken back"
 
 
 def test_local_failed_write_leaves_nothing(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     (tmp_path / "a" / "k.pprof").mkdir(parents=True)  # the target is taken by a directory
-    with pytest.raises(StoreError, match=r"storing a/k.pprof in .*: Is a directory") as raised:
+    with pytest.raises(StoreError, match=r"storing a/k.pprof in .*k.pprof exists already") as raised:
         store.put("a/k.pprof", b"data", metadata={}, tags={}, content_type=PPROF_CONTENT_TYPE)
     assert raised.value.retryable is False
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["k.pprof"], "no sidecar or temp file left"

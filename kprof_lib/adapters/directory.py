@@ -7,9 +7,10 @@ would keep with the object:
 
     {"key": ..., "contentType": ..., "size": ..., "sha256": ..., "metadata": {...}, "tags": {...}}
 
-Both files are written to temporary names in the target directory and renamed into place
-(`os.replace` is atomic within one filesystem), the sidecar first, so a reader sees a whole
-profile with its sidecar or nothing, and a failed write leaves nothing behind. Keys ending in
+Both files are written to temporary names in the target directory and linked into place (a hard
+link is atomic, and exclusive: it fails when the name exists), the sidecar first, so a reader sees
+a whole profile with its sidecar or nothing, a failed write leaves nothing behind, and a profile
+already stored under a key is never overwritten (the put is a `StoreError` instead). Keys ending in
 `.json` are refused, as are keys that would leave the directory (absolute, `..`, or through a
 symbolic link).
 """
@@ -41,7 +42,13 @@ class LocalStore:
 
     def path_for(self, key: str) -> Path:
         """The file a key is stored in; raises `StoreError` for a key that would escape."""
+        if not isinstance(key, str):
+            raise StoreError(f"refusing key of type {type(key).__name__}: keys are text", retryable=False)
         parts = key.split("/")
+        if any(char < " " or char == "\x7f" for char in key):
+            raise StoreError(
+                f"refusing key {key[:80]!r}: it contains a control character (NUL included)", retryable=False
+            )
         if not key or key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in parts):
             raise StoreError(
                 f"refusing key {key!r}: it must be a relative path without empty, . or .. "
@@ -55,9 +62,13 @@ class LocalStore:
             )
         path = self.directory.joinpath(*parts)
         # Defence in depth: a symbolic link already in the tree must not lead outside it either.
-        root = self.directory.resolve()
-        if not path.resolve().is_relative_to(root):
-            raise StoreError(f"refusing key {key!r}: it resolves to {path.resolve()}, outside {root}", retryable=False)
+        try:
+            root = self.directory.resolve()
+            resolved = path.resolve()
+        except (OSError, ValueError) as error:
+            raise StoreError(f"refusing key {key[:80]!r}: {error}", retryable=False) from error
+        if not resolved.is_relative_to(root):
+            raise StoreError(f"refusing key {key!r}: it resolves to {resolved}, outside {root}", retryable=False)
         return path
 
     def uri_for(self, key: str) -> str:
@@ -81,7 +92,15 @@ class LocalStore:
             self.path_for(key)
             # The sidecar goes first: whoever finds the profile finds its description too.
             sidecar_text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-            write_atomically([(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)])
+            write_atomically(
+                [(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)], exclusive=True
+            )
+        except FileExistsError as error:
+            taken = error.filename2 or error.filename
+            raise StoreError(
+                f"storing {key} in {self.directory}: {taken} exists already; not overwritten",
+                retryable=False,
+            ) from error
         except OSError as error:
             transient = error.errno in _TRANSIENT_ERRNOS
             raise StoreError(

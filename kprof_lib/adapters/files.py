@@ -11,11 +11,16 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(files: list[tuple[Path, bytes]]) -> None:
+def write_atomically(
+    files: list[tuple[Path, bytes | tuple[bytes, ...]]], *, exclusive: bool = False
+) -> None:
     """Write each (target, content): all to temporary files beside their targets first (where a
     full disk shows), then renamed into place in order. On failure no temporary file is left and
     the targets renamed before the failure are removed, so the last target never exists without
-    the others: put the one readers look for last.
+    the others: put the one readers look for last. A content given as a tuple of parts is written
+    part after part (a profile is never copied to prepend a header). `exclusive`: a target that exists already is
+    left alone and `FileExistsError` raised (each is hard-linked into place, then the temporary
+    name removed).
     """
     temporaries: list[str] = []
     renamed: list[Path] = []
@@ -24,12 +29,18 @@ def write_atomically(files: list[tuple[Path, bytes]]) -> None:
             handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             temporaries.append(name)
             with os.fdopen(handle, "wb") as stream:
-                stream.write(content)
+                for part in content if isinstance(content, tuple) else (content,):
+                    stream.write(part)
                 stream.flush()
                 os.fsync(stream.fileno())
         for name, (target, _) in zip(temporaries, files, strict=True):
-            os.replace(name, target)
-            renamed.append(target)
+            if exclusive:
+                os.link(name, target)
+                renamed.append(target)
+                os.unlink(name)
+            else:
+                os.replace(name, target)
+                renamed.append(target)
         for directory in {target.parent for target, _ in files}:
             _fsync_directory(directory)
     except BaseException:

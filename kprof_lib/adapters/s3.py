@@ -7,10 +7,15 @@ profiles, container and instance roles), never from kprof's configuration. Retri
 "standard" mode; once they are used up, every failure is a `StoreError` whose `retryable` says
 whether waiting can help (connection errors, throttling, 5xx) or not (no such bucket, access
 denied, no credentials).
+
+Puts are conditional (`If-None-Match: *`): an object already under a key is never overwritten,
+and the put is a permanent `StoreError` instead, unless the object there is this very profile
+(an earlier attempt whose answer was lost).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import urllib.parse
 from collections.abc import Mapping
@@ -28,6 +33,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from kprof_lib.execution import redact
 from kprof_lib.execution.ports import StoredObject, StoreError
 
 log = logging.getLogger(__name__)
@@ -123,6 +129,8 @@ class S3Store:
             "Body": data,
             "ContentType": content_type,
             "Metadata": self._sendable_metadata(key, metadata),
+            # Conditional: an object already under the key is never overwritten (412 instead).
+            "IfNoneMatch": "*",
         }
         if tags:
             request["Tagging"] = urllib.parse.urlencode(sorted(tags.items()), quote_via=urllib.parse.quote)
@@ -130,7 +138,17 @@ class S3Store:
             request["ServerSideEncryption"] = self.sse
         if self.kms_key_id:
             request["SSEKMSKeyId"] = self.kms_key_id
-        response = self._put_dropping_refused(request)
+        try:
+            response = self._put_dropping_refused(request)
+        except _AlreadyThere as there:
+            if not self._is_ours(key, data):
+                raise StoreError(
+                    f"storing {key} in {self._where()}: an object is stored under that key already; not overwritten",
+                    retryable=False,
+                ) from there.__cause__
+            # Our own earlier attempt got through and its answer was lost (a retry, or a spool
+            # flush after a crash): the profile is stored.
+            response = {}
         return StoredObject(
             uri=self.uri_for(key),
             key=key,
@@ -157,6 +175,15 @@ class S3Store:
         except BotoCoreError as error:
             raise self._store_error(error, "checking the bucket") from error
 
+    def _is_ours(self, key: str, data: bytes) -> bool:
+        """Whether the object under `key` holds `data` (its ETag is the MD5 of a single-part put
+        without KMS)."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            return False
+        return head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
     def _put_dropping_refused(self, request: dict[str, Any]) -> dict[str, Any]:
         # The port's contract: what the backend still refuses is dropped with a log line, so a
         # store without tagging support, say, still keeps every profile.
@@ -165,6 +192,8 @@ class S3Store:
                 return self.client.put_object(**request)
             except ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", ""))
+                if code == "PreconditionFailed":
+                    raise _AlreadyThere() from error
                 if code in _TAGS_REFUSED and "Tagging" in request:
                     log.warning(
                         "%s refused the tags of %s (%s); storing it without tags",
@@ -173,6 +202,17 @@ class S3Store:
                         code,
                     )
                     del request["Tagging"]
+                    continue
+                if code == "NotImplemented" and "IfNoneMatch" in request:
+                    # An older S3-compatible store without conditional writes: keys are unique per
+                    # pod and capture, so the condition is a safety net, not what keeps them apart.
+                    log.warning(
+                        "%s does not support conditional puts (%s); storing %s unconditionally",
+                        self.description,
+                        code,
+                        request["Key"],
+                    )
+                    del request["IfNoneMatch"]
                     continue
                 if code in _METADATA_REFUSED and request["Metadata"]:
                     log.warning(
@@ -198,7 +238,7 @@ class S3Store:
         return sendable
 
     def _where(self) -> str:
-        return f"s3://{self.bucket}" + (f" at {self.endpoint}" if self.endpoint else "")
+        return f"s3://{self.bucket}" + (f" at {redact.text(self.endpoint)}" if self.endpoint else "")
 
     def _store_error(self, error: Exception, doing: str) -> StoreError:
         where = self._where()
@@ -233,6 +273,10 @@ class S3Store:
                 attempts=self.max_attempts,
             )
         return StoreError(f"{doing} in {where}: {type(error).__name__}: {error}", retryable=True)
+
+
+class _AlreadyThere(Exception):
+    """The conditional put found an object under the key."""
 
 
 def _attempts(response: Mapping[str, Any]) -> int | None:

@@ -10,6 +10,11 @@ Nothing captured is dropped without a word:
   keeps it from filling the disk, and once full every further profile raises `SpoolFull`;
 - a profile that does not fit in `max_bytes` raises `SpoolFull`, which says so.
 
+When the spool is full, the new profile is refused and the spooled ones are kept (the oldest are
+nearest the start of an incident): `SpoolFull` names the spool and its bound, an ERROR is logged,
+`refused` counts it (the operator exports kprof_spool_refused_total) and the executor reports the
+profile as failed (the operator's ProfileCaptureFailed Event on the pod carries the message).
+
 Each spooled profile is one file `<sequence>-<random>.spool`: a 12-digit sequence that goes on
 after a restart, so names sort oldest first, and a random part that keeps two stores given the
 same folder from overwriting each other's files. It holds a JSON header line (key, content type,
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kprof_lib.adapters.files import write_atomically
+from kprof_lib.execution import redact
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import Clock, ProfileStore, StoredObject, StoreError
 
@@ -85,6 +91,7 @@ class SpoolingStore:
         self._flush_lock = threading.Lock()  # one flush at a time
         self._sizes: dict[str, int] = {}  # spool file name -> bytes on disk
         self._pending_bytes = 0
+        self.refused = 0  # profiles turned away because the spool was full
         self._next_sequence = 1
         self._load()
 
@@ -202,11 +209,25 @@ class SpoolingStore:
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "spooledAt": self.clock.now().isoformat(),
-            "lastError": str(cause),
+            "lastError": redact.text(str(cause)),
         }
-        blob = json.dumps(header, sort_keys=True).encode() + b"\n" + data
+        head = json.dumps(header, sort_keys=True).encode() + b"\n"
+        # Written as two parts: joining them would copy the profile once more.
+        blob = (head, data)
+        size = len(head) + len(data)
         with self._lock:
-            if self._pending_bytes + len(blob) > self.max_bytes:
+            if self._pending_bytes + size > self.max_bytes:
+                # The oldest profiles are nearest the start of an incident: they stay, the new one
+                # is refused, loudly (this error, kprof_spool_refused_total, the pod's Event).
+                self.refused += 1
+                log.error(
+                    "profile spool %s is full (%d of %d bytes): refusing %s (%d bytes); the spooled ones are kept",
+                    self.spool_dir,
+                    self._pending_bytes,
+                    self.max_bytes,
+                    key,
+                    len(data),
+                )
                 raise SpoolFull(
                     f"profile spool {self.spool_dir} is full: {self._pending_bytes} of {self.max_bytes} bytes "
                     f"used by {len(self._sizes)} profile(s) waiting for {self.inner.description}; "
@@ -225,9 +246,11 @@ class SpoolingStore:
                     attempts=cause.attempts,
                 ) from cause
             self._next_sequence += 1
-            self._sizes[name] = len(blob)
-            self._pending_bytes += len(blob)
-        return StoredObject(uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True)
+            self._sizes[name] = size
+            self._pending_bytes += size
+        return StoredObject(
+            uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True
+        )
 
     def _load(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -254,8 +277,10 @@ class SpoolingStore:
     def _read(self, name: str) -> tuple[dict[str, Any], bytes] | None:
         path = self.spool_dir / name
         try:
-            blob = path.read_bytes()
-            header_line, _, data = blob.partition(b"\n")
+            # The header line, then the profile read on its own: one copy of it in memory.
+            with path.open("rb") as stream:
+                header_line = stream.readline()
+                data = stream.read()
             header = json.loads(header_line)
             if hashlib.sha256(data).hexdigest() != header["sha256"] or len(data) != header["size"]:
                 raise ValueError("the profile's bytes do not match their checksum")

@@ -11,8 +11,9 @@ past it.
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from kprof_lib.execution.ports import (
     CaptureFailed,
@@ -32,10 +33,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 # Go's net/http/pprof answers 500 "Could not enable CPU profiling: cpu profiling already in use"
 # while another CPU profile runs; older and forked servers drop the "cpu".
 BUSY_MARKER = "profiling already in use"
-# Enough of an error body to explain it; the rest is never read.
+# Enough of an error body to recognise Go's busy profiler; the rest is never read. Messages (and so
+# Events, logs and spans) never quote what a target answered: through pods/proxy an answer may come
+# from somewhere its pod owner should not read, so they say its type and size and what was expected.
 ERROR_BODY_READ_BYTES = 4096
-ERROR_BODY_SHOWN_CHARS = 200
-CONTENT_SNIPPET_BYTES = 32
+SHOWN_CONTENT_TYPE_CHARS = 64
+EXPECTED = "expected a gzip-compressed pprof profile"
 
 
 def timeout_for(
@@ -56,8 +59,15 @@ def fetch_profile(
     *,
     timeout: float,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    reserve: Callable[[int, float], None] | None = None,
 ) -> bytes:
     """The gzip'd pprof profile `request` names, fetched through `transport` within `timeout` seconds.
+
+    The body is collected in one buffer that grows as it arrives and becomes the returned bytes
+    without a copy: one copy of the profile in memory, never a list of chunks joined at the end.
+    `reserve(n, deadline)`, if given, is called before each `n` bytes are kept (the executor's
+    in-flight byte budget); it may block until `deadline` (a `time.monotonic()` value) and raise
+    a `CaptureError`.
 
     Raises `TargetBusy` when Go's profiler is held by someone else, `CaptureTooLarge` as soon as
     more than `max_bytes` arrived, `CaptureTimeout` when the whole body did not arrive in time and
@@ -73,15 +83,25 @@ def fetch_profile(
             raise CaptureTooLarge(
                 f"profile exceeded {_size(max_bytes)} cap: {request.target} announced {declared} bytes"
             )
-        return _read_profile(response.chunks, request, timeout, deadline, max_bytes)
+        content_type = _content_type(response.headers)
+        return _read_profile(response.chunks, request, timeout, deadline, max_bytes, content_type, reserve)
 
 
 def _read_profile(
-    chunks: Iterator[bytes], request: ProfileRequest, timeout: float, deadline: float, max_bytes: int
+    chunks: Iterator[bytes],
+    request: ProfileRequest,
+    timeout: float,
+    deadline: float,
+    max_bytes: int,
+    content_type: str,
+    reserve: Callable[[int, float], None] | None,
 ) -> bytes:
-    parts: list[bytes] = []
+    # BytesIO grows its one bytes object in place (realloc, which moves big blocks by remapping
+    # pages, not copying them) and getvalue() hands that object over when nothing else uses it:
+    # the peak is the profile's size, where joining a list of chunks needs twice that.
+    body = io.BytesIO()
     received = 0
-    checked = False
+    head = b""
     for chunk in chunks:
         if not chunk:
             continue
@@ -90,59 +110,68 @@ def _read_profile(
             raise CaptureTooLarge(
                 f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} after {received} bytes"
             )
-        parts.append(chunk)
-        if not checked:
-            head = b"".join(parts)
+        if reserve is not None:
+            reserve(len(chunk), deadline)
+        body.write(chunk)
+        if len(head) < len(GZIP_MAGIC):
+            head += chunk[: len(GZIP_MAGIC)]
             if len(head) >= len(GZIP_MAGIC):
-                _check_gzip(head, request)
-                checked = True
+                _check_gzip(head, received, request, content_type)
         if time.monotonic() > deadline:
             raise CaptureTimeout(
                 f"timed out after {timeout:g} s reading the profile from {request.target} ({received} bytes received)"
             )
-    if received == 0:
+    if not received:
         raise CaptureFailed(f"target returned an empty body: {request.target}")
-    body = b"".join(parts)
-    if not checked:
-        _check_gzip(body, request)
-    return body
+    if len(head) < len(GZIP_MAGIC):
+        _check_gzip(head, received, request, content_type)
+    return body.getvalue()
 
 
-def _check_gzip(head: bytes, request: ProfileRequest) -> None:
+def _check_gzip(head: bytes, received: int, request: ProfileRequest, content_type: str) -> None:
     if not head.startswith(GZIP_MAGIC):
-        snippet = head[:CONTENT_SNIPPET_BYTES]
         raise CaptureFailed(
-            f"target returned non-pprof content: {snippet!r} (first {len(snippet)} bytes) from {request.target}"
+            f"target returned non-pprof content ({content_type}, first {received} bytes not gzip; {EXPECTED}) "
+            f"from {request.target}"
         )
 
 
 def _status_error(response: Response, request: ProfileRequest) -> Exception:
-    text = _error_text(response.chunks)
-    if response.status == 500 and BUSY_MARKER in text.lower():
-        return TargetBusy(f"profiler busy at {request.target}: {_shorten(text)}")
+    head, complete = _error_head(response.chunks)
+    if response.status == 500 and BUSY_MARKER in head.decode("utf-8", errors="replace").lower():
+        return TargetBusy(f"profiler busy at {request.target}: cpu profiling already in use")
     reason = f" {response.reason}" if response.reason else ""
-    detail = f": {_shorten(text)}" if text.strip() else ""
-    return CaptureFailed(f"HTTP {response.status}{reason} from {request.target}{detail}")
+    size = f"{len(head)} bytes" if complete else f"more than {ERROR_BODY_READ_BYTES} bytes"
+    declared = _declared_length(response.headers)
+    if declared is not None:
+        size = f"{declared} bytes"
+    body = f"{_content_type(response.headers)}, {size}" if head else "empty body"
+    return CaptureFailed(f"HTTP {response.status}{reason} from {request.target} ({body}; {EXPECTED})")
 
 
-def _error_text(chunks: Iterator[bytes]) -> str:
-    """The start of an error body; a body that cannot be read is no reason to hide the status."""
+def _error_head(chunks: Iterator[bytes]) -> tuple[bytes, bool]:
+    """The start of an error body, and whether that is all of it; a body that cannot be read is no
+    reason to hide the status."""
     head = b""
     try:
         for chunk in chunks:
             head += chunk
-            if len(head) >= ERROR_BODY_READ_BYTES:
-                break
+            if len(head) > ERROR_BODY_READ_BYTES:
+                return head[:ERROR_BODY_READ_BYTES], False
     except (CaptureFailed, CaptureTimeout):
         pass
-    return head[:ERROR_BODY_READ_BYTES].decode("utf-8", errors="replace")
+    return head, True
 
 
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    if len(text) > ERROR_BODY_SHOWN_CHARS:
-        return text[:ERROR_BODY_SHOWN_CHARS] + "..."
-    return text
+def _content_type(headers: Mapping[str, str]) -> str:
+    """The answer's Content-Type as a message shows it: printable ASCII, cut short."""
+    value = headers.get("Content-Type") or headers.get("content-type")
+    if not value:
+        return "no Content-Type"
+    text = "".join(char if " " <= char <= "~" else "?" for char in str(value))
+    if len(text) > SHOWN_CONTENT_TYPE_CHARS:
+        text = text[:SHOWN_CONTENT_TYPE_CHARS] + "..."
+    return f"Content-Type {text}"
 
 
 def _declared_length(headers: Mapping[str, str]) -> int | None:

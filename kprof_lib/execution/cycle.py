@@ -11,13 +11,14 @@ capture the check decides (see `planning.reconcile`).
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.execution import results, telemetry
+from kprof_lib.execution import redact, results, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileStore, Transport
 from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
@@ -76,8 +77,10 @@ def run_check(
                 metrics_span.set_attribute(telemetry.ATTR_METRICS_PODS, count)
             plan = reconcile(spec, state, kinds=kinds)
         except Exception as error:
-            span.record_exception(error)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+            message = redact.text(str(error))
+            stacktrace = redact.text("".join(traceback.format_exception(error)))
+            span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
+            span.set_status(trace.Status(trace.StatusCode.ERROR, message))
             raise
         span.set_attributes(
             {

@@ -2,9 +2,10 @@
 
 Captures across pods run concurrently, bounded by `concurrency`; one pod's profiles are taken one
 after the other, and at most one capture per pod runs at a time (pass the same `PodLocks` to every
-executor that may reach the same pods). A failed capture is reported and the run goes on. When Go's
-CPU profiler is held by another profiler, that capture is retried at the end of the pod's turn with
-backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.
+executor that may reach the same pods): a second capture of a pod (another config's, on the same
+schedule) waits for the first to end, then runs. A failed capture is reported and the run goes on.
+When Go's CPU profiler is held by another profiler, that capture is retried at the end of the pod's
+turn with backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.
 
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
 The report carries the history updates the caller must persist (the plan's `now` for each kind of
@@ -13,9 +14,12 @@ capture that produced at least one profile), so cooldowns and on-demand interval
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +29,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from kprof_lib.execution import capture, keys, results, telemetry
+from kprof_lib.execution import budget, capture, keys, redact, results, telemetry
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import (
@@ -43,6 +47,12 @@ from kprof_lib.spec.model import KeyLayout
 from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
 
 log = logging.getLogger("kprof.executor")
+
+# How long a capture waits for another capture of the same pod (another config's, say) to end.
+# That one ends by its own deadlines; waiting, rather than skipping, is what keeps two configs on
+# the same schedule from starving the second one forever.
+POD_WAIT_SECONDS = 600.0
+MILLISECOND = dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,30 @@ class PodLocks:
 
     def __init__(self) -> None:
         self._busy: set[str] = set()
-        self._lock = threading.Lock()
+        self._freed = threading.Condition()
+        self._started: dict[str, dt.datetime] = {}
+
+    def start_time(self, key: str, now: dt.datetime) -> dt.datetime:
+        """`now`, or a millisecond after the previous capture of the pod began if that is later:
+        keys carry the time in milliseconds, and two captures of one pod never share a key."""
+        with self._freed:
+            previous = self._started.get(key)
+            if previous is not None and now <= previous + MILLISECOND:
+                now = previous + MILLISECOND
+            self._started[key] = now
+            return now
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[bool]:
-        """Yields True when the pod was free (and is now held), False when a capture is running."""
-        with self._lock:
+    def hold(self, key: str, wait: float = 0.0) -> Iterator[bool]:
+        """Yields True when the pod is held (it was free, or became free within `wait` seconds),
+        False when another capture kept it the whole time."""
+        deadline = time.monotonic() + wait
+        with self._freed:
+            while key in self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._freed.wait(remaining)
             taken = key in self._busy
             if not taken:
                 self._busy.add(key)
@@ -79,8 +107,9 @@ class PodLocks:
             yield not taken
         finally:
             if not taken:
-                with self._lock:
+                with self._freed:
                     self._busy.discard(key)
+                    self._freed.notify_all()
 
 
 class Executor:
@@ -95,9 +124,18 @@ class Executor:
         clock: Clock | None = None,
         pod_locks: PodLocks | None = None,
         tracer: trace.Tracer | None = None,
+        byte_budget: budget.ByteBudget | None = None,
+        pod_wait: float = POD_WAIT_SECONDS,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        # Bytes of profiles held at once, from the first byte until stored, across every execute()
+        # (the operator runs several checks at once through one executor). Default: exactly room
+        # for `concurrency` profiles at the cap.
+        self.byte_budget = byte_budget or budget.ByteBudget(concurrency * max_bytes)
+        problem = budget.fits(concurrency, max_bytes, self.byte_budget.limit)
+        if problem:
+            raise ValueError(problem)
         self.concurrency = concurrency
         self.max_bytes = max_bytes
         self.base_timeout = base_timeout
@@ -105,6 +143,7 @@ class Executor:
         self.busy_retry = busy_retry or BusyRetry()
         self.clock = clock or SystemClock()
         self.pod_locks = pod_locks or PodLocks()
+        self.pod_wait = pod_wait
         # The global tracer is a no-op until a runtime installs an SDK; tests pass a private one.
         self.tracer = tracer or trace.get_tracer(telemetry.TRACER_NAME)
 
@@ -128,6 +167,19 @@ class Executor:
             try:
                 job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
                 return self._plan_pod(job) if check_mode else self._capture_pod(job)
+            except Exception as error:
+                # One pod's unexpected error is that pod's result: the others keep theirs, and the
+                # caller still gets a report to persist history from.
+                log.exception("capture of %s failed unexpectedly", decision.key)
+                return results.PodResult(
+                    decision.namespace,
+                    decision.pod,
+                    results.FAILED,
+                    decision.reason,
+                    list(decision.reasons),
+                    message=redact.text(f"internal error: {type(error).__name__}: {error}"),
+                    uid=decision.uid,
+                )
             finally:
                 otel_context.detach(token)
 
@@ -162,15 +214,18 @@ class Executor:
 
     def _capture_pod(self, job: _PodJob) -> results.PodResult:
         pod_result = job.result(results.FAILED)
-        with self.pod_locks.hold(pod_result.key) as free:
+        with self.pod_locks.hold(pod_result.key, self.pod_wait) as free:
             if not free:
                 pod_result.status = results.SKIPPED
-                pod_result.message = "another capture of this pod is in progress"
+                pod_result.message = f"another capture of this pod was still in progress after {self.pod_wait:g} s"
                 job.log("skip", pod_result.message)
                 return pod_result
+            # The capture's time is when it really starts: after a wait, the keys of this capture
+            # must not be those of the one it waited for.
+            job = dataclasses.replace(job, captured_at=self.pod_locks.start_time(pod_result.key, self.clock.now()))
             busy: list[ProfileRequest] = []
             for request in job.requests():
-                outcome = self._capture_one(job, request)
+                outcome = self._capture_contained(job, request)
                 if outcome is None:
                     busy.append(request)
                 else:
@@ -186,11 +241,21 @@ class Executor:
             pod_result.message = "; ".join(f"{p.type}: {p.error}" for p in failed)
         return pod_result
 
+    def _capture_contained(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
+        """`_capture_one`, with an unexpected error as this profile's failure: the pod's other
+        profiles, stored already or still to come, keep their results."""
+        try:
+            return self._capture_one(job, request)
+        except Exception as error:
+            message = redact.text(f"internal error: {type(error).__name__}: {error}")
+            job.log("capture-failed", message, profile=request.profile_type)
+            return results.ProfileResult(request.profile_type, results.FAILED, error=message, target=request.target)
+
     def _retry_busy(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult:
         for delay in self.busy_retry.delays():
             job.log("retry", f"cpu profiler busy, retrying in {delay:g} s", level=logging.INFO)
             self.clock.sleep(delay)
-            outcome = self._capture_one(job, request)
+            outcome = self._capture_contained(job, request)
             if outcome is not None:
                 return outcome
         error = f"cpu profiling already in use (gave up after {self.busy_retry.attempts + 1} attempts)"
@@ -198,7 +263,14 @@ class Executor:
         return results.ProfileResult(request.profile_type, results.FAILED, error=error, target=request.target)
 
     def _capture_one(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
-        """Captures and stores one profile. None: the target was busy (retry later)."""
+        """Captures and stores one profile. None: the target was busy (retry later). The profile's
+        bytes count against the in-flight byte budget until the store has them."""
+        with self.byte_budget.holding() as held:
+            return self._fetch_and_store(job, request, held)
+
+    def _fetch_and_store(
+        self, job: _PodJob, request: ProfileRequest, held: budget.Holding
+    ) -> results.ProfileResult | None:
         timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
         started = self.clock.monotonic()
         with self.tracer.start_as_current_span(telemetry.SPAN_CAPTURE) as span:
@@ -209,24 +281,26 @@ class Executor:
                     telemetry.ATTR_PROFILE_TYPE: request.profile_type,
                     telemetry.ATTR_TRANSPORT: job.transport.name,
                     telemetry.ATTR_CAPTURE_REASON: job.decision.reason,
-                    telemetry.ATTR_URL_FULL: request.target,
+                    telemetry.ATTR_URL_FULL: redact.text(request.target),
                 }
             )
             try:
-                data = capture.fetch_profile(job.transport, request, timeout=timeout, max_bytes=self.max_bytes)
+                data = capture.fetch_profile(
+                    job.transport, request, timeout=timeout, max_bytes=self.max_bytes, reserve=held.reserve
+                )
             except TargetBusy as error:
                 span.set_attribute(telemetry.ATTR_RESULT, "busy")
-                span.add_event("target busy", {"message": str(error)})
+                span.add_event("target busy", {"message": redact.text(str(error))})
                 return None
             except CaptureError as error:
+                message = redact.text(str(error))
                 span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
-                span.record_exception(error)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
-                job.log("capture-failed", str(error), profile=request.profile_type)
+                _record(span, error, message)
+                job.log("capture-failed", message, profile=request.profile_type)
                 return results.ProfileResult(
                     request.profile_type,
                     results.FAILED,
-                    error=str(error),
+                    error=message,
                     target=request.target,
                     seconds=self._since(started),
                 )
@@ -255,7 +329,7 @@ class Executor:
         with self.tracer.start_as_current_span(telemetry.SPAN_UPLOAD) as span:
             span.set_attributes(
                 {
-                    telemetry.ATTR_STORE: job.store.description,
+                    telemetry.ATTR_STORE: redact.text(job.store.description),
                     telemetry.ATTR_OBJECT_KEY: key,
                     telemetry.ATTR_BYTES: len(data),
                     telemetry.ATTR_K8S_NAMESPACE: request.namespace,
@@ -269,16 +343,16 @@ class Executor:
             try:
                 stored = job.store.put(key, data, metadata=metadata, tags=tags, content_type=PPROF_CONTENT_TYPE)
             except StoreError as error:
-                span.record_exception(error)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+                message = redact.text(str(error))
+                _record(span, error, message)
                 span.set_attribute(telemetry.ATTR_ATTEMPTS, error.attempts)
-                job.log("store-failed", str(error), profile=request.profile_type)
+                job.log("store-failed", message, profile=request.profile_type)
                 return results.ProfileResult(
                     request.profile_type,
                     results.FAILED,
                     bytes=len(data),
                     key=key,
-                    error=str(error),
+                    error=message,
                     attempts=error.attempts,
                     seconds=seconds,
                     target=request.target,
@@ -286,7 +360,7 @@ class Executor:
             status = results.SPOOLED if stored.spooled else results.STORED
             span.set_attributes(
                 {
-                    telemetry.ATTR_URL_FULL: stored.uri,
+                    telemetry.ATTR_URL_FULL: redact.text(stored.uri),
                     telemetry.ATTR_ATTEMPTS: stored.attempts,
                     telemetry.ATTR_RESULT: status,
                 }
@@ -375,6 +449,13 @@ class _PodJob:
                 **extra,
             },
         )
+
+
+def _record(span: trace.Span, error: Exception, message: str) -> None:
+    """The error on the span, its message and stack trace with credentials in URLs redacted."""
+    stacktrace = redact.text("".join(traceback.format_exception(error)))
+    span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
+    span.set_status(trace.Status(trace.StatusCode.ERROR, message))
 
 
 def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dict[str, str]]:

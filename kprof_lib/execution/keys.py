@@ -7,8 +7,11 @@ or turn into a surprising file name.
 
 Layouts (spec.s3Config.keyLayout):
     pod           {prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof
-    service-date  {prefix}/{date}/{service}/{timestamp}-{type}.pprof
-A keyTemplate replaces the layout; its fields are those of `TEMPLATE_FIELDS` and it must use {type}.
+    service-date  {prefix}/{date}/{service}/{namespace}/{pod}/{timestamp}-{type}.pprof
+A keyTemplate replaces the layout; its fields are those of `TEMPLATE_FIELDS` and it must use
+{namespace}, {pod}, {timestamp} and {type} (spec.keytemplates): every key is unique per pod and
+capture, so replicas of one service, or a pod of another namespace with the same `app` label,
+never write under each other's keys. The stores refuse to overwrite all the same.
 
 `{timestamp}` is the capture time in UTC as `20261125T100000.123Z` (ISO 8601 basic form): it sorts
 as text in time order and is safe in keys and file names. Milliseconds are kept because two
@@ -22,20 +25,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import string
 import unicodedata
 from collections.abc import Mapping
 
+from kprof_lib.spec import keytemplates
+
 LAYOUTS = {
     "pod": "{prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof",
-    "service-date": "{prefix}/{date}/{service}/{timestamp}-{type}.pprof",
+    "service-date": "{prefix}/{date}/{service}/{namespace}/{pod}/{timestamp}-{type}.pprof",
 }
-TEMPLATE_FIELDS = ("prefix", "namespace", "pod", "service", "date", "timestamp", "type", "reason")
+TEMPLATE_FIELDS = keytemplates.FIELDS
 
-MAX_KEY_BYTES = 1024  # S3's limit for a whole key
-MAX_SEGMENT_CHARS = 255  # a key segment becomes a file or directory name in the local store
+MAX_KEY_BYTES = keytemplates.MAX_KEY_BYTES
+MAX_SEGMENT_CHARS = keytemplates.MAX_SEGMENT_CHARS
 MAX_COMPONENT_CHARS = 200  # one value (pod name, namespace, ...) before it is shortened
-MAX_PREFIX_CHARS = 512  # as spec.s3Config.prefix allows
+MAX_PREFIX_CHARS = keytemplates.MAX_PREFIX_CHARS
 
 MAX_METADATA_BYTES = 2048  # S3's limit for all user metadata keys and values together
 MAX_METADATA_VALUE_CHARS = 256
@@ -83,9 +87,11 @@ def object_key(
         if layout not in LAYOUTS:
             raise ValueError(f"unknown key layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         template = LAYOUTS[layout]
-    fields = _template_fields(template)
-    if "type" not in fields:
-        raise ValueError(f"key template {template!r} must contain {{type}}, or profiles of one capture collide")
+    fields = keytemplates.fields(template)
+    missing = [name for name in keytemplates.REQUIRED if name not in fields]
+    if missing:
+        shown = ", ".join("{" + name + "}" for name in missing)
+        raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
     when = _utc(captured_at)
     raw = {
         "namespace": namespace,
@@ -96,7 +102,7 @@ def object_key(
     }
     # Long values are shortened step by step until the whole key fits; the literal text of the
     # template is the only part that cannot shrink.
-    for limit in (MAX_COMPONENT_CHARS, 100, 50, 24):
+    for limit in (MAX_COMPONENT_CHARS, 100, 50, keytemplates.SHORTEST_COMPONENT_CHARS):
         values = {name: sanitize_component(value, limit) for name, value in raw.items()}
         values["prefix"] = sanitize_prefix(prefix, limit)
         values["date"] = when.strftime("%Y-%m-%d")
@@ -214,25 +220,6 @@ def object_tags(labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
         shown = label if len(label) <= 64 else label[:61] + "..."
         dropped.append(f"{shown}: {why}")
     return dict(sorted(tags.items())), dropped
-
-
-def _template_fields(template: str) -> set[str]:
-    fields: set[str] = set()
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as error:
-        raise ValueError(f"key template {template!r} is malformed: {error}") from None
-    for _, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        if field not in TEMPLATE_FIELDS:
-            known = " ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
-            shown = "{" + field + "}" if field else "{}"
-            raise ValueError(f"key template field {shown} is unknown; known fields: {known}")
-        if spec or conversion:
-            raise ValueError(f"key template field {{{field}}} takes no format spec or conversion")
-        fields.add(field)
-    return fields
 
 
 def _normalise_path(key: str) -> str:

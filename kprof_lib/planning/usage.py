@@ -70,6 +70,8 @@ def measure(pod: dict[str, Any], pod_path: str, metrics: dict[str, Any] | None, 
 
 def _running_containers(pod: dict[str, Any], pod_path: str):
     spec = pod.get("spec") or {}
+    if not isinstance(spec, dict):
+        cluster.raise_state_error(f"{pod_path}.spec", "must be an object (a Pod's spec)")
     for group in ("containers", "initContainers"):
         containers = spec.get(group) or []
         if not isinstance(containers, list):

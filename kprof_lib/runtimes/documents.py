@@ -23,10 +23,12 @@ def load_all(path: str | Path) -> list[Any]:
         if Path(path).suffix == ".json":
             return [json.loads(text)]
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise DocumentError(
-            f"{path}: not valid {'JSON' if Path(path).suffix == '.json' else 'YAML'}: {error}"
-        ) from None
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
+        # ValueError: also an integer of more than 4300 digits (Python will not convert it), a
+        # file that is not UTF-8; RecursionError: nesting thousands of levels deep.
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:300]
+        kind = "JSON" if Path(path).suffix == ".json" else "YAML"
+        raise DocumentError(f"{path}: not valid {kind}: {reason}") from None
 
 
 def load_one(path: str | Path) -> Any:

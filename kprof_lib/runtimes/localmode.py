@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry import trace
 
 from kprof_lib.adapters import podinfo, procfs, tracing
-from kprof_lib.execution import results
+from kprof_lib.execution import redact, results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
@@ -114,7 +114,7 @@ class Printer:
 
     def line(self, text: str) -> None:
         with self._lock:
-            self.stream.write(text + "\n")
+            self.stream.write(redact.text(text) + "\n")
             self.stream.flush()
 
     def write(self, text: str) -> None:  # the console span exporter's stream interface

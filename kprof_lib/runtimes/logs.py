@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import IO, Any
 
+from kprof_lib.execution import redact
+
 FORMATS = ("json", "text")
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -53,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             line[key if key not in line else f"extra.{key}"] = value
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return redact.text(json.dumps(line, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -66,7 +68,7 @@ class TextFormatter(logging.Formatter):
             line += "  " + pairs
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact.text(line)
 
 
 def _text_value(value: Any) -> str:

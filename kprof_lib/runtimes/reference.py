@@ -175,12 +175,19 @@ def _annotations() -> list[str]:
             "absent: not profiled",
             "exactly `true`",
         ),
-        (optin.PORT, "port of the pprof endpoint", f"`{optin.DEFAULT_PORT}`", "digits, 1 to 65535"),
+        (
+            optin.PORT,
+            "port of the pprof endpoint",
+            f"`{optin.DEFAULT_PORT}`",
+            "ASCII digits only, 1 to 65535",
+        ),
         (
             optin.PATH,
             "path under which net/http/pprof is served",
             f"`{optin.DEFAULT_PATH}`",
-            "starts with `/`; no spaces, `?` or `#`; a trailing `/` is dropped",
+            f"`/`-separated segments of letters, digits, `.`, `_`, `~`, `-`; no `%`, no empty, `.` or `..` "
+            f"segment, no whitespace or control characters; at most {optin.MAX_PATH_CHARS} characters; "
+            "a trailing `/` is dropped",
         ),
         (optin.SCHEME, "how to reach the endpoint", f"`{optin.DEFAULT_SCHEME}`", "`http` or `https`"),
     ]

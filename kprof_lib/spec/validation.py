@@ -8,15 +8,18 @@ in one round. Callers: `planning.reconcile` (the spec), `kprof validate` (whole 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
 
-from kprof_lib.spec import defaults, schemas
+from kprof_lib.spec import defaults, keytemplates, schemas
 from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
+
+KEY_TEMPLATE_PATH = "spec.s3Config.keyTemplate"
 
 
 @functools.cache
@@ -33,11 +36,78 @@ def validate_spec(spec: Any) -> Spec:
         return spec
     if not isinstance(spec, dict):
         raise SpecError([{"path": "spec", "message": f"must be an object, not {_type_name(spec)}"}])
+    shape = _shape_problems(spec, "spec")
+    if shape:
+        raise SpecError(shape)
     filled = defaults.apply(schemas.spec_schema(), spec)
     problems = format_errors(_spec_validator().iter_errors(filled), root="spec")
+    if not any(problem["path"] == KEY_TEMPLATE_PATH for problem in problems):
+        problems = sorted([*problems, *_key_template_problems(filled)], key=lambda problem: problem["path"])
     if problems:
         raise SpecError(problems)
     return Spec(filled)
+
+
+# Deeper than any field of the schema goes (selector.labelSelector.matchExpressions[].values[] is 6).
+MAX_DEPTH = 32
+# Far beyond every bound of the schema; a bigger integer could not even be printed (Python refuses
+# to turn more than 4300 digits into text).
+MAX_INTEGER = 2**63
+SHOWN_VALUE_CHARS = 80
+
+
+def _shape_problems(value: Any, root: str) -> list[Problem]:
+    """What must be refused before the schema sees the spec, because checking it would fail
+    rather than report: nesting deeper than `MAX_DEPTH` (RecursionError), integers beyond
+    `MAX_INTEGER` (ValueError printing them), NaN and infinities (NaN passes every bound).
+    Walked without recursion."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str, int]] = [(value, root, 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.append({"path": path, "message": f"is nested deeper than {MAX_DEPTH} levels"})
+            continue
+        if isinstance(node, dict):
+            stack.extend((child, f"{path}.{_shown_key(key)}", depth + 1) for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(node))
+        elif isinstance(node, bool):
+            continue
+        elif isinstance(node, int) and abs(node) >= MAX_INTEGER:
+            problems.append({"path": path, "message": f"is too large ({node.bit_length()} bits)"})
+        elif isinstance(node, float) and not math.isfinite(node):
+            problems.append({"path": path, "message": f"must be a finite number, not {node}"})
+    return sorted(problems, key=lambda problem: problem["path"])
+
+
+def _shown_key(key: Any) -> str:
+    text = str(key)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS] + "..."
+
+
+def _shorten_echoes(message: str, instance: Any) -> str:
+    """jsonschema quotes the offending value whole (`'xxxx...' is too long`); cut it to a sane length."""
+    if isinstance(instance, str | list | dict):
+        shown = repr(instance)
+        if len(shown) > SHOWN_VALUE_CHARS and shown in message:
+            return message.replace(shown, f"{shown[:SHOWN_VALUE_CHARS]}... ({len(instance)} long)")
+    return message
+
+
+def _key_template_problems(spec: dict[str, Any]) -> list[Problem]:
+    """What the schema cannot say about a keyTemplate: whether object_key could build keys from it.
+    Found here, a bad template stops the config before any pod is profiled, not after."""
+    s3 = spec.get("s3Config")
+    if not isinstance(s3, dict) or not isinstance(s3.get("keyTemplate"), str):
+        return []
+    prefix = s3.get("prefix")
+    prefix = prefix if isinstance(prefix, str) else ""
+    try:
+        keytemplates.check(s3["keyTemplate"], prefix)
+    except ValueError as error:
+        return [{"path": KEY_TEMPLATE_PATH, "message": str(error)}]
+    return []
 
 
 def validate_document(document: Any) -> dict[str, Any]:
@@ -83,7 +153,7 @@ def format_errors(errors: Iterable[jsonschema.ValidationError], root: str) -> li
             for key in missing:
                 problems.setdefault(_join(root, [*path, key]), custom or "is required")
             continue
-        problems.setdefault(_join(root, path), custom or error.message)
+        problems.setdefault(_join(root, path), custom or _shorten_echoes(error.message, error.instance))
     return [{"path": path, "message": message} for path, message in sorted(problems.items())]
 
 

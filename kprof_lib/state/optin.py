@@ -9,6 +9,7 @@ are memoised by the values of the three endpoint annotations.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, NamedTuple
 
 import cerberus
@@ -23,14 +24,43 @@ DEFAULT_PATH = "/debug/pprof"
 DEFAULT_SCHEME = "http"
 
 
+MAX_PATH_CHARS = 256
+# How much of a bad value a message quotes: enough to recognise it, never a 100 kB annotation.
+SHOWN_VALUE_CHARS = 64
+
+# A pod owner writes these values and kprof fetches what they point at with its own credentials,
+# so each is matched whole. Ports: ASCII digits, at most five (int() of a long digit string raises).
+# Paths: `/`, or `/`-separated segments of RFC 3986 unreserved characters, an optional trailing
+# `/`. No `%` (an escape the API server decodes after our checks), no empty, `.` or `..` segment
+# (urllib3 and the API server remove dot segments, which walks the path out of the pod's proxy
+# prefix), no whitespace or control characters.
+_PORT = re.compile(r"[0-9]{1,5}")
+_PATH = re.compile(r"/|(?:/[A-Za-z0-9._~-]+)+/?")
+
+
 def _check_port(field: str, value: str, error: Any) -> None:
-    if value.isdigit() and not 1 <= int(value) <= 65535:
+    if not _PORT.fullmatch(value):
+        error(field, "must be digits only, 1-65535")
+    elif not 1 <= int(value) <= 65535:
         error(field, "must be between 1 and 65535")
 
 
+def _check_path(field: str, value: str, error: Any) -> None:
+    if len(value) > MAX_PATH_CHARS:
+        error(field, f"must be at most {MAX_PATH_CHARS} characters, not {len(value)}")
+    elif not _PATH.fullmatch(value):
+        error(
+            field,
+            "must start with / and be made of segments of letters, digits, '.', '_', '~' and '-' "
+            "(no %, empty, '.' or '..' segment, whitespace or control character)",
+        )
+    elif any(segment in (".", "..") for segment in value.split("/")):
+        error(field, "must not contain a '.' or '..' segment")
+
+
 _SCHEMA = {
-    PORT: {"type": "string", "regex": "[0-9]+", "check_with": _check_port},
-    PATH: {"type": "string", "regex": r"/[^\s?#]*"},
+    PORT: {"type": "string", "check_with": _check_port},
+    PATH: {"type": "string", "check_with": _check_path},
     SCHEME: {"type": "string", "allowed": ["http", "https"]},
 }
 
@@ -63,7 +93,7 @@ def _endpoint(port: Any, path: Any, scheme: Any) -> Endpoint | str:
         for key in (PORT, PATH, SCHEME):
             if key in validator.errors:
                 reasons = "; ".join(str(reason) for reason in validator.errors[key])
-                problems.append(f"{key}={document[key]!r} ({_explain(key, reasons)})")
+                problems.append(f"{key}={shown(document[key])} ({_explain(key, reasons)})")
         return "invalid annotations: " + ", ".join(problems)
     return Endpoint(
         scheme=document.get(SCHEME, DEFAULT_SCHEME),
@@ -72,10 +102,15 @@ def _endpoint(port: Any, path: Any, scheme: Any) -> Endpoint | str:
     )
 
 
+def shown(value: Any) -> str:
+    """`value` as a message quotes it: repr'd (control characters visible), cut to a sane length."""
+    text = repr(value)
+    if len(text) > SHOWN_VALUE_CHARS:
+        return f"{text[:SHOWN_VALUE_CHARS]}... ({len(str(value))} characters)"
+    return text
+
+
 def _explain(key: str, reason: str) -> str:
-    # cerberus says "value does not match regex '[0-9]+'"; say what the user must write instead.
-    if "regex" in reason:
-        return {PORT: "must be digits only, 1-65535", PATH: "must start with / and contain no spaces, ? or #"}[key]
     if "unallowed value" in reason:
         return "must be http or https"
     return reason

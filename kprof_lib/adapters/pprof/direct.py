@@ -3,8 +3,9 @@ running inside the cluster network. `make_transport("direct")` builds it for the
 
 One urllib3 PoolManager per transport keeps connections to pods alive between captures. It never
 retries on its own (a retried CPU capture would silently double its duration; the executor decides
-about retries) and never follows redirects (a pprof endpoint does not redirect). Connecting and
-waiting for the headers are bounded by urllib3's timeout, the body by the deadline watchdog.
+about retries) and never follows redirects (a pprof endpoint does not redirect). One deadline
+covers connecting, TLS, the headers and the body (`exchange.watched`): urllib3's own timeouts
+bound each socket operation only.
 
 TLS: certificates are verified by default, as Prometheus does when scraping pods. Pods that serve
 pprof over https mostly use self-signed certificates, and a pod is reached by its IP, which its
@@ -21,15 +22,17 @@ from contextlib import contextmanager
 
 import urllib3
 
+from kprof_lib.adapters.pprof import exchange
 from kprof_lib.adapters.pprof.streaming import (
     REQUEST_HEADERS,
     TLS_HINT,
+    confine,
     host_port,
     path_and_query,
     request_error,
     streamed_urllib3,
 )
-from kprof_lib.execution.ports import ProfileRequest, Response
+from kprof_lib.execution.ports import CaptureTimeout, ProfileRequest, Response
 
 # Pods captured at once are distinct hosts; each host gets its own pool within the manager.
 MAX_HOSTS = 512
@@ -43,7 +46,7 @@ class DirectTransport:
 
     def __init__(self, *, tls_verify: bool = True) -> None:
         self.tls_verify = tls_verify
-        self._pool = urllib3.PoolManager(
+        self._pool = exchange.watch_pools(urllib3.PoolManager(
             num_pools=MAX_HOSTS,
             maxsize=CONNECTIONS_PER_HOST,
             block=False,
@@ -51,32 +54,36 @@ class DirectTransport:
             cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
             # With CERT_NONE, urllib3 would still compare the certificate's names with the IP.
             assert_hostname=None if tls_verify else False,
-        )
+        ))
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         deadline = time.monotonic() + timeout
         where = host_port(request.pod_ip, request.port)
         url = f"{request.scheme}://{where}{path_and_query(request)}"
-        try:
-            response = self._pool.request(
-                "GET",
-                url,
-                headers=REQUEST_HEADERS,
-                preload_content=False,
-                redirect=False,
-                retries=False,
-                # `total` bounds connecting plus waiting for the headers; the watchdog bounds the body.
-                timeout=urllib3.Timeout(total=timeout),
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            unverified = "certificate verify failed" in str(error).lower()
-            tls_hint = TLS_HINT if unverified else ""
-            raise request_error(
-                error, where=where, target=request.target, timeout=timeout, tls_hint=tls_hint
-            ) from error
-        with streamed_urllib3(response, request, timeout, deadline) as streamed:
-            yield streamed
+        confine(url, request.base_path.rstrip("/") + "/", request)
+        with exchange.watched(deadline) as watched:
+            try:
+                response = self._pool.request(
+                    "GET",
+                    url,
+                    headers=REQUEST_HEADERS,
+                    preload_content=False,
+                    redirect=False,
+                    retries=False,
+                    # Each socket operation; the watchdog bounds the whole exchange.
+                    timeout=urllib3.Timeout(total=timeout),
+                )
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                if watched.cut:
+                    raise CaptureTimeout(f"timed out after {timeout:g} s waiting for {request.target}") from error
+                unverified = "certificate verify failed" in str(error).lower()
+                tls_hint = TLS_HINT if unverified else ""
+                raise request_error(
+                    error, where=where, target=request.target, timeout=timeout, tls_hint=tls_hint
+                ) from error
+            with streamed_urllib3(response, request, timeout, watched) as streamed:
+                yield streamed
 
     def close(self) -> None:
         """Close idle pooled connections."""

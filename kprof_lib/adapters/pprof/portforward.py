@@ -33,6 +33,7 @@ from kprof_lib.adapters.pprof.streaming import (
     TLS_HINT,
     api_status,
     body_chunks,
+    confine,
     path_and_query,
 )
 from kprof_lib.execution.ports import CaptureFailed, CaptureTimeout, ProfileRequest, Response
@@ -53,6 +54,7 @@ class PortForwardTransport:
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         deadline = time.monotonic() + timeout
+        confine(f"http://localhost{path_and_query(request)}", request.base_path.rstrip("/") + "/", request)
         tunnel = _open_tunnel(self._core, request, timeout)
         end = tunnel.socket(request.port)
         # The client wraps its end of the tunnel to hide a TCP-only option from http.client's

@@ -6,7 +6,8 @@ Requests go out through the kubernetes client's `call_api`, so every authenticat
 supports (tokens, exec plugins, client certificates) works unchanged. They use a private
 `ApiClient` built from the caller's configuration with urllib3 retries off: the client's default
 is three retries of a GET on a read timeout, which would quadruple a capture's time budget and
-re-run a CPU profile behind the caller's back.
+re-run a CPU profile behind the caller's back. One deadline covers the whole exchange with the API
+server, headers included (`exchange.watched`).
 
 The pod's own answer passes through the API server unchanged (a 404 from pprof, Go's 500 "cpu
 profiling already in use"), so it is handed on as a `Response` for the caller to judge. An error
@@ -26,8 +27,10 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, request_error, streamed_urllib3
-from kprof_lib.execution.ports import CaptureError, CaptureFailed, ProfileRequest, Response
+from kprof_lib.adapters.pprof import exchange
+from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, confine, request_error, streamed_urllib3
+from kprof_lib.execution import redact
+from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 
 class ProxyTransport:
@@ -37,49 +40,67 @@ class ProxyTransport:
 
     def __init__(self, api_client: ApiClient) -> None:
         self._api = _without_retries(api_client)
-        self._api_server = urlsplit(self._api.configuration.host).netloc or self._api.configuration.host
+        host = self._api.configuration.host
+        self._api_server = redact.text(host).split("://", 1)[-1].split("/", 1)[0] if host else host
 
     @staticmethod
     def resource_path(request: ProfileRequest) -> str:
         """The proxy path for `request`; https needs the scheme spelled out before the pod name."""
+        return ProxyTransport.proxy_prefix(request).rstrip("/") + request.path
+
+    @staticmethod
+    def proxy_prefix(request: ProfileRequest) -> str:
+        """`/api/v1/namespaces/{ns}/pods/[https:]{name}:{port}/proxy/`: every request for `request`'s
+        pod stays under it."""
         scheme = "https:" if request.scheme == "https" else ""
-        return f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}/proxy{request.path}"
+        return f"/api/v1/namespaces/{request.namespace}/pods/{scheme}{request.pod}:{request.port}/proxy/"
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         deadline = time.monotonic() + timeout
         path = self.resource_path(request)
+        # The client sends configuration.host + path; a host may carry a path of its own (a
+        # gateway in front of the API server).
+        host = self._api.configuration.host.rstrip("/")
+        base = urlsplit(host).path
+        inside = base + self.proxy_prefix(request).rstrip("/") + request.base_path.rstrip("/") + "/"
+        confine(host + path, inside, request)
         via = f"{request.target} via the API server at {self._api_server}"
         answer: Response | None
-        try:
-            response = self._api.call_api(
-                path,
-                "GET",
-                query_params=list(request.query.items()),
-                header_params=dict(REQUEST_HEADERS),
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=timeout,
-            )
-        except ApiException as error:
-            # The client raises for every non-2xx status, having read the whole error body.
-            answer = _error_response(error, request)
-        except AttributeError as error:
-            # The client decodes an ApiException's body on the way out and trips over a missing one
-            # (TLS failures): the ApiException underneath is the news.
-            if isinstance(error.__context__, ApiException):
-                raise _api_failure(error.__context__, request) from error.__context__
-            raise
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise request_error(error, where=f"API server {self._api_server}", target=via, timeout=timeout) from error
-        else:
-            answer = None
-        if answer is not None:
-            yield answer
-            return
-        with streamed_urllib3(response, request, timeout, deadline) as streamed:
-            yield streamed
+        with exchange.watched(deadline) as watched:
+            try:
+                response = self._api.call_api(
+                    path,
+                    "GET",
+                    query_params=list(request.query.items()),
+                    header_params=dict(REQUEST_HEADERS),
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=timeout,
+                )
+            except ApiException as error:
+                # The client raises for every non-2xx status, having read the whole error body.
+                answer = _error_response(error, request)
+            except AttributeError as error:
+                # The client decodes an ApiException's body on the way out and trips over a missing
+                # one (TLS failures): the ApiException underneath is the news.
+                if isinstance(error.__context__, ApiException):
+                    raise _api_failure(error.__context__, request) from error.__context__
+                raise
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                if watched.cut:
+                    raise CaptureTimeout(f"timed out after {timeout:g} s waiting for {via}") from error
+                raise request_error(
+                    error, where=f"API server {self._api_server}", target=via, timeout=timeout
+                ) from error
+            else:
+                answer = None
+            if answer is not None:
+                yield answer
+                return
+            with streamed_urllib3(response, request, timeout, watched) as streamed:
+                yield streamed
 
     def close(self) -> None:
         self._api.close()
@@ -89,6 +110,8 @@ def _without_retries(api_client: ApiClient) -> ApiClient:
     configuration = copy.copy(api_client.configuration)
     configuration.retries = False
     private = ApiClient(configuration)
+    # Its connections can be cut by the capture's deadline (exchange.watched).
+    exchange.watch_pools(private.rest_client.pool_manager)
     private.default_headers.update(api_client.default_headers)
     private.cookie = api_client.cookie
     return private

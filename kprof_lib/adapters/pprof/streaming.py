@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import posixpath
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import urllib3
 from urllib3.exceptions import (
@@ -21,8 +23,10 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.util import parse_url
 
-from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Watch
+from kprof_lib.adapters.pprof.deadlines import Watch
+from kprof_lib.adapters.pprof.exchange import Exchange
 from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 # Big enough that a profile needs few reads, small enough that the size cap stops reading promptly.
@@ -39,6 +43,25 @@ def host_port(host: str, port: int) -> str:
 def path_and_query(request: ProfileRequest) -> str:
     query = "&".join(f"{key}={value}" for key, value in request.query.items())
     return f"{request.path}?{query}" if query else request.path
+
+
+def confine(url: str, prefix: str, request: ProfileRequest) -> None:
+    """Refuses (`CaptureFailed`) a request whose path, as it will finally be sent, leaves `prefix`
+    (ending in `/`): the pod's own pprof base path, or its pods/proxy prefix on the API server.
+
+    Annotations are validated before a plan is made, but a plan can come from a library caller:
+    this is the check at the last moment. Two readings of the path must stay inside: the one
+    urllib3 sends (it removes dot segments, so `/proxy/../../other` reaches another object with
+    the caller's credentials) and the one a server sees that decodes `%2e%2e` and `%2f` first.
+    """
+    sent = parse_url(url).path or "/"
+    decoded = posixpath.normpath(unquote(sent))
+    for path in (sent, decoded):
+        if not (path + "/").startswith(prefix) or "\x00" in path:
+            raise CaptureFailed(
+                f"refused to fetch {request.target}: its path would leave {prefix} "
+                f"(profiling.io/path must name a path under the pod's own endpoint)"
+            )
 
 
 def body_chunks(
@@ -89,28 +112,22 @@ def body_chunks(
 
 @contextlib.contextmanager
 def streamed_urllib3(
-    response: urllib3.BaseHTTPResponse, request: ProfileRequest, timeout: float, deadline: float
+    response: urllib3.BaseHTTPResponse, request: ProfileRequest, timeout: float, exchange: Exchange
 ) -> Iterator[Response]:
-    """A urllib3 response (opened with preload_content=False) as a `Response` whose body must
-    arrive by `deadline`. On leaving, a connection whose body was not read to the end is closed,
-    not pooled: unread bytes would be read as the next response."""
-
-    def cut() -> None:
-        # shutdown() ends a read blocked in another thread (it shuts the socket's reading side).
-        # urllib3 refuses it once the body is complete and the connection is back in its pool.
-        with contextlib.suppress(RuntimeError, ValueError):
-            response.shutdown()
-
-    watch = WATCHDOG.watch(deadline, cut)
+    """A urllib3 response (opened with preload_content=False inside `exchange`) as a `Response`
+    whose body must arrive by the exchange's deadline. On leaving, a connection whose body was not
+    read to the end is closed, not pooled: unread bytes would be read as the next response."""
+    exchange.responded(response)
+    assert exchange.watch is not None
     try:
         yield Response(
             status=response.status,
             reason=response.reason or "",
             headers=response.headers,
-            chunks=body_chunks(_pieces(response), watch, request, timeout),
+            chunks=body_chunks(_pieces(response), exchange.watch, request, timeout),
         )
     finally:
-        watch.cancel()
+        exchange.watch.cancel()
         response.close()
         response.release_conn()
 

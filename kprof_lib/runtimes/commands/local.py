@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
+from kprof_lib.execution import redact
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import documents, localmode, logs, wiring
 from kprof_lib.runtimes.single import SettingsError, parse_target
@@ -233,17 +234,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
     except UsageError as error:
-        print(f"kprof local: {error}", file=sys.stderr)
+        print(redact.text(f"kprof local: {error}"), file=sys.stderr)
         return 2
     except SpecError as error:
-        print(f"kprof local: invalid settings:\n{_explain(error)}", file=sys.stderr)
+        print(redact.text(f"kprof local: invalid settings:\n{_explain(error)}"), file=sys.stderr)
         return 2
     except documents.DocumentError as error:
-        print(f"kprof local: {error}", file=sys.stderr)
+        print(redact.text(f"kprof local: {error}"), file=sys.stderr)
         return 1
     try:
         session = localmode.LocalRun(settings)
     except ValueError as error:  # a tracing setting that cannot be honoured
-        print(f"kprof local: {error}", file=sys.stderr)
+        print(redact.text(f"kprof local: {error}"), file=sys.stderr)
         return 2
     return session.run()

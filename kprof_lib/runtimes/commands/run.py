@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -95,6 +96,12 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
         "profiles captured at once, across every config (default: {})",
     ),
     ("--max-profile-bytes", {"type": _positive_int, "metavar": "N"}, "size cap of one profile (default: {})"),
+    (
+        "--max-inflight-bytes",
+        {"type": _positive_int, "metavar": "N"},
+        "bytes of profiles held in memory at once, streaming or waiting for the store; must hold "
+        "--concurrency profiles at --max-profile-bytes (default: {})",
+    ),
     None,
     ("--local-dir", {"metavar": "PATH"}, "where profiles go for configs without s3Config (default: {})"),
     ("--spool-dir", {"metavar": "PATH"}, "where profiles wait while S3 is unreachable (default: {})"),
@@ -105,6 +112,19 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
         "on SIGTERM, how long checks in progress may take to finish (default: {})",
     ),
 )
+
+
+def _destination(text: str) -> str:
+    from kprof_lib.planning import tenancy
+
+    try:
+        return tenancy.normalise(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,8 +153,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(DEFAULTS, flag[2:].replace("-", "_"))
         shown = f"{default:g}" if isinstance(default, float) else default
         parser.add_argument(flag, default=default, help=text.format(shown), **options)
+    parser.add_argument(
+        "--cluster-wide-namespaces",
+        type=_names,
+        default=list(DEFAULTS.cluster_wide_namespaces),
+        metavar="NS[,NS...]",
+        help="namespaces whose ProfilingConfigs may select pods in other namespaces (default: none; "
+        "every other config selects pods of its own namespace only)",
+    )
+    parser.add_argument(
+        "--allowed-destination",
+        dest="allowed_destinations",
+        type=_destination,
+        action="append",
+        metavar="DEST",
+        help="where profiles may go, repeatable: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET or * "
+        f"(default: {', '.join(DEFAULTS.allowed_destinations)}); a config asking for another destination is invalid",
+    )
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info", help="(default: info)")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
+
+
+def _memory_problem(args: argparse.Namespace) -> str | None:
+    # Checked at start: a budget that cannot hold `concurrency` profiles at the cap would make
+    # captures wait on each other, or, set too high for the pod's memory limit, get it OOM-killed.
+    need = args.concurrency * args.max_profile_bytes
+    if need > args.max_inflight_bytes:
+        return (
+            f"--concurrency ({args.concurrency}) x --max-profile-bytes ({args.max_profile_bytes}) = {need} "
+            f"does not fit --max-inflight-bytes ({args.max_inflight_bytes})"
+        )
+    return None
+
+
+# Where the container's memory limit is: cgroup v2, then v1.
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit(paths: tuple[str, ...] = CGROUP_MEMORY_LIMITS) -> int | None:
+    """The process's cgroup memory limit in bytes; None when there is none ("max", absent, or the
+    v1 "unlimited" of nearly 2**63)."""
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            return int(text)
+        return None
+    return None
+
+
+def _memory_warning(args: argparse.Namespace, limit: int | None) -> str | None:
+    # The budget is what profiles may take on top of the process itself (about 100 MiB): more than
+    # half the limit leaves too little headroom, and the kernel OOM-kills the operator mid-capture.
+    if limit is not None and args.max_inflight_bytes > limit // 2:
+        return (
+            f"--max-inflight-bytes ({args.max_inflight_bytes}) is more than half of this container's memory "
+            f"limit ({limit}): large profiles may get the operator OOM-killed"
+        )
+    return None
 
 
 def _lease_problem(args: argparse.Namespace) -> str | None:
@@ -150,10 +228,13 @@ def _lease_problem(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    problem = _lease_problem(args)
+    problem = _lease_problem(args) or _memory_problem(args)
     if problem:
         log.error("bad flags: %s", problem, extra={"action": "exit", "reason": "bad-flags"})
         return 2
+    warning = _memory_warning(args, memory_limit())
+    if warning:
+        log.warning("%s", warning, extra={"action": "start", "reason": "memory-headroom"})
 
     from kprof_lib.adapters import tracing
     from kprof_lib.adapters.kube import connection
@@ -174,11 +255,14 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport,
         concurrency=args.concurrency,
         max_profile_bytes=args.max_profile_bytes,
+        max_inflight_bytes=args.max_inflight_bytes,
         tls_verify=not args.insecure_skip_tls_verify,
         local_dir=args.local_dir,
         spool_dir=args.spool_dir,
         spool_max_bytes=args.spool_max_bytes,
         grace_period=args.grace_period,
+        cluster_wide_namespaces=tuple(args.cluster_wide_namespaces),
+        allowed_destinations=tuple(args.allowed_destinations or DEFAULTS.allowed_destinations),
     )
     try:
         provider = tracing.configure(service_name="kprof-operator", set_global=True)

@@ -34,9 +34,10 @@ from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution import telemetry
+from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
-from kprof_lib.planning import cadence
+from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.runtimes.operator.runner import CheckRunner
@@ -89,7 +90,11 @@ class Operator:
         )
         tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(telemetry.TRACER_NAME)
         self.executor = Executor(
-            concurrency=settings.concurrency, max_bytes=settings.max_profile_bytes, pod_locks=PodLocks(), tracer=tracer
+            concurrency=settings.concurrency,
+            max_bytes=settings.max_profile_bytes,
+            pod_locks=PodLocks(),
+            tracer=tracer,
+            byte_budget=ByteBudget(settings.max_inflight_bytes),
         )
         self._capture_slots = threading.BoundedSemaphore(settings.concurrency)
         self._transports: dict[str, Transport] = {}
@@ -124,6 +129,7 @@ class Operator:
             is_leader=self.may_check,
             selector_string=to_selector_string,
             flush=self._flush_spool,
+            policy=tenancy.Policy.of(settings.cluster_wide_namespaces, settings.allowed_destinations),
         )
         self.scheduler = ConfigScheduler(
             self.runner,
@@ -136,7 +142,10 @@ class Operator:
         self.instruments.track_watch("pods", lambda: self.pods.restarts + self.pods.relists)
         self.instruments.track_watch("profilingconfigs", lambda: self.configs.restarts + self.configs.relists)
         self.instruments.track_leader(self.is_leader)
-        self.instruments.track_spool(lambda: sum(store.pending_bytes for store in self.stores.spooling()))
+        self.instruments.track_spool(
+            lambda: sum(store.pending_bytes for store in self.stores.spooling()),
+            lambda: sum(store.refused for store in self.stores.spooling()),
+        )
         self.endpoints = monitoring.serve(
             endpoints.parse_address(settings.health_addr),
             endpoints.parse_address(settings.metrics_addr),

@@ -63,6 +63,8 @@ class Instruments:
         self.leader = Gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.", registry=r)
         self._watches: dict[str, Callable[[], int]] = {}
         r.register(_WatchRestarts(self._watches))
+        self._spool_refused: list[Callable[[], int]] = []
+        r.register(_SpoolRefused(self._spool_refused))
 
     def track_watch(self, resource: str, restarts: Callable[[], int]) -> None:
         """Export `restarts()` (the informer's own count of watches started again) as
@@ -72,8 +74,12 @@ class Instruments:
     def track_leader(self, is_leader: Callable[[], bool]) -> None:
         self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
 
-    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
+    def track_spool(self, pending_bytes: Callable[[], int], refused: Callable[[], int] | None = None) -> None:
+        """Export the spool's size, and `refused()` (profiles a full spool turned away, counted by
+        the spools) as kprof_spool_refused_total."""
         self.spool_bytes.set_function(lambda: float(pending_bytes()))
+        if refused is not None:
+            self._spool_refused.append(refused)
 
     def forget_config(self, config: str) -> None:
         """Drop the per-config gauge of a deleted ProfilingConfig (counters keep their history)."""
@@ -84,6 +90,28 @@ class Instruments:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _SpoolRefused(Collector):
+    """kprof_spool_refused_total: profiles neither stored nor spooled because the spool was full."""
+
+    def __init__(self, sources: list[Callable[[], int]]):
+        self._sources = sources
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = self._family()
+        family.add_metric([], float(sum(source() for source in self._sources)))
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "kprof_spool_refused",
+            "Profiles refused because the store was unreachable and the spool full (the oldest are kept).",
+        )
 
 
 class _WatchRestarts(Collector):

@@ -4,7 +4,9 @@ with ONE list per selected namespace or one cluster-wide with the label selector
 server, and history from its ConfigMap; the cycle saves the history and flushes the spool, and
 this module's reporter records Events, counts, and patches the status (`planning.status.build`).
 
-Only the leader checks. An invalid spec is reported (condition Valid=False with the SpecError's
+A config reaches only what `planning.tenancy` allows it (its own namespace unless the installer
+says otherwise, allowed destinations); asking for more makes it invalid. Only the leader checks.
+An invalid spec is reported (condition Valid=False with the SpecError's
 text, Ready=False, an InvalidConfig Event on the ProfilingConfig) and never stops other configs.
 A check that cannot gather (metrics-server down, history unreadable) captures nothing, sets
 Ready=False with the reason and is tried again at the next interval.
@@ -44,6 +46,7 @@ from kprof_lib.execution.ports import (
     Transport,
 )
 from kprof_lib.planning import status as statuses
+from kprof_lib.planning import tenancy
 from kprof_lib.planning.plan import CPU_THRESHOLD, KINDS, MEMORY_THRESHOLD, ON_DEMAND, THRESHOLD
 from kprof_lib.runtimes.operator.monitoring import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND as ON_DEMAND_RUN
@@ -101,6 +104,7 @@ class CheckRunner:
         is_leader: Callable[[], bool] = lambda: True,
         selector_string: Callable[[Any], str],
         flush: Callable[[ProfileStore], None] | None = None,
+        policy: tenancy.Policy | None = None,
     ):
         self._configs = configs
         self._pods = pods
@@ -116,6 +120,8 @@ class CheckRunner:
         self._is_leader = is_leader
         self._selector_string = selector_string
         self._flush = flush  # e.g. upload what the store's spool holds
+        # What configs may reach (namespaces, destinations); the default is the strict one.
+        self._policy = policy or tenancy.Policy()
         # The latest status this process wrote per config (uid, status): the base the totals are
         # added to, newer than the watch cache right after a write.
         self._written: dict[str, tuple[str | None, dict[str, Any]]] = {}
@@ -129,6 +135,7 @@ class CheckRunner:
             return Outcome("skipped", "the config is gone")
         try:
             spec = validation.validate_spec(config.get("spec"))
+            spec = tenancy.scope(spec, config["metadata"]["namespace"], self._policy)
             selector = self._selector(spec)
         except SpecError as error:
             return self._invalid(run, config, error)

@@ -24,14 +24,21 @@ class Settings:
     health_addr: str = ":8081"
     metrics_addr: str = ":8080"
     transport: str = "direct"
-    concurrency: int = 8
+    concurrency: int = 4
     max_profile_bytes: int = DEFAULT_MAX_BYTES
+    # Bytes of profiles in memory at once, streaming or waiting for the store (execution.budget).
+    # With the defaults, 4 x 64 MiB: the chart's 512 Mi limit keeps room for the process itself.
+    max_inflight_bytes: int = 256 * 1024 * 1024
     tls_verify: bool = True  # false: accept any certificate from https pod endpoints
     local_dir: str = "/var/lib/kprof/profiles"
     spool_dir: str = "/var/lib/kprof/spool"
     spool_max_bytes: int = spool.DEFAULT_MAX_BYTES
     grace_period: float = 30.0
     identity: str | None = None  # the Lease holder's name; default: $POD_NAME or the host name, plus a suffix
+    # Namespaces whose ProfilingConfigs may select other namespaces (planning.tenancy).
+    cluster_wide_namespaces: tuple[str, ...] = ()
+    # Where profiles may go: local, s3://BUCKET, ENDPOINT/BUCKET or * (planning.tenancy).
+    allowed_destinations: tuple[str, ...] = ("local",)
 
 
 DEFAULTS = Settings()
