@@ -6,9 +6,9 @@ A capture is what one capture of one pod wrote, as `kprof ls` prints it:
 - the `pod` layout keeps each capture in a folder of its own (`…/ns/pod/20261201T…Z/cpu.pprof`),
   given as that directory or as the `s3://bucket/…/20261201T…Z/` prefix;
 - the `service-date` layout puts the capture's files side by side with the timestamp first
-  (`…/svc/20261201T…Z-cpu.pprof`); give the common start, `…/svc/20261201T…Z-`.
+  (`…/svc/ns/pod/20261201T…Z-cpu.pprof`); give the common start, `…/svc/ns/pod/20261201T…Z-`.
 Profile types come from the file names (`cpu.pprof`, `…Z-cpu.pprof`). S3 is read with boto3's
-default credential chain; local files with their `.json` sidecars (see `adapters.local`).
+default credential chain; local files with their `.json` sidecars (see `adapters.directory`).
 """
 
 from __future__ import annotations
