@@ -14,7 +14,7 @@ container (each container has its own cgroup namespace), and a local process usu
 cgroup with the rest of the user's session; RSS is what both can read, and for a Go service it is
 close to the working set (it leaves out the page cache).
 
-With `include_children` (the default), the process's live descendants count too (their CPU time
+The process's live descendants count too (their CPU time
 and RSS), as do children it has already reaped (cutime + cstime): an app started through a shell
 wrapper is measured whole.
 
@@ -208,13 +208,11 @@ class UsageMeter:
         self,
         locate: Callable[[], int | None],
         *,
-        include_children: bool = True,
         min_window: float = 1.0,
         proc: Path = PROC,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.locate = locate
-        self.include_children = include_children
         self.min_window = min_window
         self.proc = proc
         self.monotonic = monotonic
@@ -254,18 +252,16 @@ class UsageMeter:
 
     def _measure(self, pid: int) -> Usage:
         stat = read_stat(pid, self.proc)
-        ticks = stat.utime + stat.stime
+        ticks = stat.utime + stat.stime + stat.cutime + stat.cstime
         memory = read_rss_bytes(pid, self.proc)
-        if self.include_children:
-            ticks += stat.cutime + stat.cstime
-            for child in descendants(pid, self.proc):
-                try:
-                    child_stat = read_stat(child, self.proc)
-                    child_memory = read_rss_bytes(child, self.proc)
-                except ProcessGone:
-                    continue  # exited in between: its time shows in cutime once reaped
-                ticks += child_stat.utime + child_stat.stime
-                memory += child_memory
+        for child in descendants(pid, self.proc):
+            try:
+                child_stat = read_stat(child, self.proc)
+                child_memory = read_rss_bytes(child, self.proc)
+            except ProcessGone:
+                continue  # exited in between: its time shows in cutime once reaped
+            ticks += child_stat.utime + child_stat.stime
+            memory += child_memory
         reading = _Reading(pid, stat.start_ticks, self.monotonic(), ticks)
         base = self._base
         if base is None or base.pid != pid or base.start_ticks != stat.start_ticks or ticks < base.cpu_ticks:

@@ -193,11 +193,7 @@ class Sidecar:
         self.settings = settings
         identity = settings.identity
         self.pod_key = f"{identity.namespace}/{identity.name}"
-        self.spec_source = (
-            SpecSource(path=settings.config_file)
-            if settings.config_file is not None
-            else SpecSource(text=settings.config_text)
-        )
+        self.spec_source = SpecSource(path=settings.config_file, text=settings.config_text)
         self.proc = proc
         self.meter = procfs.UsageMeter(self._locate_app, proc=proc)
         self._app_seen: bool | None = None
