@@ -120,12 +120,8 @@ def read_mem_total(proc: Path = PROC) -> int:
     raise LookupError(f"no MemTotal in {proc / 'meminfo'}")
 
 
-def pids(proc: Path = PROC) -> list[int]:
-    return sorted(int(entry.name) for entry in proc.iterdir() if entry.name.isdigit())
-
-
 def _stats(proc: Path) -> Iterator[ProcessStat]:
-    for pid in pids(proc):
+    for pid in sorted(int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()):
         try:
             yield read_stat(pid, proc)
         except ProcessGone:
@@ -163,11 +159,6 @@ def ancestors(pid: int, proc: Path = PROC) -> list[int]:
         current = parent
 
 
-def is_pause(cmdline: list[str]) -> bool:
-    """The pod's infrastructure ("pause") process, pid 1 of a shared process namespace."""
-    return bool(cmdline) and os.path.basename(cmdline[0]) in PAUSE_NAMES
-
-
 def find_app_process(
     pattern: re.Pattern[str] | str | None = None, *, proc: Path = PROC, self_pid: int | None = None
 ) -> int | None:
@@ -183,7 +174,7 @@ def find_app_process(
         if stat.pid in excluded or stat.state in ("Z", "X"):
             continue
         cmdline = read_cmdline(stat.pid, proc)
-        if not cmdline or is_pause(cmdline):
+        if not cmdline or os.path.basename(cmdline[0]) in PAUSE_NAMES:  # the pod's infrastructure process
             continue
         if regex is not None and not regex.search(" ".join(cmdline)):
             continue
@@ -218,11 +209,6 @@ class UsageMeter:
         self.monotonic = monotonic
         self._base: _Reading | None = None
         self._last_rate: float | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The process measured last, if any."""
-        return self._base.pid if self._base else None
 
     def measure(self) -> Usage | None:
         """The usage since the previous call; None when there is no process to measure."""

@@ -173,8 +173,7 @@ class CheckLoop:
         """Runs one check now; errors are reported, not raised."""
         self._last_start = self.clock.monotonic()
         self.checks += 1
-        now = self.clock.now().astimezone(dt.UTC).replace(microsecond=0)
-        now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        now_text = self.clock.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
         def gather() -> dict[str, Any]:
             pods, metrics = self.observe()

@@ -202,7 +202,7 @@ class Sidecar:
             concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracing.get_tracer(self.provider)
         )
         self.stores = wiring.Stores(local_dir=settings.local_dir, spool_dir=settings.spool_dir)
-        loop = CheckLoop(
+        self.loop = loop = CheckLoop(
             config_name=self.spec_source.name,
             load_spec=self._load_spec,
             observe=self.observe,
@@ -216,7 +216,6 @@ class Sidecar:
         self.runtime = SingleTarget(
             loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-sidecar-loop"
         )
-        self.loop = loop
         self._running = threading.Event()
 
     # What a check sees --------------------------------------------------------------------------
@@ -293,9 +292,6 @@ class Sidecar:
         )
 
     # Lifecycle ----------------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        self.loop.stop()
 
     def ready(self) -> tuple[bool, str]:
         return (True, "checking") if self._running.is_set() and not self.loop.stopping else (False, "not running")

@@ -78,7 +78,7 @@ def one_pod_state(
 
 class SingleTarget:
     """The loop, the process meter and the tracer provider of one session; `run()` checks in the
-    foreground until `stop()`, a signal (handled by `on_signal`) or `duration` seconds."""
+    foreground until the loop is stopped, a signal (handled by `on_signal`) or `duration` seconds."""
 
     def __init__(
         self,
@@ -94,9 +94,6 @@ class SingleTarget:
         self.provider = provider
         self._on_signal = on_signal
         self._thread_name = thread_name
-
-    def stop(self) -> None:
-        self.loop.stop()
 
     def run(self, *, duration: float | None = None) -> bool:
         """True when the loop ended as asked; False when it died of an error (reported already)."""
