@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
-from kprof_lib.runtimes.single import SettingsError, SingleTarget, Target, one_pod_state, parse_target
+from kprof_lib.runtimes.single import SettingsError, SingleTarget, Target, one_pod_state
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec
@@ -66,60 +65,6 @@ class SidecarSettings:
     health_addr: str
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     tls_verify: bool = True
-
-
-def settings_from(
-    *,
-    env: Mapping[str, str],
-    config: str | None = None,
-    app_process: str | None = None,
-    app_container: str | None = None,
-    target: str | None = None,
-    local_dir: str | None = None,
-    spool_dir: str | None = None,
-    podinfo_dir: str | None = None,
-    health_addr: str | None = None,
-    max_profile_bytes: int = DEFAULT_MAX_BYTES,
-    tls_verify: bool = True,
-) -> SidecarSettings:
-    """Flags win over the environment, which wins over the defaults."""
-    identity = podinfo.identity_from_env(env, app_container=app_container)
-    config_text = None
-    config_file = config or env.get("KPROF_CONFIG_FILE", "").strip() or None
-    if config_file is None:
-        config_text = env.get("KPROF_CONFIG", "").strip() or None
-        if config_text is None:
-            if not Path(DEFAULT_CONFIG_FILE).exists():
-                raise SettingsError(
-                    "no ProfilingConfig: give --config FILE, or set KPROF_CONFIG_FILE or KPROF_CONFIG "
-                    f"(default file {DEFAULT_CONFIG_FILE} does not exist)"
-                )
-            config_file = DEFAULT_CONFIG_FILE
-    pattern = app_process or None
-    if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise SettingsError(f"--app-process {pattern!r}: not a regular expression: {error}") from None
-    info_dir = podinfo_dir or env.get("KPROF_PODINFO_DIR", "").strip() or DEFAULT_PODINFO_DIR
-    address = health_addr or DEFAULT_HEALTH_ADDR
-    try:
-        endpoints.parse_address(address)
-    except ValueError as error:
-        raise SettingsError(f"--health-addr {error}") from None
-    return SidecarSettings(
-        identity=identity,
-        config_file=Path(config_file) if config_file else None,
-        config_text=config_text,
-        podinfo_dir=Path(info_dir),
-        app_process=pattern,
-        target=parse_target(target) if target else None,
-        local_dir=Path(local_dir or env.get("KPROF_LOCAL_DIR", "").strip() or DEFAULT_LOCAL_DIR),
-        spool_dir=Path(spool_dir or env.get("KPROF_SPOOL_DIR", "").strip() or DEFAULT_SPOOL_DIR),
-        health_addr=address,
-        max_profile_bytes=max_profile_bytes,
-        tls_verify=tls_verify,
-    )
 
 
 class SpecSource:
