@@ -9,7 +9,8 @@ both `ValueError`s that list every problem with its path.
     print(plan.recap())
 """
 
-from kprof_lib.planning.reconcile import Plan, reconcile
+from kprof_lib.planning.plan import Plan
+from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.validation import validate_document, validate_spec
 from kprof_lib.state.errors import StateError

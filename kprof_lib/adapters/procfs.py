@@ -14,7 +14,7 @@ container (each container has its own cgroup namespace), and a local process usu
 cgroup with the rest of the user's session; RSS is what both can read, and for a Go service it is
 close to the working set (it leaves out the page cache).
 
-With `include_children` (the default), the process's live descendants count too (their CPU time
+The process's live descendants count too (their CPU time
 and RSS), as do children it has already reaped (cutime + cstime): an app started through a shell
 wrapper is measured whole.
 
@@ -120,12 +120,8 @@ def read_mem_total(proc: Path = PROC) -> int:
     raise LookupError(f"no MemTotal in {proc / 'meminfo'}")
 
 
-def pids(proc: Path = PROC) -> list[int]:
-    return sorted(int(entry.name) for entry in proc.iterdir() if entry.name.isdigit())
-
-
 def _stats(proc: Path) -> Iterator[ProcessStat]:
-    for pid in pids(proc):
+    for pid in sorted(int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()):
         try:
             yield read_stat(pid, proc)
         except ProcessGone:
@@ -163,11 +159,6 @@ def ancestors(pid: int, proc: Path = PROC) -> list[int]:
         current = parent
 
 
-def is_pause(cmdline: list[str]) -> bool:
-    """The pod's infrastructure ("pause") process, pid 1 of a shared process namespace."""
-    return bool(cmdline) and os.path.basename(cmdline[0]) in PAUSE_NAMES
-
-
 def find_app_process(
     pattern: re.Pattern[str] | str | None = None, *, proc: Path = PROC, self_pid: int | None = None
 ) -> int | None:
@@ -183,7 +174,7 @@ def find_app_process(
         if stat.pid in excluded or stat.state in ("Z", "X"):
             continue
         cmdline = read_cmdline(stat.pid, proc)
-        if not cmdline or is_pause(cmdline):
+        if not cmdline or os.path.basename(cmdline[0]) in PAUSE_NAMES:  # the pod's infrastructure process
             continue
         if regex is not None and not regex.search(" ".join(cmdline)):
             continue
@@ -208,23 +199,16 @@ class UsageMeter:
         self,
         locate: Callable[[], int | None],
         *,
-        include_children: bool = True,
         min_window: float = 1.0,
         proc: Path = PROC,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.locate = locate
-        self.include_children = include_children
         self.min_window = min_window
         self.proc = proc
         self.monotonic = monotonic
         self._base: _Reading | None = None
         self._last_rate: float | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The process measured last, if any."""
-        return self._base.pid if self._base else None
 
     def measure(self) -> Usage | None:
         """The usage since the previous call; None when there is no process to measure."""
@@ -254,18 +238,16 @@ class UsageMeter:
 
     def _measure(self, pid: int) -> Usage:
         stat = read_stat(pid, self.proc)
-        ticks = stat.utime + stat.stime
+        ticks = stat.utime + stat.stime + stat.cutime + stat.cstime
         memory = read_rss_bytes(pid, self.proc)
-        if self.include_children:
-            ticks += stat.cutime + stat.cstime
-            for child in descendants(pid, self.proc):
-                try:
-                    child_stat = read_stat(child, self.proc)
-                    child_memory = read_rss_bytes(child, self.proc)
-                except ProcessGone:
-                    continue  # exited in between: its time shows in cutime once reaped
-                ticks += child_stat.utime + child_stat.stime
-                memory += child_memory
+        for child in descendants(pid, self.proc):
+            try:
+                child_stat = read_stat(child, self.proc)
+                child_memory = read_rss_bytes(child, self.proc)
+            except ProcessGone:
+                continue  # exited in between: its time shows in cutime once reaped
+            ticks += child_stat.utime + child_stat.stime
+            memory += child_memory
         reading = _Reading(pid, stat.start_ticks, self.monotonic(), ticks)
         base = self._base
         if base is None or base.pid != pid or base.start_ticks != stat.start_ticks or ticks < base.cpu_ticks:

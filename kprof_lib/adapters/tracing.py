@@ -12,18 +12,9 @@ BatchSpanProcessor its OTEL_BSP_* settings from the process environment themselv
 through a BatchSpanProcessor; call `shutdown()` before exit to send the last batch. The provider
 is made global only with `set_global=True`, as a process can set it once.
 
-Spans and attributes (names in `kprof_lib.execution.telemetry`):
-    kprof.check    one check of one config: kprof.config, kprof.pods.seen, kprof.pods.active,
-                   kprof.captures.planned, kprof.captures.failed
-    kprof.metrics  reading pod metrics for a check: kprof.metrics.pods
-    kprof.capture  one profile from one pod: k8s.namespace.name, k8s.pod.name, profile.type,
-                   kprof.transport, kprof.reason, url.full (the pprof URL), kprof.bytes,
-                   kprof.result; status ERROR with the exception recorded when the capture fails
-    kprof.upload   storing it: kprof.store, kprof.bucket (S3), kprof.object.key, url.full
-                   (s3://bucket/key or file:///path), kprof.bytes, kprof.attempts, kprof.result
-                   (stored or spooled), and the pod's k8s.namespace.name, k8s.pod.name, profile.type
-The trace id of the capture (`trace_id_hex`) goes into the profile's metadata, which leads from a
-stored profile to its trace.
+Spans and their attributes are named in `kprof_lib.execution.telemetry` and described in
+docs/TRACING.md; the capture's trace id (`trace_id_hex`) goes into the profile's metadata, which
+leads from a stored profile to its trace.
 """
 
 from __future__ import annotations

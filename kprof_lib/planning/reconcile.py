@@ -29,7 +29,6 @@ from kprof_lib.planning.plan import (
     NONE,
     ON_DEMAND,
     THRESHOLD,
-    THRESHOLD_REASONS,
     Plan,
     PodDecision,
     Usage,
@@ -37,8 +36,6 @@ from kprof_lib.planning.plan import (
 from kprof_lib.spec import validation
 from kprof_lib.spec.model import Spec
 from kprof_lib.state import cluster, optin
-
-__all__ = ["CPU_THRESHOLD", "MEMORY_THRESHOLD", "ON_DEMAND", "THRESHOLD_REASONS", "Plan", "PodDecision", "reconcile"]
 
 
 def reconcile(spec: Any, cluster_state: Any, *, kinds: Collection[str] = KINDS) -> Plan:

@@ -46,15 +46,8 @@ def build(base: Mapping[str, Any], outcome: Outcome, *, generation: int | None, 
     previous = base.get("conditions")
     if isinstance(outcome, Invalid):
         conds = conditions.set_condition(previous, VALID, False, "InvalidSpec", outcome.message, generation, now)
-        conds = conditions.set_condition(
-            conds,
-            READY,
-            False,
-            "InvalidSpec",
-            "not checking: the spec is invalid (see the Valid condition)",
-            generation,
-            now,
-        )
+        why = "not checking: the spec is invalid (see the Valid condition)"
+        conds = conditions.set_condition(conds, READY, False, "InvalidSpec", why, generation, now)
         return {"activePods": 0, "observedGeneration": generation, "lastCheckTime": now, "conditions": conds}
     conds = conditions.set_condition(previous, VALID, True, "SpecValid", "the spec is valid", generation, now)
     if isinstance(outcome, Failed):

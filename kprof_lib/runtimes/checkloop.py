@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ class HistoryBook:
                 log.warning("capture history %s cannot be written: %s", self.path, error)
 
 
+@dataclass(kw_only=True, eq=False)
 class CheckLoop:
     """Runs checks of one config over one target until stopped.
 
@@ -97,40 +99,23 @@ class CheckLoop:
     `interval` overrides the spec's checkIntervalSeconds (local mode's --check-interval).
     """
 
-    def __init__(
-        self,
-        *,
-        config_name: str,
-        load_spec: Callable[[], Spec],
-        observe: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
-        pod_key: Callable[[], str],
-        executor: Executor,
-        stores: wiring.Stores,
-        transport: Transport,
-        history: HistoryBook,
-        interval: float | None = None,
-        wrap_store: Callable[[ProfileStore], ProfileStore] | None = None,
-        on_report: Callable[[CheckReport], None] | None = None,
-        on_error: Callable[[Exception], None] | None = None,
-        clock: Clock | None = None,
-    ):
-        self.config_name = config_name
-        self.load_spec = load_spec
-        self.observe = observe
-        self.pod_key = pod_key
-        self.executor = executor
-        self.stores = stores
-        self.transport = transport
-        self.history = history
-        self.interval = interval
-        self.wrap_store = wrap_store
-        self.on_report = on_report
-        self.on_error = on_error
-        self.clock = clock or SystemClock()
-        self.checks = 0
-        self.completed = False  # run() ended as asked (stop() or its duration), not by an error
-        self._stop = threading.Event()
-        self._last_start: float | None = None
+    config_name: str
+    load_spec: Callable[[], Spec]
+    observe: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+    pod_key: Callable[[], str]
+    executor: Executor
+    stores: wiring.Stores
+    transport: Transport
+    history: HistoryBook
+    interval: float | None = None
+    wrap_store: Callable[[ProfileStore], ProfileStore] | None = None
+    on_report: Callable[[CheckReport], None] | None = None
+    on_error: Callable[[Exception], None] | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    checks: int = field(default=0, init=False)
+    completed: bool = field(default=False, init=False)  # run() ended as asked (stop() or its duration), not by an error
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _last_start: float | None = field(default=None, init=False)
 
     # Control ------------------------------------------------------------------------------------
 
@@ -173,8 +158,7 @@ class CheckLoop:
         """Runs one check now; errors are reported, not raised."""
         self._last_start = self.clock.monotonic()
         self.checks += 1
-        now = self.clock.now().astimezone(dt.UTC).replace(microsecond=0)
-        now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        now_text = self.clock.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
         def gather() -> dict[str, Any]:
             pods, metrics = self.observe()

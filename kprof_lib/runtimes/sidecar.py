@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
 from kprof_lib.runtimes import endpoints, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
-from kprof_lib.runtimes.single import SettingsError, SingleTarget, Target, one_pod_state, parse_target
+from kprof_lib.runtimes.single import SettingsError, SingleTarget, Target, one_pod_state
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec
@@ -66,60 +65,6 @@ class SidecarSettings:
     health_addr: str
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     tls_verify: bool = True
-
-
-def settings_from(
-    *,
-    env: Mapping[str, str],
-    config: str | None = None,
-    app_process: str | None = None,
-    app_container: str | None = None,
-    target: str | None = None,
-    local_dir: str | None = None,
-    spool_dir: str | None = None,
-    podinfo_dir: str | None = None,
-    health_addr: str | None = None,
-    max_profile_bytes: int = DEFAULT_MAX_BYTES,
-    tls_verify: bool = True,
-) -> SidecarSettings:
-    """Flags win over the environment, which wins over the defaults."""
-    identity = podinfo.identity_from_env(env, app_container=app_container)
-    config_text = None
-    config_file = config or env.get("KPROF_CONFIG_FILE", "").strip() or None
-    if config_file is None:
-        config_text = env.get("KPROF_CONFIG", "").strip() or None
-        if config_text is None:
-            if not Path(DEFAULT_CONFIG_FILE).exists():
-                raise SettingsError(
-                    "no ProfilingConfig: give --config FILE, or set KPROF_CONFIG_FILE or KPROF_CONFIG "
-                    f"(default file {DEFAULT_CONFIG_FILE} does not exist)"
-                )
-            config_file = DEFAULT_CONFIG_FILE
-    pattern = app_process or None
-    if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise SettingsError(f"--app-process {pattern!r}: not a regular expression: {error}") from None
-    info_dir = podinfo_dir or env.get("KPROF_PODINFO_DIR", "").strip() or DEFAULT_PODINFO_DIR
-    address = health_addr or DEFAULT_HEALTH_ADDR
-    try:
-        endpoints.parse_address(address)
-    except ValueError as error:
-        raise SettingsError(f"--health-addr {error}") from None
-    return SidecarSettings(
-        identity=identity,
-        config_file=Path(config_file) if config_file else None,
-        config_text=config_text,
-        podinfo_dir=Path(info_dir),
-        app_process=pattern,
-        target=parse_target(target) if target else None,
-        local_dir=Path(local_dir or env.get("KPROF_LOCAL_DIR", "").strip() or DEFAULT_LOCAL_DIR),
-        spool_dir=Path(spool_dir or env.get("KPROF_SPOOL_DIR", "").strip() or DEFAULT_SPOOL_DIR),
-        health_addr=address,
-        max_profile_bytes=max_profile_bytes,
-        tls_verify=tls_verify,
-    )
 
 
 class SpecSource:
@@ -193,11 +138,7 @@ class Sidecar:
         self.settings = settings
         identity = settings.identity
         self.pod_key = f"{identity.namespace}/{identity.name}"
-        self.spec_source = (
-            SpecSource(path=settings.config_file)
-            if settings.config_file is not None
-            else SpecSource(text=settings.config_text)
-        )
+        self.spec_source = SpecSource(path=settings.config_file, text=settings.config_text)
         self.proc = proc
         self.meter = procfs.UsageMeter(self._locate_app, proc=proc)
         self._app_seen: bool | None = None
@@ -206,7 +147,7 @@ class Sidecar:
             concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracing.get_tracer(self.provider)
         )
         self.stores = wiring.Stores(local_dir=settings.local_dir, spool_dir=settings.spool_dir)
-        loop = CheckLoop(
+        self.loop = loop = CheckLoop(
             config_name=self.spec_source.name,
             load_spec=self._load_spec,
             observe=self.observe,
@@ -220,7 +161,6 @@ class Sidecar:
         self.runtime = SingleTarget(
             loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-sidecar-loop"
         )
-        self.loop = loop
         self._running = threading.Event()
 
     # What a check sees --------------------------------------------------------------------------
@@ -297,9 +237,6 @@ class Sidecar:
         )
 
     # Lifecycle ----------------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        self.loop.stop()
 
     def ready(self) -> tuple[bool, str]:
         return (True, "checking") if self._running.is_set() and not self.loop.stopping else (False, "not running")

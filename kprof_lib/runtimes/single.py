@@ -15,7 +15,7 @@ import datetime as dt
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,27 +76,17 @@ def one_pod_state(
     return [pod], [metrics]
 
 
+@dataclass(eq=False)
 class SingleTarget:
     """The loop, the process meter and the tracer provider of one session; `run()` checks in the
-    foreground until `stop()`, a signal (handled by `on_signal`) or `duration` seconds."""
+    foreground until the loop is stopped, a signal (handled by `on_signal`) or `duration` seconds."""
 
-    def __init__(
-        self,
-        loop: CheckLoop,
-        *,
-        meter: procfs.UsageMeter | None,
-        provider: Any,
-        on_signal: Callable[[int], None],
-        thread_name: str,
-    ):
-        self.loop = loop
-        self.meter = meter
-        self.provider = provider
-        self._on_signal = on_signal
-        self._thread_name = thread_name
-
-    def stop(self) -> None:
-        self.loop.stop()
+    loop: CheckLoop
+    _: KW_ONLY
+    meter: procfs.UsageMeter | None
+    provider: Any
+    on_signal: Callable[[int], None]
+    thread_name: str
 
     def run(self, *, duration: float | None = None) -> bool:
         """True when the loop ended as asked; False when it died of an error (reported already)."""
@@ -104,7 +94,7 @@ class SingleTarget:
         if self.meter is not None:
             self.meter.measure()  # opens the first CPU window
         worker = threading.Thread(
-            target=self.loop.run, kwargs={"duration": duration}, name=self._thread_name, daemon=True
+            target=self.loop.run, kwargs={"duration": duration}, name=self.thread_name, daemon=True
         )
         try:
             worker.start()
@@ -118,4 +108,4 @@ class SingleTarget:
         return self.loop.completed
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self._on_signal(signum)
+        self.on_signal(signum)

@@ -17,6 +17,9 @@ from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.ports import ProfileStore, Transport
 
+# The s3Config fields that tell the cached S3 stores apart.
+_S3_STORE_FIELDS = ("bucket", "region", "endpoint", "serverSideEncryption", "kmsKeyId")
+
 
 class Stores:
     """One store per destination: `for_spec(spec)` gives the S3 store (spooled) of its s3Config, or
@@ -37,17 +40,7 @@ class Stores:
 
     def for_spec(self, spec: Mapping[str, Any]) -> ProfileStore:
         s3 = spec.get("s3Config")
-        if not s3:
-            key: tuple[Any, ...] = ("local",)
-        else:
-            key = (
-                "s3",
-                s3["bucket"],
-                s3.get("region"),
-                s3.get("endpoint"),
-                s3.get("serverSideEncryption"),
-                s3.get("kmsKeyId"),
-            )
+        key = ("s3", *(s3.get(field) for field in _S3_STORE_FIELDS)) if s3 else ("local",)
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = self._build(s3)

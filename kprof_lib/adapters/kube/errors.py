@@ -2,8 +2,8 @@
 `_cogs/clients/errors.py` does): `reads.get_json`/`send_json` and the informer's watch turn the
 client's `ApiException` into an `APIError` whose `message` is the server's own (the Status body's
 message, parsed once; its HTTP reason when the body has none). Adapters catch by class:
-`APINotFound` (404), `APIConflict` (409), `APIGone` (410), `APIForbidden` (403) and
-`APIUnavailable` (503); any other status is a plain `APIError`.
+`APINotFound` (404), `APIConflict` (409), `APIGone` (410) and `APIForbidden` (403); any other
+status is a plain `APIError`.
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ class APIConflict(APIError):
 
 class APIGone(APIError):
     statuses = (410,)
-
-
-class APIUnavailable(APIError):
-    statuses = (503,)
 
 
 _BY_STATUS = {status: cls for cls in APIError.__subclasses__() for status in cls.statuses}

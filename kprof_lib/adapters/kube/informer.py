@@ -415,14 +415,14 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
             slim_metadata[key] = _intern(metadata[key])
     labels = metadata.get("labels")
     if labels:
-        slim_metadata["labels"] = _shared_map(labels)
+        slim_metadata["labels"] = _shared(labels)
     annotations = {
         key: value
         for key, value in (metadata.get("annotations") or {}).items()
         if key.startswith(_KEPT_ANNOTATION_PREFIX)
     }
     if annotations:
-        slim_metadata["annotations"] = _shared_map(annotations)
+        slim_metadata["annotations"] = _shared(annotations)
     owners = metadata.get("ownerReferences")
     if owners:
         slim_metadata["ownerReferences"] = _shared(
@@ -464,10 +464,6 @@ def _shared(value: Any) -> Any:
     if len(_SHARED) >= _SHARED_LIMIT:
         _SHARED.clear()
     return _SHARED.setdefault(key, _intern_all(value))
-
-
-def _shared_map(mapping: dict[str, str]) -> dict[str, str]:
-    return _shared(mapping) if all(isinstance(v, str) for v in mapping.values()) else dict(mapping)
 
 
 def _intern(value: Any) -> Any:

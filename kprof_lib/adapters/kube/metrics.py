@@ -33,16 +33,10 @@ class MetricsServer:
         self._api = api_client
         self._timeout = timeout
 
-    @staticmethod
-    def path_for(namespace: str | None) -> str:
-        if namespace is None:
-            return f"{METRICS_API}/pods"
-        return f"{METRICS_API}/namespaces/{namespace}/pods"
-
     def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict[str, Any]]:
         """The PodMetrics of `namespace` (None: every namespace) whose pod labels match
         `label_selector` (the API's selector syntax; None or "" matches all)."""
-        path = self.path_for(namespace)
+        path = f"{METRICS_API}/pods" if namespace is None else f"{METRICS_API}/namespaces/{namespace}/pods"
         query = [("labelSelector", label_selector)] if label_selector else []
         try:
             document = get_json(self._api, path, query, timeout=self._timeout)

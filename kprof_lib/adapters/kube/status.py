@@ -26,15 +26,11 @@ class StatusWriter:
         self._api = api_client
         self._timeout = timeout
 
-    @staticmethod
-    def path_for(namespace: str, name: str) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
         """Merge `status` into the object's .status (a key set to None removes that field; lists
         such as conditions are replaced whole). Returns the updated object, or None when the
         ProfilingConfig no longer exists (deleted while it was being checked)."""
-        path = self.path_for(namespace, name)
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
         try:
             return send_json(
                 self._api, "PATCH", path, {"status": dict(status)}, content_type=MERGE_PATCH, timeout=self._timeout

@@ -8,7 +8,8 @@ import json
 import sys
 from typing import Any
 
-from kprof_lib.planning.reconcile import Plan, reconcile
+from kprof_lib.planning.plan import Plan
+from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.runtimes import documents
 from kprof_lib.spec.errors import InputError
 

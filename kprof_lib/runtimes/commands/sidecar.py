@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
-from kprof_lib.adapters.podinfo import PodInfoError
+from kprof_lib.adapters import podinfo
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
-from kprof_lib.runtimes import logs, sidecar, wiring
-from kprof_lib.runtimes.single import SettingsError
+from kprof_lib.runtimes import endpoints, logs, sidecar, wiring
+from kprof_lib.runtimes.single import SettingsError, parse_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,23 +75,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json")
 
 
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> sidecar.SidecarSettings:
+    """Flags win over the environment, which wins over the defaults."""
+    identity = podinfo.identity_from_env(env, app_container=args.app_container)
+    config_text = None
+    config_file = args.config or env.get("KPROF_CONFIG_FILE", "").strip() or None
+    if config_file is None:
+        config_text = env.get("KPROF_CONFIG", "").strip() or None
+        if config_text is None:
+            if not Path(sidecar.DEFAULT_CONFIG_FILE).exists():
+                raise SettingsError(
+                    "no ProfilingConfig: give --config FILE, or set KPROF_CONFIG_FILE or KPROF_CONFIG "
+                    f"(default file {sidecar.DEFAULT_CONFIG_FILE} does not exist)"
+                )
+            config_file = sidecar.DEFAULT_CONFIG_FILE
+    pattern = args.app_process or None
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise SettingsError(f"--app-process {pattern!r}: not a regular expression: {error}") from None
+    info_dir = args.podinfo_dir or env.get("KPROF_PODINFO_DIR", "").strip() or sidecar.DEFAULT_PODINFO_DIR
+    address = args.health_addr or sidecar.DEFAULT_HEALTH_ADDR
+    try:
+        endpoints.parse_address(address)
+    except ValueError as error:
+        raise SettingsError(f"--health-addr {error}") from None
+    return sidecar.SidecarSettings(
+        identity=identity,
+        config_file=Path(config_file) if config_file else None,
+        config_text=config_text,
+        podinfo_dir=Path(info_dir),
+        app_process=pattern,
+        target=parse_target(args.target) if args.target else None,
+        local_dir=Path(args.local_dir or env.get("KPROF_LOCAL_DIR", "").strip() or sidecar.DEFAULT_LOCAL_DIR),
+        spool_dir=Path(args.spool_dir or env.get("KPROF_SPOOL_DIR", "").strip() or sidecar.DEFAULT_SPOOL_DIR),
+        health_addr=address,
+        max_profile_bytes=args.max_profile_bytes,
+        tls_verify=not args.insecure_skip_tls_verify,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
-        settings = sidecar.settings_from(
-            env=os.environ,
-            config=args.config,
-            app_process=args.app_process,
-            app_container=args.app_container,
-            target=args.target,
-            local_dir=args.local_dir,
-            spool_dir=args.spool_dir,
-            podinfo_dir=args.podinfo_dir,
-            health_addr=args.health_addr,
-            max_profile_bytes=args.max_profile_bytes,
-            tls_verify=not args.insecure_skip_tls_verify,
-        )
-    except (SettingsError, PodInfoError) as error:
+        settings = settings_from(args, os.environ)
+    except (SettingsError, podinfo.PodInfoError) as error:
         print(f"kprof sidecar: {error}", file=sys.stderr)
         return 2
     try:

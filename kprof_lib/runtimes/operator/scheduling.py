@@ -238,10 +238,9 @@ class ConfigScheduler:
 
     def _add_jobs(self, key: str, entry: _Scheduled) -> None:
         now = _whole_seconds(self._clock.now())
+        jobs = {}
         for kind, interval in entry.plan.intervals().items():
-            anchor = now
-            if kind == ON_DEMAND and self._next_on_demand is not None:
-                anchor = self._aligned_start(key, interval, now)
+            anchor = self._aligned_start(key, interval, now) if kind == ON_DEMAND else now
             entry.anchors[kind] = anchor
             self._scheduler.add_job(
                 self._job,
@@ -255,10 +254,7 @@ class ConfigScheduler:
                 # within one interval; later than that it is coalesced into the next one.
                 misfire_grace_time=interval,
             )
-        jobs = {
-            kind: {"interval": entry.plan.intervals()[kind], "first": _text(anchor)}
-            for kind, anchor in entry.anchors.items()
-        }
+            jobs[kind] = {"interval": interval, "first": _text(anchor)}
         log.info(
             "scheduled %s: %s",
             key,
@@ -267,7 +263,8 @@ class ConfigScheduler:
         )
 
     def _aligned_start(self, key: str, interval: int, now: dt.datetime) -> dt.datetime:
-        assert self._next_on_demand is not None
+        if self._next_on_demand is None:
+            return now
         try:
             due = self._next_on_demand(key, interval)
         except Exception as error:  # history unreadable now: start at once, reconcile still decides
@@ -317,12 +314,9 @@ class ConfigScheduler:
             with entry.lock:
                 if entry.removed:
                     return
-                clock_now = _whole_seconds(self._clock.now())
-                now = (
-                    fire_time(entry.anchors[kind], entry.plan.intervals()[kind], clock_now)
-                    if kind == ON_DEMAND
-                    else clock_now
-                )
+                now = _whole_seconds(self._clock.now())
+                if kind == ON_DEMAND:
+                    now = fire_time(entry.anchors[kind], entry.plan.intervals()[kind], now)
                 run = Run(key, kind, now, entry.uid, entry.generation, lambda: entry.removed)
                 try:
                     self._run(run)
