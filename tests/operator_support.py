@@ -250,6 +250,11 @@ class OperatorProcess:
         with self._changed:
             return "\n".join([json.dumps(r) for r in self.logs[-60:]] + self.other_output[-20:])
 
+    def output_lines(self) -> list[str]:
+        """Everything it has printed: JSON records (as JSON again) and other lines."""
+        with self._changed:
+            return [json.dumps(r) for r in self.logs] + list(self.other_output)
+
     def find_logs(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         with self._changed:
             return [record for record in self.logs if predicate(record)]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
+from kprof_lib.adapters.kube.reads import MERGE_PATCH, error_detail, send_json
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class EventRecorder:
             self._record(involved, event_type, reason, message)
         except Exception as exc:
             self.failures += 1
-            detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else f"{type(exc).__name__}: {exc}"
+            detail = error_detail(exc)
             log.warning(
                 "could not record event %s on %s %s/%s: %s",
                 reason,

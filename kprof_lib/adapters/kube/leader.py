@@ -25,7 +25,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from kprof_lib.adapters.kube.reads import get_json, send_json
+from kprof_lib.adapters.kube.reads import error_detail, get_json, send_json
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class LeaderElector:
         try:
             won = self._try_acquire_or_renew()
         except Exception as exc:
-            detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else f"{type(exc).__name__}: {exc}"
+            detail = error_detail(exc)
             log.warning("Lease %s/%s: %s", self.namespace, self.name, detail)
             won = False
         self._settled.set()

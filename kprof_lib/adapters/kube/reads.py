@@ -32,6 +32,18 @@ def get_json(api: client.ApiClient, path: str, query: list[tuple[str, str]] | No
         response.release_conn()
 
 
+def error_detail(exc: BaseException) -> str:
+    """An API error as status, reason and the API server's own message, which for a 403 names the
+    permission missing (`cannot get resource "leases" in API group "coordination.k8s.io" ...`)."""
+    if not isinstance(exc, client.ApiException):
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        message = json.loads(exc.body).get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
+
+
 def read_pod(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     return get_json(api, f"/api/v1/namespaces/{namespace}/pods/{name}")
 
