@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from kprof_lib.adapters.kube.reads import get_json, send_json
+from kprof_lib.adapters.kube.reads import error_detail, get_json, send_json
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class ConfigMapHistory:
                     return
                 if exc.status == 403:
                     # Without delete on configmaps, an emptied ConfigMap is the next best thing.
-                    log.warning("%s: cannot delete (403), emptying it instead", path)
+                    log.warning("%s: cannot delete (%s), emptying it instead", path, error_detail(exc))
                     self._empty(config_key)
                     return
                 raise HistoryError(_explain("delete", path, exc)) from None
