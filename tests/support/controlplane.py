@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -68,6 +70,11 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: Linux's PR_SET_PDEATHSIG, SIGTERM when the parent exits."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class _Process:
     """One program of the control plane, its output in a log file that failures quote."""
 
@@ -75,9 +82,15 @@ class _Process:
         self.name = name
         self.log = log
         self._file = log.open("wb")
-        # A session of its own, so that a Ctrl-C meant for pytest does not reach it before cleanup.
+        # A session of its own, so that a Ctrl-C meant for pytest does not reach it before cleanup;
+        # and SIGTERM when this process dies, however it dies, so that nothing outlives the run.
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
 
     def tail(self, lines: int = 40) -> str:
@@ -525,7 +538,6 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def main(argv: list[str] | None = None) -> int:
     """scripts/dev-cluster: the same control plane for a person, until Ctrl-C."""
     import argparse
-    import signal
     import threading
 
     parser = argparse.ArgumentParser(prog="scripts/dev-cluster", description=main.__doc__)
