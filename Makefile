@@ -1,5 +1,5 @@
 # Developer entry points. `make demo` and `make test` are the two a newcomer needs.
-.PHONY: deps test lint fmt demo build run tools crds docker-build docker-push install-crds deploy helm-install
+.PHONY: deps test lint fmt demo build run tools cluster crds docker-build docker-push install-crds deploy helm-install
 
 # The image `docker-build` makes, `docker-push` pushes and `helm-install` runs; always with a tag,
 # e.g. make docker-push helm-install IMG=registry.example.com:5000/kprof:dev
@@ -39,6 +39,12 @@ run: deps
 
 tools:
 	bash scripts/install-tools
+	bash scripts/build-tools
+
+# A real control plane (etcd, kube-apiserver, metrics-server) on this machine until Ctrl-C; it
+# prints the KUBECONFIG to use (docs/OPERATOR.md).
+cluster:
+	bash scripts/dev-cluster
 
 # Rewrites the committed CRD copies from schemas/profilingconfig.schema.json (a test checks them).
 crds: deps

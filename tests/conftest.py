@@ -1,5 +1,5 @@
-"""Shared pytest set-up: the real parts (Go pprof app, S3 server, OTLP receiver, Kubernetes API
-emulator) are fixtures defined in their own support modules and registered here."""
+"""Shared pytest set-up: the real parts (Go pprof app, S3 server, OTLP receiver, the real control
+plane, Kubernetes API emulator) are fixtures defined in their own support modules and registered here."""
 
 pytest_plugins = [
     "tests.support.goapp",
@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.support.s3server",
     "tests.support.otlp",
     "tests.kube_emulator.fixtures",
+    "tests.support.controlplane",
+    "tests.support.chart",
 ]

@@ -1,8 +1,7 @@
 """Helpers for the operator's end-to-end tests and benchmarks: `OperatorProcess` runs the real
 `kprof run` as a subprocess and reads its JSON log lines (addresses, decisions); `OperatorThread`
 runs an `app.Operator` inside the test process on loopback ports with a private tracer; builders
-for ProfilingConfigs and annotated pods; `wait_until` for bounded polling; `rbac_verbs` turns the
-emulator's request log into the (group, resource, verb) triples RBAC speaks of.
+for ProfilingConfigs and annotated pods; `wait_until` for bounded polling.
 """
 
 from __future__ import annotations
@@ -256,6 +255,11 @@ class OperatorProcess:
         with self._changed:
             return "\n".join([json.dumps(r) for r in self.logs[-60:]] + self.other_output[-20:])
 
+    def output_lines(self) -> list[str]:
+        """Everything it has printed: JSON records (as JSON again) and other lines."""
+        with self._changed:
+            return [json.dumps(r) for r in self.logs] + list(self.other_output)
+
     def find_logs(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         with self._changed:
             return [record for record in self.logs if predicate(record)]
@@ -367,38 +371,3 @@ class OperatorThread:
             return self.operator.stop()
         finally:
             self.provider.shutdown()
-
-
-# RBAC -------------------------------------------------------------------------------------------
-
-
-def rbac_verbs(records: Iterable[Any]) -> dict[tuple[str, str, str], set[str]]:
-    """(apiGroup, resource[/subresource], verb) for each API request, with the namespaces seen
-    ("" for cluster-wide requests). Discovery and health paths are left out."""
-    seen: dict[tuple[str, str, str], set[str]] = {}
-    for record in records:
-        parts = [p for p in record.path.split("/") if p]
-        if not parts or parts[0] not in ("api", "apis"):
-            continue
-        if parts[0] == "api":
-            group, rest = "", parts[2:]
-        else:
-            group, rest = parts[1], parts[3:]
-        if not rest:
-            continue
-        namespace = ""
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            namespace, rest = rest[1], rest[2:]
-        resource = rest[0]
-        name = rest[1] if len(rest) > 1 else None
-        if len(rest) > 2:
-            resource = f"{resource}/{rest[2]}"
-        verb = {
-            "GET": ("watch" if record.is_watch else "list") if name is None else "get",
-            "POST": "create",
-            "PUT": "update",
-            "PATCH": "patch",
-            "DELETE": "delete",
-        }.get(record.method, record.method.lower())
-        seen.setdefault((group, resource, verb), set()).add(namespace)
-    return seen

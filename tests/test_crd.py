@@ -57,7 +57,7 @@ def test_names_scope_columns_and_subresources_follow_the_contract(built):
         "listKind": "ProfilingConfigList",
         "plural": "profilingconfigs",
         "singular": "profilingconfig",
-        "shortNames": ["pc"],
+        "shortNames": ["pcfg"],
         "categories": ["profiling"],
     }
     [version] = spec["versions"]

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from kprof_lib.adapters.kube.history import configmap_name
-from kprof_lib.runtimes import rbac
 from tests.kube_emulator import Fault, KubeEmulator
 from tests.operator_support import (
     OPERATOR_NAMESPACE,
@@ -40,7 +39,6 @@ from tests.operator_support import (
     metric_value,
     profiled_pod,
     profiling_config,
-    rbac_verbs,
     s3_config,
     set_usage,
     status_of,
@@ -426,22 +424,6 @@ def test_cooldown_and_the_on_demand_interval_hold_across_a_restart(first_run):
 
 
 # API calls --------------------------------------------------------------------------------------
-
-
-def test_api_calls_stay_within_the_rbac_the_charts_grant(first_run):
-    granted = {role: rbac.permissions(rules) for role, rules in rbac.rules_for(["direct"]).items()}
-    used = rbac_verbs(first_run.requests)
-    outside = []
-    for (group, resource, verb), namespaces in used.items():
-        in_cluster_role = (group, resource, verb) in granted[rbac.CLUSTER_ROLE]
-        in_own_namespace = (group, resource, verb) in granted[rbac.NAMESPACE_ROLE] and namespaces == {
-            OPERATOR_NAMESPACE
-        }
-        if not (in_cluster_role or in_own_namespace):
-            outside.append((group, resource, verb, sorted(namespaces)))
-    assert outside == []
-    assert ("coordination.k8s.io", "leases", "update") in used
-    assert ("", "configmaps", "create") in used
 
 
 # Two replicas -----------------------------------------------------------------------------------

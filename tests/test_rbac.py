@@ -15,7 +15,7 @@ def test_the_cluster_role_grants_what_the_operator_reads_and_writes():
     assert ("profiling.io", "profilingconfigs/status", "patch") in granted
     assert ("", "events", "create") in granted
     # Pods are never changed, only read.
-    assert {verb for group, resource, verb in granted if resource == "pods" and group == ""} == {"get", "list", "watch"}
+    assert {verb for group, resource, verb in granted if resource == "pods" and group == ""} == {"list", "watch"}
 
 
 def test_leases_and_history_are_namespaced_only():

@@ -2,9 +2,9 @@
 
 One source for every place that grants or checks permissions: the Helm chart's and the kustomize
 base's ClusterRole and Role are compared with `REQUIRED_RULES` (plus `TRANSPORT_RULES` for the
-transports they enable) by the tests, and the API calls the operator makes against the Kubernetes
-API emulator can be compared with the same rules. The sidecar needs none of these: it makes no
-Kubernetes API calls.
+transports they enable) by the tests, and the API calls the operator makes against a real API
+server (its audit log) are compared with the same rules. The sidecar needs none of these: it makes
+no Kubernetes API calls.
 """
 
 from __future__ import annotations
@@ -34,16 +34,21 @@ class Rule:
         return {"apiGroups": [self.api_group], "resources": list(self.resources), "verbs": list(self.verbs)}
 
 
+# Each grant is shown to be needed against a real API server (tests/test_cluster_operator.py: its
+# audit log has exactly these calls, and the scenario fails, naming the permission, without any
+# one of them). Nothing reads single pods, single PodMetrics or single configs (watch caches and
+# one LIST per check do), and status is written by merge patch only: no get, no update.
 REQUIRED_RULES: Mapping[str, tuple[Rule, ...]] = {
     CLUSTER_ROLE: (
         # Selection: the operator lists and watches pods in every namespace.
-        Rule("", ("pods",), ("get", "list", "watch")),
-        # Events on pods (capture taken or failed) and on ProfilingConfigs (invalid spec).
+        Rule("", ("pods",), ("list", "watch")),
+        # Events on pods (capture taken or failed) and on ProfilingConfigs (invalid spec); patch
+        # raises the count of an Event seen again.
         Rule("", ("events",), ("create", "patch")),
-        Rule("profiling.io", ("profilingconfigs",), ("get", "list", "watch")),
-        Rule("profiling.io", ("profilingconfigs/status",), ("get", "patch", "update")),
-        # Usage for thresholds comes from metrics-server.
-        Rule("metrics.k8s.io", ("pods",), ("get", "list")),
+        Rule("profiling.io", ("profilingconfigs",), ("list", "watch")),
+        Rule("profiling.io", ("profilingconfigs/status",), ("patch",)),
+        # Usage for thresholds comes from metrics-server, one LIST per check.
+        Rule("metrics.k8s.io", ("pods",), ("list",)),
     ),
     NAMESPACE_ROLE: (
         # Leader election.

@@ -21,11 +21,13 @@ from kprof_lib.spec.schemas import API_VERSION, KIND
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "profilingconfigs"
 SINGULAR = "profilingconfig"
-SHORT_NAMES = ("pc",)
+# Not "pc": every cluster's PriorityClass already has that short name, and kubectl resolves it to the
+# built-in kind first, so `kubectl get pc` would list PriorityClasses (seen on a real API server).
+SHORT_NAMES = ("pcfg",)
 CATEGORIES = ("profiling",)
 NAME = f"{PLURAL}.{GROUP}"
 
-# `kubectl get pc` columns. The selector's namespace is not called "Namespace": with `-A` kubectl
+# `kubectl get pcfg` columns. The selector's namespace is not called "Namespace": with `-A` kubectl
 # prints the object's own NAMESPACE column first and a second one of the same name would mislead.
 PRINTER_COLUMNS = (
     {

@@ -1,23 +1,27 @@
-"""The operator's end-to-end scenarios against a real Kubernetes cluster (kind or any kubeconfig),
-run only when KPROF_E2E_KUBECONFIG names that cluster's kubeconfig. Without it the whole module is
-reported as skipped with a reason that starts with "NOT RUN": it has not passed, it did not run.
+"""The operator's end-to-end scenarios against a real Kubernetes API server: the cluster named by
+KPROF_E2E_KUBECONFIG (kind or any kubeconfig) when it is set, otherwise the project's own control
+plane (tests.support.controlplane: etcd, kube-apiserver and metrics-server built from their Go
+modules), which is what CI runs every time.
 
-What the cluster needs (docs/OPERATOR.md shows the kind commands): metrics-server serving
-metrics.k8s.io; the sample app's image (examples/sample-app) loadable by its nodes, named by
+With a cluster of your own it needs (docs/OPERATOR.md shows the kind commands): metrics-server
+serving metrics.k8s.io; the sample app's image (examples/sample-app) loadable by its nodes, named by
 KPROF_E2E_SAMPLE_IMAGE (default kprof/sample-app:latest); the kubeconfig's user may create
 namespaces, pods, CRDs and ProfilingConfigs. The operator runs on this machine as `kprof run
 --kubeconfig`, reaching the pods through the API server (KPROF_E2E_TRANSPORT, default
-portforward, since pod IPs are rarely routable from outside); profiles go to the moto S3 server
-on 127.0.0.1, which the operator process reaches directly. Each run works in a namespace of its
-own (kprof-e2e-<random>), deleted afterwards, which also holds the operator's Lease and history.
+portforward, since pod IPs are rarely routable from outside). On the project's control plane there
+is no kubelet: the pods' processes are the sample app run on this machine (pod IP 127.0.0.1, the
+node agent reports their CPU and memory to metrics-server) and the transport is direct
+(port-forward needs a kubelet; the emulator suite covers it). Profiles go to the moto S3 server on
+127.0.0.1. Each run works in a namespace of its own (kprof-e2e-<random>), which also holds the
+operator's Lease and history; on a cluster of your own it is deleted afterwards.
 
-The same scenarios as tests/test_operator_e2e.py where a real cluster allows them: a threshold
+The same scenarios as tests/test_operator_e2e.py where a real API server allows them: a threshold
 breach (real CPU load, real metrics-server figures) stores CPU and heap profiles with the right
 key and metadata, moves the status counters and records an Event; an invalid config is reported
 while the others work; on-demand captures at its interval; SIGTERM exits 0 and releases the
 Lease; the cooldown holds across a restart; of two operators one captures and the other takes
-over after a kill without capturing again. API faults (410, 500, dropped watches) cannot be
-caused on demand in a real cluster and are covered by the emulator suite only.
+over after a kill without capturing again. API faults (500, dropped watches) cannot be caused on
+demand in a real cluster and are covered by the emulator suite only.
 """
 
 from __future__ import annotations
@@ -31,23 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-KUBECONFIG = os.environ.get("KPROF_E2E_KUBECONFIG")
-if not KUBECONFIG:
-    pytest.skip(
-        "NOT RUN: the real-cluster suite needs KPROF_E2E_KUBECONFIG (a kubeconfig of a cluster with "
-        "metrics-server, e.g. kind; see docs/OPERATOR.md). Skipped, not passed.",
-        allow_module_level=True,
-    )
-
-from kubernetes import client  # noqa: E402 - only once the suite is going to run
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-
-from kprof_lib.adapters.kube import connection  # noqa: E402
-from kprof_lib.adapters.kube.history import configmap_name  # noqa: E402
-from kprof_lib.spec import schemas  # noqa: E402
-from kprof_lib.spec.crd import build_crd  # noqa: E402
-from tests.operator_support import (  # noqa: E402
+from kprof_lib.adapters.kube import connection
+from kprof_lib.adapters.kube.history import configmap_name
+from kprof_lib.spec import schemas
+from kprof_lib.spec.crd import build_crd
+from tests.operator_support import (
     OperatorProcess,
     aws_environment,
     condition,
@@ -56,10 +51,14 @@ from tests.operator_support import (  # noqa: E402
     status_of,
     wait_until,
 )
-from tests.support.s3server import S3Server  # noqa: E402
+from tests.support import chart
+from tests.support.goapp import GoApp
+from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.e2e_cluster
 
+# A cluster of your own; without it, the project's control plane.
+KUBECONFIG = os.environ.get("KPROF_E2E_KUBECONFIG")
 SAMPLE_IMAGE = os.environ.get("KPROF_E2E_SAMPLE_IMAGE", "kprof/sample-app:latest")
 TRANSPORT = os.environ.get("KPROF_E2E_TRANSPORT", "portforward")
 PPROF_PORT = 6060
@@ -71,6 +70,9 @@ METRICS_TIMEOUT = 180
 
 class Cluster:
     """The cluster under test, through the kubernetes client, and the run's own namespace."""
+
+    transport = TRANSPORT
+    load_workers = 2
 
     def __init__(self, kubeconfig: str):
         self.kubeconfig = Path(kubeconfig)
@@ -158,7 +160,7 @@ class Cluster:
             "GET",
             query_params=[
                 ("cpu", str(cpu_seconds)),
-                ("workers", "2"),
+                ("workers", str(self.load_workers)),
                 ("mem", str(mem_mib)),
                 ("hold", str(cpu_seconds)),
             ],
@@ -194,15 +196,59 @@ class Cluster:
         return lease.spec.holder_identity
 
 
+class LocalCluster(Cluster):
+    """The project's control plane: no kubelet, so each pod's process is the sample app on this
+    machine, put Running at 127.0.0.1 by the test, and loaded directly."""
+
+    transport = "direct"
+    # One worker burns a whole core, ten times the 100m requested: enough, on a shared machine.
+    load_workers = 1
+
+    def __init__(self, plane: Any, binary: Path):
+        super().__init__(str(plane.kubeconfig))
+        self.plane = plane
+        self.binary = binary
+        self.apps: dict[str, GoApp] = {}
+
+    def ensure_crd(self) -> None:
+        chart.wait_established(self.plane)  # the session's helm install put it there
+
+    def delete_namespace(self) -> None:
+        # Nothing would finish the deletion (no namespace controller): stop the processes instead.
+        for app in self.apps.values():
+            app.stop()
+
+    def start_app(self, name: str, labels: dict[str, str]) -> None:
+        app = GoApp(self.binary)
+        self.apps[name] = app
+        self.plane.run_pod(
+            self.namespace,
+            name,
+            port=app.port,
+            pid=app.pid,
+            labels=labels,
+            annotations={"profiling.io/enabled": "true", "profiling.io/port": str(app.port)},
+        )
+
+    def wait_ready(self, name: str) -> None:
+        assert self.apps[name].get("/healthz") == b"ok"
+
+    def load(self, pod: str, cpu_seconds: int, mem_mib: int) -> None:
+        self.apps[pod].load(cpu_seconds=cpu_seconds, workers=self.load_workers, mem_mib=mem_mib, hold=cpu_seconds)
+
+
 def _established(crd: Any) -> bool:
     conditions = (crd.status.conditions if crd.status is not None else None) or ()
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    assert KUBECONFIG  # the module is skipped otherwise
-    target = Cluster(KUBECONFIG)
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    if KUBECONFIG:
+        target = Cluster(KUBECONFIG)
+    else:
+        request.getfixturevalue("kprof_release")
+        target = LocalCluster(request.getfixturevalue("control_plane"), request.getfixturevalue("sample_app_binary"))
     target.ensure_crd()
     target.create_namespace()
     try:
@@ -218,7 +264,7 @@ def operator(cluster: Cluster, work: Path, name: str, lease: str, *extra: str) -
         work,
         name=name,
         env=aws_environment(work),
-        args=["--namespace", cluster.namespace, "--transport", TRANSPORT, "--lease-name", lease, *extra],
+        args=["--namespace", cluster.namespace, "--transport", cluster.transport, "--lease-name", lease, *extra],
     )
 
 

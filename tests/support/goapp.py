@@ -206,8 +206,11 @@ class GoApp:
             self._stdout_lines.append(line)
             if not self._listening.is_set() and line.startswith(LISTENING_PREFIX):
                 address = line[len(LISTENING_PREFIX) :].strip()
-                self.port = int(address.rsplit(":", 1)[1])
-                self.url = f"http://127.0.0.1:{self.port}"
+                host, port = address.rsplit(":", 1)
+                self.port = int(port)
+                # The address it reports: loopback, or one of a network namespace (tests.support.netns).
+                host = host.strip("[]")
+                self.url = f"http://{'127.0.0.1' if host in ('', '::', '0.0.0.0') else host}:{self.port}"
                 self._listening.set()
 
     def _read_stderr(self) -> None:

@@ -55,8 +55,11 @@ def from_exception(exc: Any) -> APIError:
 
 
 def brief(exc: BaseException) -> str:
-    """A short description for a log line: "STATUS REASON" for an API answer, else the exception's
-    type and text (no answer came: refused, timed out, TLS)."""
+    """A short description for a log line: "STATUS REASON: MESSAGE" for an API answer (for a 403 the
+    server's message names the permission missing: `cannot get resource "leases" in API group
+    "coordination.k8s.io" ...`), else the exception's type and text (no answer came: refused, timed
+    out, TLS)."""
     if isinstance(exc, APIError):
-        return f"{exc.status} {exc.reason}"
+        detail = f"{exc.status} {exc.reason}"
+        return detail if exc.message == exc.reason else f"{detail}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"

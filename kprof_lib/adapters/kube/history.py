@@ -143,9 +143,9 @@ class ConfigMapHistory:
                 send_json(self._api, "DELETE", path, timeout=self._timeout)
             except errors.APINotFound:
                 return
-            except errors.APIForbidden:
+            except errors.APIForbidden as exc:
                 # Without delete on configmaps, an emptied ConfigMap is the next best thing.
-                log.warning("%s: cannot delete (403), emptying it instead", path)
+                log.warning("%s: cannot delete (%s), emptying it instead", path, errors.brief(exc))
                 self._empty(config_key)
                 return
             except errors.APIError as exc:
