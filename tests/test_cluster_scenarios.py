@@ -63,6 +63,7 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
         cluster_scenario.operator_process(
             chart_kubeconfig,
             tmp_path / f"replica-{i}",
+            workload,
             kprof_release.namespace,
             lease,
             *LEASE_FLAGS,
@@ -137,6 +138,7 @@ def test_watch_expiry_after_compaction_relists_and_a_new_pod_is_captured(
         run.operator = cluster_scenario.operator_process(
             plane.kubeconfig,
             tmp_path / "op",
+            workload,
             operator_namespace,
             run.lease,
             "--lease-duration",

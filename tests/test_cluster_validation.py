@@ -134,6 +134,12 @@ CEL_ROWS = {
         (["s3Config"], {"bucket": "profiles", "kmsKeyId": "alias/kprof"}),
         (["s3Config"], {"bucket": "profiles", "kmsKeyId": "alias/kprof", "serverSideEncryption": "AES256"}),
     ],
+    "self.contains('{namespace}') && self.contains('{pod}') && self.contains('{timestamp}') && self.contains('{type}')": [
+        # No {namespace}: pods of one name in two namespaces would share keys.
+        (["s3Config", "keyTemplate"], "{prefix}/{pod}/{timestamp}/{type}.pprof"),
+        # No {timestamp}: each capture of a pod would overwrite the last.
+        (["s3Config", "keyTemplate"], "{prefix}/{namespace}/{pod}/{type}.pprof"),
+    ],
 }
 
 

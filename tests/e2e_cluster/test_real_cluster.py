@@ -44,6 +44,7 @@ from kprof_lib.spec import schemas
 from kprof_lib.spec.crd import build_crd
 from tests.operator_support import (
     OperatorProcess,
+    allow_s3,
     aws_environment,
     condition,
     events_about,
@@ -316,7 +317,7 @@ def shared_run(cluster: Cluster, s3_server: S3Server, tmp_path_factory) -> Itera
         2.0,
     )
 
-    first = operator(cluster, tmp / "first", "first operator", "kprof-e2e")
+    first = operator(cluster, tmp / "first", "first operator", "kprof-e2e", *allow_s3(s3_server, bucket))
     try:
         threshold = wait_until(
             lambda: len(found := s3_server.objects(bucket, "threshold/")) >= 2 and found,
@@ -382,7 +383,13 @@ def test_cluster_cooldown_holds_across_a_restart(cluster, shared_run):
     s3, bucket = shared_run["s3"], shared_run["bucket"]
     stored = s3.objects(bucket, "threshold/")
     restarted = operator(
-        cluster, shared_run["tmp"] / "restarted", "restarted operator", "kprof-e2e", "--log-level", "debug"
+        cluster,
+        shared_run["tmp"] / "restarted",
+        "restarted operator",
+        "kprof-e2e",
+        "--log-level",
+        "debug",
+        *allow_s3(s3, bucket),
     )
     try:
         decision = restarted.wait_for_log(
@@ -409,7 +416,10 @@ def test_cluster_two_operators_one_captures_and_a_kill_hands_over_without_a_seco
         },
     )
     cluster.load("busy-1", cpu_seconds=120, mem_mib=0)
-    flags = ("--lease-duration", "6", "--renew-deadline", "4", "--retry-period", "1", "--log-level", "debug")
+    flags = (
+        *("--lease-duration", "6", "--renew-deadline", "4", "--retry-period", "1", "--log-level", "debug"),
+        *allow_s3(s3, bucket),
+    )
     replicas = [operator(cluster, tmp / f"replica-{i}", f"replica {i}", "kprof-e2e-ha", *flags) for i in (1, 2)]
     try:
         wait_until(lambda: s3.objects(bucket, "replicated/"), 120, "the replicated config's capture")

@@ -23,6 +23,7 @@ from kprof_lib.adapters.kube.history import configmap_name
 from kprof_lib.runtimes import rbac
 from tests.operator_support import (
     OperatorProcess,
+    allow_s3,
     aws_environment,
     condition,
     events_about,
@@ -141,14 +142,28 @@ class Run:
 
 
 def operator_process(
-    kubeconfig: Path, work: Path, operator_namespace: str, lease: str, *extra: str, name: str = "operator"
+    kubeconfig: Path,
+    work: Path,
+    workload: Workload,
+    operator_namespace: str,
+    lease: str,
+    *extra: str,
+    name: str = "operator",
 ) -> OperatorProcess:
+    """`kprof run` for `workload`: its configs may store in the workload's bucket."""
     return OperatorProcess(
         kubeconfig,
         work,
         name=name,
         env=aws_environment(work),
-        args=["--namespace", operator_namespace, "--lease-name", lease, *extra],
+        args=[
+            "--namespace",
+            operator_namespace,
+            "--lease-name",
+            lease,
+            *allow_s3(workload.s3, workload.bucket),
+            *extra,
+        ],
     )
 
 
@@ -338,7 +353,7 @@ def scenario(workload: Workload, kubeconfig: Path, work: Path, operator_namespac
     create_configs(run)
     try:
         run.operator = operator_process(
-            kubeconfig, work / tag, operator_namespace, run.lease, *extra, name=f"operator {tag}"
+            kubeconfig, work / tag, workload, operator_namespace, run.lease, *extra, name=f"operator {tag}"
         )
         try:
             yield run
