@@ -52,7 +52,7 @@ from kprof_lib.runtimes.operator.monitoring import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND as ON_DEMAND_RUN
 from kprof_lib.runtimes.operator.scheduling import Run
 from kprof_lib.spec import validation
-from kprof_lib.spec.errors import SpecError
+from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
 
@@ -135,10 +135,21 @@ class CheckRunner:
             return Outcome("skipped", "the config is gone")
         try:
             spec = validation.validate_spec(config.get("spec"))
-            spec = tenancy.scope(spec, config["metadata"]["namespace"], self._policy)
-            selector = self._selector(spec)
         except SpecError as error:
             return self._invalid(run, config, error)
+        # What the installer allows and what the API's selector syntax can carry are checked side
+        # by side, so that the author sees every problem at once.
+        problems: list[Problem] = []
+        try:
+            spec = tenancy.scope(spec, config["metadata"]["namespace"], self._policy)
+        except SpecError as error:
+            problems += error.errors
+        try:
+            selector = self._selector(spec)
+        except SpecError as error:
+            problems += error.errors
+        if problems:
+            return self._invalid(run, config, SpecError(problems))
         kinds = kinds_for_run(spec, run.kind)
 
         def gather() -> dict[str, Any]:
