@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -336,6 +337,10 @@ class Executor:
             bucket = job.store.bucket
             if bucket:
                 span.set_attribute(telemetry.ATTR_BUCKET, bucket)
+            # What both outcomes say of the profile.
+            outcome = functools.partial(
+                results.ProfileResult, request.profile_type, bytes=len(data), seconds=seconds, target=request.target
+            )
             try:
                 stored = job.store.put(key, data, metadata=metadata, tags=tags, content_type=PPROF_CONTENT_TYPE)
             except StoreError as error:
@@ -343,16 +348,7 @@ class Executor:
                 record_error(span, error, message)
                 span.set_attribute(telemetry.ATTR_ATTEMPTS, error.attempts)
                 job.log("store-failed", message, profile=request.profile_type)
-                return results.ProfileResult(
-                    request.profile_type,
-                    results.FAILED,
-                    bytes=len(data),
-                    key=key,
-                    error=message,
-                    attempts=error.attempts,
-                    seconds=seconds,
-                    target=request.target,
-                )
+                return outcome(results.FAILED, key=key, error=message, attempts=error.attempts)
             status = results.SPOOLED if stored.spooled else results.STORED
             span.set_attributes(
                 {
@@ -362,16 +358,7 @@ class Executor:
                 }
             )
         job.log(status, stored.uri, profile=request.profile_type, bytes=len(data))
-        return results.ProfileResult(
-            request.profile_type,
-            status,
-            bytes=len(data),
-            uri=stored.uri,
-            key=stored.key,
-            attempts=stored.attempts,
-            seconds=seconds,
-            target=request.target,
-        )
+        return outcome(status, uri=stored.uri, key=stored.key, attempts=stored.attempts)
 
     def _since(self, started: float) -> float:
         return round(self.clock.monotonic() - started, 3)
