@@ -15,6 +15,7 @@ from kprof_lib.adapters import spool
 from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.ports import ProfileStore
 
 # The s3Config fields that tell the cached S3 stores apart.
@@ -69,6 +70,12 @@ class Stores:
         digest = hashlib.sha256(f"{s3['bucket']}|{s3.get('endpoint') or ''}".encode()).hexdigest()[:10]
         folder = self.spool_dir / f"{s3['bucket']}-{digest}"
         return SpoolingStore(store, folder, max_bytes=self.spool_max_bytes)
+
+
+def add_max_bytes_flag(parser: argparse._ActionsContainer) -> None:
+    """`--max-profile-bytes`, for the commands that keep capturing (local mode, the sidecar)."""
+    text = "size cap per profile (default %(default)s)"
+    parser.add_argument("--max-profile-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N", help=text)
 
 
 def add_tls_flag(parser: argparse.ArgumentParser) -> None:
