@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import podinfo, pprof, procfs, tracing
+from kprof_lib.adapters import podinfo, procfs, tracing
 from kprof_lib.execution import redact, results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
@@ -220,7 +220,7 @@ class LocalRun:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=pprof.make_transport("direct", tls_verify=settings.tls_verify),
+            transport=wiring.transport("direct", tls_verify=settings.tls_verify),
             history=HistoryBook(),
             interval=settings.check_interval,
             wrap_store=lambda store: LandingStore(store, self.printer),

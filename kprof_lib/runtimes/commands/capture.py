@@ -9,7 +9,6 @@ import datetime as dt
 import sys
 from urllib.parse import urlsplit
 
-from kprof_lib.adapters import pprof
 from kprof_lib.execution import capture, results
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     stores = wiring.Stores(local_dir=args.out or "profiles")
     store = stores.for_spec(plan.spec)
-    transport = pprof.make_transport(transport_name, api_client=api, tls_verify=not args.insecure_skip_tls_verify)
+    transport = wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
     report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
     for profile in report.profiles:

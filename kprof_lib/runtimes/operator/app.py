@@ -24,7 +24,6 @@ from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import pprof
 from kprof_lib.adapters.kube import connection
 from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
@@ -287,8 +286,7 @@ class Operator:
         with self._transports_lock:
             if name not in self._transports:
                 self._transports[name] = BoundedTransport(
-                    pprof.make_transport(name, api_client=self.api, tls_verify=self.settings.tls_verify),
-                    self._capture_slots,
+                    wiring.transport(name, self.api, tls_verify=self.settings.tls_verify), self._capture_slots
                 )
             return self._transports[name]
 
