@@ -11,7 +11,6 @@ capture the check decides (see `planning.reconcile`).
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from opentelemetry import trace
 
 from kprof_lib.execution import redact, results, telemetry
-from kprof_lib.execution.executor import Executor
+from kprof_lib.execution.executor import Executor, record_error
 from kprof_lib.execution.ports import ProfileStore, Transport
 from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
 from kprof_lib.planning.reconcile import reconcile
@@ -77,10 +76,7 @@ def run_check(
                 metrics_span.set_attribute(telemetry.ATTR_METRICS_PODS, count)
             plan = reconcile(spec, state, kinds=kinds)
         except Exception as error:
-            message = redact.text(str(error))
-            stacktrace = redact.text("".join(traceback.format_exception(error)))
-            span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
-            span.set_status(trace.Status(trace.StatusCode.ERROR, message))
+            record_error(span, error, redact.text(str(error)))
             raise
         span.set_attributes(
             {

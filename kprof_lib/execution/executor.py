@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -242,10 +243,12 @@ class Executor:
         return pod_result
 
     def _capture_contained(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
-        """`_capture_one`, with an unexpected error as this profile's failure: the pod's other
-        profiles, stored already or still to come, keep their results."""
+        """Captures and stores one profile; None: the target was busy (retry later). The profile's
+        bytes count against the in-flight byte budget until the store has them. An unexpected error
+        is this profile's failure: the pod's other profiles, stored already or to come, keep theirs."""
         try:
-            return self._capture_one(job, request)
+            with self.byte_budget.holding() as held:
+                return self._fetch_and_store(job, request, held)
         except Exception as error:
             message = redact.text(f"internal error: {type(error).__name__}: {error}")
             job.log("capture-failed", message, profile=request.profile_type)
@@ -261,12 +264,6 @@ class Executor:
         error = f"cpu profiling already in use (gave up after {self.busy_retry.attempts + 1} attempts)"
         job.log("capture-failed", error, profile=request.profile_type)
         return results.ProfileResult(request.profile_type, results.FAILED, error=error, target=request.target)
-
-    def _capture_one(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
-        """Captures and stores one profile. None: the target was busy (retry later). The profile's
-        bytes count against the in-flight byte budget until the store has them."""
-        with self.byte_budget.holding() as held:
-            return self._fetch_and_store(job, request, held)
 
     def _fetch_and_store(
         self, job: _PodJob, request: ProfileRequest, held: budget.Holding
@@ -295,7 +292,7 @@ class Executor:
             except CaptureError as error:
                 message = redact.text(str(error))
                 span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
-                _record(span, error, message)
+                record_error(span, error, message)
                 job.log("capture-failed", message, profile=request.profile_type)
                 return results.ProfileResult(
                     request.profile_type,
@@ -340,23 +337,18 @@ class Executor:
             bucket = job.store.bucket
             if bucket:
                 span.set_attribute(telemetry.ATTR_BUCKET, bucket)
+            # What both outcomes say of the profile.
+            outcome = functools.partial(
+                results.ProfileResult, request.profile_type, bytes=len(data), seconds=seconds, target=request.target
+            )
             try:
                 stored = job.store.put(key, data, metadata=metadata, tags=tags, content_type=PPROF_CONTENT_TYPE)
             except StoreError as error:
                 message = redact.text(str(error))
-                _record(span, error, message)
+                record_error(span, error, message)
                 span.set_attribute(telemetry.ATTR_ATTEMPTS, error.attempts)
                 job.log("store-failed", message, profile=request.profile_type)
-                return results.ProfileResult(
-                    request.profile_type,
-                    results.FAILED,
-                    bytes=len(data),
-                    key=key,
-                    error=message,
-                    attempts=error.attempts,
-                    seconds=seconds,
-                    target=request.target,
-                )
+                return outcome(results.FAILED, key=key, error=message, attempts=error.attempts)
             status = results.SPOOLED if stored.spooled else results.STORED
             span.set_attributes(
                 {
@@ -366,16 +358,7 @@ class Executor:
                 }
             )
         job.log(status, stored.uri, profile=request.profile_type, bytes=len(data))
-        return results.ProfileResult(
-            request.profile_type,
-            status,
-            bytes=len(data),
-            uri=stored.uri,
-            key=stored.key,
-            attempts=stored.attempts,
-            seconds=seconds,
-            target=request.target,
-        )
+        return outcome(status, uri=stored.uri, key=stored.key, attempts=stored.attempts)
 
     def _since(self, started: float) -> float:
         return round(self.clock.monotonic() - started, 3)
@@ -451,7 +434,7 @@ class _PodJob:
         )
 
 
-def _record(span: trace.Span, error: Exception, message: str) -> None:
+def record_error(span: trace.Span, error: Exception, message: str) -> None:
     """The error on the span, its message and stack trace with credentials in URLs redacted."""
     stacktrace = redact.text("".join(traceback.format_exception(error)))
     span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})

@@ -7,110 +7,41 @@ Only `kprof_lib.profiles.decoding` uses this module.
 
 from __future__ import annotations
 
-from typing import Any
-
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _PACKAGE = "kprof.pprof"
 _F = descriptor_pb2.FieldDescriptorProto
-_REPEATED, _OPTIONAL = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
-_INT64, _UINT64, _BOOL, _STRING, _MESSAGE = _F.TYPE_INT64, _F.TYPE_UINT64, _F.TYPE_BOOL, _F.TYPE_STRING, _F.TYPE_MESSAGE
+_SCALARS = {"int64": _F.TYPE_INT64, "uint64": _F.TYPE_UINT64, "bool": _F.TYPE_BOOL, "string": _F.TYPE_STRING}
 
-# (message, [(field, number, type, repeated, message type)]), from profile.proto.
-_MESSAGES: list[tuple[str, list[tuple[str, int, Any, bool, str | None]]]] = [
-    (
-        "Profile",
-        [
-            ("sample_type", 1, _MESSAGE, True, "ValueType"),
-            ("sample", 2, _MESSAGE, True, "Sample"),
-            ("mapping", 3, _MESSAGE, True, "Mapping"),
-            ("location", 4, _MESSAGE, True, "Location"),
-            ("function", 5, _MESSAGE, True, "Function"),
-            ("string_table", 6, _STRING, True, None),
-            ("drop_frames", 7, _INT64, False, None),
-            ("keep_frames", 8, _INT64, False, None),
-            ("time_nanos", 9, _INT64, False, None),
-            ("duration_nanos", 10, _INT64, False, None),
-            ("period_type", 11, _MESSAGE, False, "ValueType"),
-            ("period", 12, _INT64, False, None),
-            ("comment", 13, _INT64, True, None),
-            ("default_sample_type", 14, _INT64, False, None),
-            ("doc_url", 15, _INT64, False, None),
-        ],
-    ),
-    ("ValueType", [("type", 1, _INT64, False, None), ("unit", 2, _INT64, False, None)]),
-    (
-        "Sample",
-        [
-            ("location_id", 1, _UINT64, True, None),
-            ("value", 2, _INT64, True, None),
-            ("label", 3, _MESSAGE, True, "Label"),
-        ],
-    ),
-    (
-        "Label",
-        [
-            ("key", 1, _INT64, False, None),
-            ("str", 2, _INT64, False, None),
-            ("num", 3, _INT64, False, None),
-            ("num_unit", 4, _INT64, False, None),
-        ],
-    ),
-    (
-        "Mapping",
-        [
-            ("id", 1, _UINT64, False, None),
-            ("memory_start", 2, _UINT64, False, None),
-            ("memory_limit", 3, _UINT64, False, None),
-            ("file_offset", 4, _UINT64, False, None),
-            ("filename", 5, _INT64, False, None),
-            ("build_id", 6, _INT64, False, None),
-            ("has_functions", 7, _BOOL, False, None),
-            ("has_filenames", 8, _BOOL, False, None),
-            ("has_line_numbers", 9, _BOOL, False, None),
-            ("has_inline_frames", 10, _BOOL, False, None),
-        ],
-    ),
-    (
-        "Location",
-        [
-            ("id", 1, _UINT64, False, None),
-            ("mapping_id", 2, _UINT64, False, None),
-            ("address", 3, _UINT64, False, None),
-            ("line", 4, _MESSAGE, True, "Line"),
-            ("is_folded", 5, _BOOL, False, None),
-        ],
-    ),
-    (
-        "Line",
-        [
-            ("function_id", 1, _UINT64, False, None),
-            ("line", 2, _INT64, False, None),
-            ("column", 3, _INT64, False, None),
-        ],
-    ),
-    (
-        "Function",
-        [
-            ("id", 1, _UINT64, False, None),
-            ("name", 2, _INT64, False, None),
-            ("system_name", 3, _INT64, False, None),
-            ("filename", 4, _INT64, False, None),
-            ("start_line", 5, _INT64, False, None),
-        ],
-    ),
-]
+# profile.proto's messages, each field as "name type" in field-number order from 1 (the format has
+# no gaps); "*" marks a repeated field, and a type that is not a scalar is one of these messages.
+_MESSAGES = {
+    "Profile": "sample_type *ValueType, sample *Sample, mapping *Mapping, location *Location, function *Function, "
+    "string_table *string, drop_frames int64, keep_frames int64, time_nanos int64, duration_nanos int64, "
+    "period_type ValueType, period int64, comment *int64, default_sample_type int64, doc_url int64",
+    "ValueType": "type int64, unit int64",
+    "Sample": "location_id *uint64, value *int64, label *Label",
+    "Label": "key int64, str int64, num int64, num_unit int64",
+    "Mapping": "id uint64, memory_start uint64, memory_limit uint64, file_offset uint64, filename int64, "
+    "build_id int64, has_functions bool, has_filenames bool, has_line_numbers bool, has_inline_frames bool",
+    "Location": "id uint64, mapping_id uint64, address uint64, line *Line, is_folded bool",
+    "Line": "function_id uint64, line int64, column int64",
+    "Function": "id uint64, name int64, system_name int64, filename int64, start_line int64",
+}
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
     # proto3, as profile.proto is: repeated scalars are packed, and the parser accepts both forms.
     proto = descriptor_pb2.FileDescriptorProto(name="kprof/pprof/profile.proto", package=_PACKAGE, syntax="proto3")
-    for message_name, fields in _MESSAGES:
+    for message_name, fields in _MESSAGES.items():
         message = proto.message_type.add(name=message_name)
-        for name, number, kind, repeated, type_name in fields:
-            field = message.field.add(name=name, number=number, type=kind, label=_REPEATED if repeated else _OPTIONAL)
-            if type_name:
-                field.type_name = f".{_PACKAGE}.{type_name}"
+        for number, declaration in enumerate(fields.split(", "), start=1):
+            name, kind = declaration.split()
+            label = _F.LABEL_REPEATED if kind.startswith("*") else _F.LABEL_OPTIONAL
+            kind = kind.lstrip("*")
+            field = message.field.add(name=name, number=number, type=_SCALARS.get(kind, _F.TYPE_MESSAGE), label=label)
+            if kind not in _SCALARS:
+                field.type_name = f".{_PACKAGE}.{kind}"
     return proto
 
 

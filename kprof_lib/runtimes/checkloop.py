@@ -191,9 +191,7 @@ class CheckLoop:
     # Scheduling ---------------------------------------------------------------------------------
 
     def check_interval(self, spec: Spec | None) -> float:
-        if self.interval is not None:
-            return self.interval
-        return float(cadence.check_interval(spec))
+        return self.interval if self.interval is not None else float(cadence.check_interval(spec))
 
     def _next_wake(self, spec: Spec | None, started: float) -> float:
         """The monotonic time of the next check."""

@@ -72,16 +72,8 @@ def baselines(
 ) -> dict[str, dict[str, str]]:
     """The stand-in container's resources: what was given, and for a resource given neither a
     request nor a limit, a request of one core (CPU) or of the machine's memory."""
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    for target, name, value in (
-        (requests, "cpu", cpu_request),
-        (limits, "cpu", cpu_limit),
-        (requests, "memory", memory_request),
-        (limits, "memory", memory_limit),
-    ):
-        if value is not None:
-            target[name] = value
+    requests = {name: value for name, value in (("cpu", cpu_request), ("memory", memory_request)) if value is not None}
+    limits = {name: value for name, value in (("cpu", cpu_limit), ("memory", memory_limit)) if value is not None}
     if "cpu" not in requests and "cpu" not in limits:
         requests["cpu"] = "1"
     if "memory" not in requests and "memory" not in limits:

@@ -109,11 +109,8 @@ def _limits(field: dict[str, Any]) -> list[tuple[str, str]]:
     item_limit = (field.get("items") or {}).get("maxLength")
     if item_limit:
         rows.append(("item length", f"at most {item_limit} characters"))
-    value_limit = (
-        field.get("additionalProperties", {}).get("maxLength")
-        if isinstance(field.get("additionalProperties"), dict)
-        else None
-    )
+    values = field.get("additionalProperties")
+    value_limit = values.get("maxLength") if isinstance(values, dict) else None
     if value_limit:
         rows.append(("value length", f"at most {value_limit} characters"))
     if "minItems" in field:

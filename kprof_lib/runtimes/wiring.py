@@ -15,6 +15,7 @@ from kprof_lib.adapters import pprof, spool
 from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
+from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.ports import ProfileStore, Transport
 
 # The s3Config fields that tell the cached S3 stores apart.
@@ -75,6 +76,12 @@ def transport(name: str, api_client: Any = None, *, tls_verify: bool = True) -> 
     """The transport `name` (direct, proxy, portforward); proxy and portforward need an ApiClient.
     `tls_verify=False` accepts any certificate from https pod endpoints."""
     return pprof.make_transport(name, api_client=api_client, tls_verify=tls_verify)
+
+
+def add_max_bytes_flag(parser: argparse._ActionsContainer) -> None:
+    """`--max-profile-bytes`, for the commands that keep capturing (local mode, the sidecar)."""
+    text = "size cap per profile (default %(default)s)"
+    parser.add_argument("--max-profile-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N", help=text)
 
 
 def add_tls_flag(parser: argparse.ArgumentParser) -> None:

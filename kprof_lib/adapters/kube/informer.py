@@ -384,8 +384,7 @@ class PodCache(Informer):
         options.setdefault("slim", slim_pod)
         super().__init__(api_client, PODS_PATH, **options)
 
-    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        return self.items(namespace)
+    pods = Informer.items
 
 
 class ConfigWatch(Informer):
@@ -395,8 +394,7 @@ class ConfigWatch(Informer):
     def __init__(self, api_client: ApiClient, **options: Any) -> None:
         super().__init__(api_client, PROFILING_CONFIGS_PATH, **options)
 
-    def configs(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        return self.items(namespace)
+    configs = Informer.items
 
 
 # ----------------------------------------------------------------- slimming

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
 from kprof_lib.execution import redact
-from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import documents, localmode, logs, wiring
 from kprof_lib.runtimes.single import SettingsError, parse_target
 from kprof_lib.spec.errors import SpecError
@@ -78,13 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3 instead")
     what.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
     what.add_argument("--region", help="S3 region (default: from the environment)")
-    what.add_argument(
-        "--max-profile-bytes",
-        type=int,
-        default=DEFAULT_MAX_BYTES,
-        metavar="N",
-        help="size cap per profile (default %(default)s)",
-    )
+    wiring.add_max_bytes_flag(what)
     wiring.add_tls_flag(parser)
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     parser.add_argument(

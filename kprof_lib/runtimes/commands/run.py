@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -241,28 +242,16 @@ def run(args: argparse.Namespace) -> int:
     from kprof_lib.runtimes.operator.app import Operator
     from kprof_lib.runtimes.operator.settings import Settings
 
-    namespace = args.namespace or connection.own_namespace(DEFAULTS.namespace)
+    # Every flag but these four sets the Settings field of its name.
+    same = {field.name: getattr(args, field.name) for field in fields(Settings) if hasattr(args, field.name)}
     settings = Settings(
-        kubeconfig=args.kubeconfig,
-        namespace=namespace,
-        leader_elect=args.leader_elect,
-        lease_name=args.lease_name,
-        lease_duration=args.lease_duration,
-        renew_deadline=args.renew_deadline,
-        retry_period=args.retry_period,
-        health_addr=args.health_addr,
-        metrics_addr=args.metrics_addr,
-        transport=args.transport,
-        concurrency=args.concurrency,
-        max_profile_bytes=args.max_profile_bytes,
-        max_inflight_bytes=args.max_inflight_bytes,
-        tls_verify=not args.insecure_skip_tls_verify,
-        local_dir=args.local_dir,
-        spool_dir=args.spool_dir,
-        spool_max_bytes=args.spool_max_bytes,
-        grace_period=args.grace_period,
-        cluster_wide_namespaces=tuple(args.cluster_wide_namespaces),
-        allowed_destinations=tuple(args.allowed_destinations or DEFAULTS.allowed_destinations),
+        **{
+            **same,
+            "namespace": args.namespace or connection.own_namespace(DEFAULTS.namespace),
+            "tls_verify": not args.insecure_skip_tls_verify,
+            "cluster_wide_namespaces": tuple(args.cluster_wide_namespaces),
+            "allowed_destinations": tuple(args.allowed_destinations or DEFAULTS.allowed_destinations),
+        }
     )
     try:
         provider = tracing.configure(service_name="kprof-operator", set_global=True)

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kprof_lib.adapters import podinfo
-from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.runtimes import endpoints, logs, sidecar, wiring
 from kprof_lib.runtimes.single import SettingsError, parse_target
 
@@ -63,13 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=sidecar.DEFAULT_HEALTH_ADDR,
         help="serves /healthz and /readyz (default %(default)s)",
     )
-    parser.add_argument(
-        "--max-profile-bytes",
-        type=int,
-        default=DEFAULT_MAX_BYTES,
-        metavar="N",
-        help="size cap per profile (default %(default)s)",
-    )
+    wiring.add_max_bytes_flag(parser)
     wiring.add_tls_flag(parser)
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json")

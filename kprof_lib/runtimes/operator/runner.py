@@ -19,6 +19,7 @@ metrics). Both keep activePods, the totals and the conditions current.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -171,7 +172,7 @@ class CheckRunner:
                 transport=transport,
                 kinds=kinds,
                 save_history=lambda updates: self._history.merge(run.key, updates),
-                flush=lambda: self._after_check(store),
+                flush=None if self._flush is None else functools.partial(self._flush, store),
                 cancelled=run.cancelled,
             )
         except Exception as error:
@@ -217,10 +218,6 @@ class CheckRunner:
         return Outcome("ok", report.recap(), report, status)
 
     # Parts of a run ----------------------------------------------------------------------------
-
-    def _after_check(self, store: ProfileStore) -> None:
-        if self._flush is not None:
-            self._flush(store)
 
     def _selector(self, spec: Spec) -> str:
         try:
