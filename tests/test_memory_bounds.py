@@ -23,13 +23,14 @@ from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.budget import BudgetExhausted, ByteBudget
 from kprof_lib.execution.capture import fetch_profile
 from kprof_lib.execution.executor import Executor
-from kprof_lib.execution.ports import PPROF_CONTENT_TYPE, ProfileRequest, Response, StoreError
+from kprof_lib.execution.ports import PPROF_CONTENT_TYPE, ProfileRequest, Response
 from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.runtimes import cli
 from kprof_lib.runtimes.commands import run as run_command
 from tests.operator_support import kprof_command
 from tests.support.manifests import helm
 from tests.support.pods import ENABLED, pod
+from tests.support.stores import UnreachableStore
 
 MiB = 1 << 20
 BODY = gzip.compress(os.urandom(16 * MiB), compresslevel=0)
@@ -94,19 +95,8 @@ def test_a_capture_holds_one_copy_of_its_profile(big_server):
     assert peak < 1.25 * len(BODY), f"peak {peak / MiB:.1f} MiB for a {len(BODY) / MiB:.1f} MiB profile"
 
 
-class Down:
-    description = "s3://down"
-    bucket = "down"
-
-    def uri_for(self, key):
-        return f"s3://down/{key}"
-
-    def put(self, key, data, **kwargs):
-        raise StoreError("store down", retryable=True)
-
-
 def test_spooling_a_profile_does_not_copy_it(tmp_path):
-    store = SpoolingStore(Down(), tmp_path / "spool", max_bytes=64 * MiB)
+    store = SpoolingStore(UnreachableStore(), tmp_path / "spool", max_bytes=64 * MiB)
     stored, peak = peak_allocated(
         lambda: store.put("shop/big-1/k.pprof", BODY, metadata={}, tags={}, content_type=PPROF_CONTENT_TYPE)
     )

@@ -30,6 +30,7 @@ from tests.operator_support import kprof_command
 from tests.support.kprofproc import KprofProcesses
 from tests.support.net import free_port
 from tests.support.pods import ENABLED, pod
+from tests.support.stores import UnreachableStore
 from tests.test_executor import pod_at, state, tracing  # noqa: F401 - the tracing fixture
 
 SECRET = "s3cr3t-pw"
@@ -177,19 +178,8 @@ def test_a_pod_whose_spec_is_not_an_object_is_a_state_error():
 # -- the spool when full -----------------------------------------------------------------------
 
 
-class Down:
-    description = "s3://down"
-    bucket = "down"
-
-    def uri_for(self, key):
-        return f"s3://down/{key}"
-
-    def put(self, key, data, **kwargs):
-        raise StoreError("store unreachable", retryable=True)
-
-
 def test_a_full_spool_refuses_the_new_profile_loudly_and_keeps_the_old(tmp_path, caplog):
-    store = SpoolingStore(Down(), tmp_path / "spool", max_bytes=2000)
+    store = SpoolingStore(UnreachableStore(), tmp_path / "spool", max_bytes=2000)
     instruments = monitoring.Instruments()
     instruments.track_spool(lambda: store.pending_bytes, lambda: store.refused)
     assert store.put("old.pprof", b"\x1f\x8b" + b"o" * 1000, metadata={}, tags={}, content_type="x").spooled
