@@ -23,6 +23,7 @@ from tests.support.cluster_scenario import (
     delete_configs,
     identity_without,
     new_tag,
+    reports_forbidden,
 )
 from tests.support.controlplane import ControlPlane
 from tests.support.netns import NetworkNamespace
@@ -274,7 +275,7 @@ def test_without_pods_proxy_the_proxy_transport_fails_naming_the_permission(
             lambda: [
                 line
                 for line in run.operator.output_lines()
-                if "pods/proxy" in line and ("403" in line or "forbidden" in line.lower())
+                if "pods/proxy" in line and reports_forbidden(line)
             ],
             60,
             run.operator.output,

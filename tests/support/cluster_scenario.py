@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -138,7 +139,16 @@ class Run:
 
     def forbidden(self) -> list[str]:
         """The operator's log lines that report a 403 / forbidden answer."""
-        return [line for line in self.operator.output_lines() if "403" in line or "forbidden" in line.lower()]
+        return [line for line in self.operator.output_lines() if reports_forbidden(line)]
+
+
+# A whole "403" only: a random port such as 127.0.0.1:40325 in a log line is not a refusal.
+_FORBIDDEN = re.compile(r"(?<!\d)403(?!\d)|forbidden", re.IGNORECASE)
+
+
+def reports_forbidden(line: str) -> bool:
+    """Whether an operator log line reports an API server's 403 / Forbidden answer."""
+    return _FORBIDDEN.search(line) is not None
 
 
 def operator_process(
