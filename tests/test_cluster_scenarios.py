@@ -13,7 +13,7 @@ import pytest
 
 from kprof_lib.spec import schemas
 from kprof_lib.spec.crd import build_crd
-from tests.operator_support import wait_until
+from tests.operator_support import OperatorProcess, http_get, metric_value, profiling_config, s3_config, wait_until
 from tests.support import chart, cluster_scenario
 from tests.support.cluster_scenario import (
     Run,
@@ -71,8 +71,10 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
             "--log-level",
             "debug",
             name=f"replica {i}",
+            entrypoint=entrypoint,
         )
-        for i in (1, 2)
+        # Both entry points: the `kprof run` script and the image's operator_main.py.
+        for i, entrypoint in ((1, "kprof"), (2, "operator_main"))
     ]
     first = Run(new_tag(), replicas[0], workload, kprof_release.namespace)
     second = Run(new_tag(), replicas[1], workload, kprof_release.namespace)
@@ -87,6 +89,9 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
         [leader] = leaders(replicas)
         standby = next(r for r in replicas if r is not leader)
         assert checks_by(standby, f"{workload.namespace}/{first.config}") == [], "the standby checked too"
+        assert "standing by" in standby.wait_ready()
+        assert metric_value(standby.get("metrics", "/metrics")[1], "kprof_leader") == 0
+        assert metric_value(leader.get("metrics", "/metrics")[1], "kprof_leader") == 1
         leader.kill()
         killed_at = time.monotonic()
         standby.wait_for_log(lambda r: r.get("action") == "leader-elected", 3 * LEASE_DURATION, "the takeover")
@@ -106,6 +111,73 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
             replica.close()
         delete_configs(first)
         delete_configs(second)
+
+
+def lease_holder(plane: ControlPlane, namespace: str, name: str) -> str | None:
+    from kubernetes import client
+
+    return client.CoordinationV1Api(plane.api()).read_namespaced_lease(name, namespace).spec.holder_identity
+
+
+def test_sigterm_lets_the_capture_in_progress_finish(
+    control_plane, kprof_release, workload, chart_kubeconfig, tmp_path
+):
+    from kubernetes import client
+
+    tag = new_tag()
+    config = f"slow-{tag}"
+    spec = {
+        "selector": {"namespace": workload.namespace, "labelSelector": {"matchLabels": {"app": "busy"}}},
+        "onDemand": {"enabled": True, "intervalSeconds": 300},
+        "profileTypes": ["cpu"],
+        "cpuProfileSeconds": 4,
+        "s3Config": s3_config(workload.s3, workload.bucket, tag),
+    }
+    custom = client.CustomObjectsApi(control_plane.api())
+    group = ("profiling.io", "v1alpha1", workload.namespace, "profilingconfigs")
+    custom.create_namespaced_custom_object(*group, profiling_config(config, workload.namespace, spec))
+    lease = f"term-{tag}"
+    operator = cluster_scenario.operator_process(
+        chart_kubeconfig, tmp_path / "op", workload, kprof_release.namespace, lease
+    )
+    try:
+        decision = operator.wait_for_log(
+            lambda r: r.get("action") == "capture" and r.get("config") == f"{workload.namespace}/{config}",
+            60,
+            "a capture decision",
+        )
+        assert operator.terminate() == 0, operator.output()
+        stored = workload.s3.objects(workload.bucket, f"{tag}/")
+        pod = decision["pod"].split("/")[1]
+        assert [o for o in stored if f"/{pod}/" in o["key"]], f"nothing stored for {pod}:\n{operator.output()}"
+        assert all(o["key"].endswith("/cpu.pprof") and o["size"] > 0 for o in stored)
+        actions = [r.get("action") for r in operator.logs]
+        assert actions.index("stored") < actions.index("stopped")
+        assert lease_holder(control_plane, kprof_release.namespace, lease) == ""
+    finally:
+        operator.close()
+        custom.delete_namespaced_custom_object(*group, config)
+
+
+def test_kprof_run_without_leader_election_serves_health_and_metrics(control_plane, kprof_release, tmp_path):
+    operator = OperatorProcess(
+        control_plane.kubeconfig,
+        tmp_path / "op",
+        args=["--no-leader-elect", "--namespace", kprof_release.namespace],
+        name="kprof run",
+    )
+    try:
+        operator.wait_ready()
+        status, body = operator.get("health", "/healthz")
+        assert (status, body.strip()) == (200, "ok")
+        status, body = operator.get("health", "/readyz")
+        assert status == 200 and "leader election off" in body
+        status, text = operator.get("metrics", "/metrics")
+        assert status == 200 and metric_value(text, "kprof_leader") == 1
+        assert http_get(operator.address("metrics") + "/nothing-here")[0] == 404
+        assert operator.terminate() == 0
+    finally:
+        operator.close()
 
 
 # Watch expiry -----------------------------------------------------------------------------------
@@ -272,11 +344,7 @@ def test_without_pods_proxy_the_proxy_transport_fails_naming_the_permission(
     )
     with proxy_run(proxied_workload, kubeconfig, tmp_path, namespace) as run:
         line = wait_until(
-            lambda: [
-                line
-                for line in run.operator.output_lines()
-                if "pods/proxy" in line and reports_forbidden(line)
-            ],
+            lambda: [line for line in run.operator.output_lines() if "pods/proxy" in line and reports_forbidden(line)],
             60,
             run.operator.output,
             0.5,

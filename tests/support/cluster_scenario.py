@@ -159,12 +159,14 @@ def operator_process(
     lease: str,
     *extra: str,
     name: str = "operator",
+    entrypoint: str = "kprof",
 ) -> OperatorProcess:
-    """`kprof run` for `workload`: its configs may store in the workload's bucket."""
+    """`kprof run` (or operator_main.py) for `workload`: its configs may store in the workload's bucket."""
     return OperatorProcess(
         kubeconfig,
         work,
         name=name,
+        entrypoint=entrypoint,
         env=aws_environment(work),
         args=[
             "--namespace",
