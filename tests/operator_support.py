@@ -94,9 +94,17 @@ def events_about(api: Any, namespace: str, name: str) -> list[Any]:
     return [e for e in listed.items if e.involved_object.name == name]
 
 
-def lease_holder(emulator: KubeEmulator, name: str = "kprof-operator") -> str | None:
-    lease = emulator.get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, name)
-    return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
+def lease_holder(api: Any, namespace: str, name: str = "kprof-operator") -> str | None:
+    """The Lease's holderIdentity ("" once released), None when there is no such Lease."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return client.CoordinationV1Api(api).read_namespaced_lease(name, namespace).spec.holder_identity
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:

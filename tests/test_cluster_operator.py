@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from kprof_lib.runtimes import rbac
-from tests.operator_support import condition, events_about, status_of, wait_until
+from tests.operator_support import condition, events_about, lease_holder, status_of, wait_until
 from tests.support import cluster_scenario
 from tests.support.cluster_scenario import Workload, captured, identity_without, scenario
 
@@ -35,18 +35,6 @@ def workload(control_plane, kprof_release, sample_app_binary, s3_server) -> Iter
     finally:
         for app in apps:
             app.stop()
-
-
-def lease_holder(plane, namespace: str, name: str) -> str | None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        return client.CoordinationV1Api(plane.api()).read_namespaced_lease(name, namespace).spec.holder_identity
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 # The chart's own identity ------------------------------------------------------------------------
@@ -70,11 +58,11 @@ def chart_run(control_plane, kprof_release, workload, tmp_path_factory) -> dict[
         seen["status"] = status_of(api, workload.namespace, run.config)
         seen["unusable"] = status_of(api, workload.namespace, run.unusable)
         seen["history"] = cluster_scenario.history(run)
-        seen["holder"] = lease_holder(control_plane, kprof_release.namespace, run.lease)
+        seen["holder"] = lease_holder(control_plane.api(), kprof_release.namespace, run.lease)
         seen["reached"] = cluster_scenario.drive(run)[0]
         seen["forbidden"] = run.forbidden()
         seen["exit_code"] = run.operator.terminate()
-        seen["holder_after_exit"] = lease_holder(control_plane, kprof_release.namespace, run.lease)
+        seen["holder_after_exit"] = lease_holder(control_plane.api(), kprof_release.namespace, run.lease)
         seen["output"] = run.operator.output()
     return seen
 

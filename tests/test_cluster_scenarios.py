@@ -13,7 +13,15 @@ import pytest
 
 from kprof_lib.spec import schemas
 from kprof_lib.spec.crd import build_crd
-from tests.operator_support import OperatorProcess, http_get, metric_value, profiling_config, s3_config, wait_until
+from tests.operator_support import (
+    OperatorProcess,
+    http_get,
+    lease_holder,
+    metric_value,
+    profiling_config,
+    s3_config,
+    wait_until,
+)
 from tests.support import chart, cluster_scenario
 from tests.support.cluster_scenario import (
     Run,
@@ -113,12 +121,6 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
         delete_configs(second)
 
 
-def lease_holder(plane: ControlPlane, namespace: str, name: str) -> str | None:
-    from kubernetes import client
-
-    return client.CoordinationV1Api(plane.api()).read_namespaced_lease(name, namespace).spec.holder_identity
-
-
 def test_sigterm_lets_the_capture_in_progress_finish(
     control_plane, kprof_release, workload, chart_kubeconfig, tmp_path
 ):
@@ -153,7 +155,7 @@ def test_sigterm_lets_the_capture_in_progress_finish(
         assert all(o["key"].endswith("/cpu.pprof") and o["size"] > 0 for o in stored)
         actions = [r.get("action") for r in operator.logs]
         assert actions.index("stored") < actions.index("stopped")
-        assert lease_holder(control_plane, kprof_release.namespace, lease) == ""
+        assert lease_holder(control_plane.api(), kprof_release.namespace, lease) == ""
     finally:
         operator.close()
         custom.delete_namespaced_custom_object(*group, config)

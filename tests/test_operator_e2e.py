@@ -36,6 +36,7 @@ from tests.operator_support import (
     aws_environment,
     condition,
     events_about,
+    lease_holder,
     metric_value,
     profiled_pod,
     profiling_config,
@@ -71,12 +72,6 @@ def history_of(plane: ControlPlane, namespace: str, config_key: str) -> dict[str
             return {}
         raise
     return json.loads((configmap.data or {}).get("history.json") or "{}")
-
-
-def lease_holder(plane: ControlPlane, namespace: str) -> str | None:
-    from kubernetes import client
-
-    return client.CoordinationV1Api(plane.api()).read_namespaced_lease("kprof-operator", namespace).spec.holder_identity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +268,7 @@ def _first_run(plane, s3, bucket, receiver, shop_app, batch_app, tmp, operators)
     )
     metrics_text = operator.get("metrics", "/metrics")[1]
     exit_code = operator.terminate()
-    holder_after_exit = lease_holder(plane, operator_namespace)
+    holder_after_exit = lease_holder(api, operator_namespace)
 
     # Started again with the breach still there: the history it reads says "cooldown".
     restarted = OperatorProcess(

@@ -1,7 +1,7 @@
-"""A Kubernetes API server emulator over real HTTP for kprof's tests, benchmarks and local runs:
-the real `kubernetes` client talks to it (CRUD, selectors, watches with resourceVersion/410/
-bookmarks, status subresource, leases, metrics.k8s.io, pods/proxy, pods/portforward), faults can be
-injected, and every request is counted. See README.md in this folder for what it serves."""
+"""A Kubernetes API server emulator over real HTTP for what the real control plane of the tests
+cannot do here: pods/portforward, injected faults (errors, slow answers, cut or expired watches)
+and a request log for the benchmarks. The real `kubernetes` client talks to it unchanged. See
+README.md in this folder for what it serves."""
 
 from .emulator import KubeEmulator
 from .faults import Fault, RequestRecord

@@ -1,11 +1,12 @@
-"""`KubeEmulator`: a Kubernetes API server emulator listening on real HTTP, for tests, benchmarks
-and local runs of kprof against a fake cluster. It owns the kinds it serves, the store, the armed
-faults and the request log, starts and stops the threaded HTTP server, and offers a Python API to
-seed and inspect state without HTTP (create/apply/get/list/delete, pod metrics, compaction)."""
+"""`KubeEmulator`: a Kubernetes API server emulator listening on real HTTP, for the tests that need
+what the real control plane (tests.support.controlplane) cannot do here (port-forward, injected
+faults, a watch cut or expired at a chosen moment) and for the benchmarks that count requests. It
+owns the kinds it serves, the store, the armed faults and the request log, starts and stops the
+threaded HTTP server, and offers a Python API to seed and inspect state without HTTP
+(create/apply/get/list/delete, pod metrics, compaction)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .faults import FaultSet, RequestLog, RequestRecord
-from .resources import ResourceRegistry, ResourceType, builtin_types, crd_for, custom_type
+from .resources import ResourceRegistry, ResourceType, builtin_types, custom_type
 from .server import make_handler
 from .store import Store, now_rfc3339
 
@@ -89,7 +90,7 @@ class KubeEmulator:
         namespaces = self.registry.resolve("v1", "namespaces")
         for name in DEFAULT_NAMESPACES:
             self.store.create(namespaces, None, {"metadata": {"name": name}}, seed=True)
-        self.register_resource("profiling.io", "v1alpha1", "profilingconfigs", "ProfilingConfig")
+        self.registry.register(custom_type("profiling.io", "v1alpha1", "profilingconfigs", "ProfilingConfig"))
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -192,35 +193,6 @@ class KubeEmulator:
 
     # ----------------------------------------------------------------- kinds
 
-    def register_resource(
-        self,
-        group: str,
-        version: str,
-        plural: str,
-        kind: str,
-        namespaced: bool = True,
-        status_subresource: bool = True,
-        *,
-        short_names: tuple[str, ...] = (),
-        singular: str = "",
-        list_kind: str = "",
-    ) -> ResourceType:
-        """Serve a custom resource type, and hold the matching CustomResourceDefinition object."""
-        rt = custom_type(
-            group,
-            version,
-            plural,
-            kind,
-            namespaced=namespaced,
-            status_subresource=status_subresource,
-            short_names=short_names,
-            singular=singular,
-            list_kind=list_kind,
-        )
-        self.registry.register(rt)
-        self.store.seed(self.registry.resolve("apiextensions.k8s.io/v1", "customresourcedefinitions"), crd_for(rt))
-        return rt
-
     def resource(self, api_version: str, kind_or_plural: str) -> ResourceType:
         return self.registry.resolve(api_version, kind_or_plural)
 
@@ -290,29 +262,6 @@ class KubeEmulator:
             "containers": [{"name": c["name"], "usage": dict(c.get("usage") or {})} for c in containers],
         }
         return self.apply(metrics)
-
-    def delete_pod_metrics(self, namespace: str, name: str) -> None:
-        self.delete("metrics.k8s.io/v1beta1", "PodMetrics", namespace, name)
-
-    def load_manifests(self, path: str | Path) -> list[dict[str, Any]]:
-        """Apply every object of a (multi-document) YAML or a JSON file, `kind: List` items included.
-        CustomResourceDefinitions go first so the file's custom objects find their type; a kind
-        the emulator does not serve raises KeyError."""
-        documents: list[dict[str, Any]] = []
-        text = Path(path).read_text()
-        # JSON is YAML too, but the pure-Python YAML parser takes minutes over a 10,000-pod list.
-        parsed = [json.loads(text)] if Path(path).suffix == ".json" else yaml.safe_load_all(text)
-        for document in parsed:
-            if not document:
-                continue
-            if document.get("kind") == "List" or (
-                str(document.get("kind", "")).endswith("List") and "items" in document
-            ):
-                documents.extend(document.get("items") or [])
-            else:
-                documents.append(document)
-        documents.sort(key=lambda d: d.get("kind") != "CustomResourceDefinition")
-        return [self.apply(document) for document in documents]
 
     def compact(self) -> None:
         """Forget the event history: watches and exact lists from any earlier resourceVersion get 410."""

@@ -1,4 +1,4 @@
-"""HTTP front of the emulator: routes kube-apiserver URLs (discovery, collections, objects, status,
+"""HTTP front of the emulator: routes kube-apiserver URLs (collections, objects, status,
 pods/proxy, pods/portforward) to the store, answers like kube-apiserver (JSON bodies, Status
 errors, chunked watch streams with ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events), applies armed
 faults before any state change and records every answered request. Built on the standard
@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
-
-import yaml
 
 from . import status as st
 from . import tunnels
@@ -47,7 +45,7 @@ def parse_bool(value: str | None) -> bool:
 @dataclass
 class Route:
     rt: ResourceType | None = None
-    document: Any = None  # discovery and health answers
+    document: Any = None  # /version and health answers
     namespace: str | None = None
     name: str | None = None
     subresource: str | None = None
@@ -66,28 +64,12 @@ def resolve_route(emulator: KubeEmulator, path: str) -> Route:
     if path in ("/healthz", "/livez", "/readyz"):
         return Route(document="ok")
     segments = [s for s in path.split("/") if s]
-    if not segments:
-        return Route(document={"paths": ["/api", "/api/v1", "/apis", "/healthz", "/version"]})
-    if segments[0] == "api":
-        if len(segments) == 1:
-            return Route(document=registry.api_versions())
+    if len(segments) >= 3 and segments[0] == "api":
         group, version, rest, consumed = "", segments[1], segments[2:], 2
-    elif segments[0] == "apis":
-        if len(segments) == 1:
-            return Route(document=registry.api_group_list())
-        if len(segments) == 2:
-            group_doc = registry.api_group(segments[1])
-            if group_doc is None:
-                raise st.no_such_route()
-            return Route(document=group_doc)
+    elif len(segments) >= 4 and segments[0] == "apis":
         group, version, rest, consumed = segments[1], segments[2], segments[3:], 3
     else:
-        raise st.no_such_route()
-    if not rest:
-        resource_list = registry.resource_list(group, version)
-        if resource_list is None:
-            raise st.no_such_route()
-        return Route(document=resource_list)
+        raise st.no_such_route()  # no discovery documents: no client of the emulator reads them
     legacy_watch = rest[0] == "watch"
     if legacy_watch:
         rest, consumed = rest[1:], consumed + 1
@@ -294,30 +276,19 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             return
         rt, method = route.rt, self.command
         store = self.emulator.store
-        dry_run = query.get("dryRun") == "All"
         if route.subresource is not None:
-            self._dispatch_subresource(route, query, body, dry_run)
+            self._dispatch_subresource(route, query, body)
         elif route.name is not None:
             if method in ("GET", "HEAD"):
                 self._send_bytes(200, store.get(rt, route.namespace, route.name).full)
             elif method == "PUT":
-                entry, created = store.update(rt, route.namespace, route.name, self._decode(body), dry_run=dry_run)
+                entry, created = store.update(rt, route.namespace, route.name, self._decode(body))
                 self._send_bytes(201 if created else 200, entry.full)
             elif method == "PATCH":
-                entry, created = store.patch(
-                    rt,
-                    route.namespace,
-                    route.name,
-                    self.headers.get("Content-Type") or "",
-                    body,
-                    dry_run=dry_run,
-                    field_manager=query.get("fieldManager"),
-                )
-                self._send_bytes(201 if created else 200, entry.full)
+                entry, _ = store.patch(rt, route.namespace, route.name, self.headers.get("Content-Type") or "", body)
+                self._send_bytes(200, entry.full)
             elif method == "DELETE":
-                options = self._decode(body) if body.strip() else {}
-                entry = store.delete(rt, route.namespace, route.name, options, dry_run=dry_run)
-                self._send_deleted(rt, entry)
+                self._send_deleted(rt, store.delete(rt, route.namespace, route.name))
             else:
                 raise st.method_not_allowed()
         elif method in ("GET", "HEAD"):
@@ -326,17 +297,12 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             else:
                 self._list(rt, route.namespace, query)
         elif method == "POST" and (route.namespace is not None or not rt.namespaced):
-            entry = store.create(rt, route.namespace, self._decode(body), dry_run=dry_run)
+            entry = store.create(rt, route.namespace, self._decode(body))
             self._send_bytes(201, entry.full)
-        elif method == "DELETE" and (route.namespace is not None or not rt.namespaced):
-            entries = store.delete_collection(
-                rt, route.namespace, query.get("labelSelector"), query.get("fieldSelector")
-            )
-            self._send_bytes(200, self._list_body(rt, ListResult(str(store.resource_version), entries, None, None)))
         else:
             raise st.method_not_allowed()
 
-    def _dispatch_subresource(self, route: Route, query: dict[str, str], body: bytes, dry_run: bool) -> None:
+    def _dispatch_subresource(self, route: Route, query: dict[str, str], body: bytes) -> None:
         rt, method, store = route.rt, self.command, self.emulator.store
         assert rt is not None and route.name is not None
         sub = route.subresource
@@ -344,9 +310,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             if method in ("GET", "HEAD"):
                 self._send_bytes(200, store.get(rt, route.namespace, route.name).full)
             elif method == "PUT":
-                entry, _ = store.update(
-                    rt, route.namespace, route.name, self._decode(body), subresource="status", dry_run=dry_run
-                )
+                entry, _ = store.update(rt, route.namespace, route.name, self._decode(body), subresource="status")
                 self._send_bytes(200, entry.full)
             elif method == "PATCH":
                 entry, _ = store.patch(
@@ -356,8 +320,6 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                     self.headers.get("Content-Type") or "",
                     body,
                     subresource="status",
-                    dry_run=dry_run,
-                    field_manager=query.get("fieldManager"),
                 )
                 self._send_bytes(200, entry.full)
             else:
@@ -377,12 +339,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             raise st.no_such_route()
 
     def _decode(self, body: bytes) -> Any:
-        content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
         try:
-            if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
-                return yaml.safe_load(body)
             return json.loads(body or b"null")
-        except (ValueError, yaml.YAMLError) as exc:
+        except ValueError as exc:
             raise st.bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
 
     def _send_deleted(self, rt: ResourceType, entry: Entry) -> None:
@@ -422,7 +381,6 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             limit=int(limit_text) or None,
             continue_token=query.get("continue") or None,
             resource_version=query.get("resourceVersion"),
-            resource_version_match=query.get("resourceVersionMatch") or None,
         )
         self._send_bytes(200, self._list_body(rt, result))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
+import copy
 import json
 import queue
 import random
@@ -21,18 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
 from . import status as st
-from .patches import PatchError, json_patch, merge_patch
-from .resources import ResourceRegistry, ResourceType, types_from_crd
+from .resources import ResourceRegistry, ResourceType
 from .selectors import Predicate, combine, parse_field_selector, parse_label_selector
-from .validation import validate
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
 
 # kube's name generator alphabet: no vowels (no accidental words) and no look-alike characters.
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -121,6 +116,19 @@ def _decode_continue(token: str) -> tuple[int, str]:
         raise st.bad_request(f"continue key is not valid: {exc}") from None
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null deletes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
 def _spec_view(obj: dict[str, Any]) -> dict[str, Any]:
     """What a change to bumps metadata.generation: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
@@ -185,24 +193,9 @@ class Store:
             names[entry.name] = entry
         if rt.versioned:
             self._publish(WatchEvent(self._rv, event_type, rt.key, entry.namespace, entry, prev))
-        if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
-            self._crd_changed(entry, prev, deleted=event_type == "DELETED")
         return entry
 
-    def _crd_changed(self, entry: Entry, prev: Entry | None, *, deleted: bool) -> None:
-        old_types = types_from_crd(prev.obj) if prev else []
-        new_types = [] if deleted else types_from_crd(entry.obj)
-        new_keys = {rt.key for rt in new_types}
-        for rt in old_types:
-            if rt.key not in new_keys:
-                self._registry.unregister(rt.key)
-                self._objects.pop(rt.key, None)
-                for watcher in self._watchers.pop(rt.key, set()):
-                    watcher.events.put(None)
-        for rt in new_types:
-            self._registry.register(rt)
-
-    # ----------------------------------------------------------------- validation
+    # ----------------------------------------------------------------- request bodies
 
     def _normalize(self, rt: ResourceType, body: Any) -> dict[str, Any]:
         """A private copy of a request body with apiVersion/kind checked and filled in."""
@@ -273,7 +266,7 @@ class Store:
     # ----------------------------------------------------------------- writes
 
     def create(
-        self, rt: ResourceType, namespace: str | None, body: Any, *, dry_run: bool = False, seed: bool = False
+        self, rt: ResourceType, namespace: str | None, body: Any, *, seed: bool = False
     ) -> Entry:
         """POST semantics; `seed` is the Python API's create: it keeps .status and creates namespaces."""
         if rt.read_only and not seed:
@@ -308,7 +301,6 @@ class Store:
                         [("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")],
                     )
                 meta["name"] = self._generate_name(rt, ns, str(prefix))
-            validate(rt, obj)
             if self._find(rt, ns, meta["name"]) is not None:
                 raise st.already_exists(rt.plural, rt.group, meta["name"])
             if rt.versioned:
@@ -316,8 +308,6 @@ class Store:
                 if rt.tracks_generation:
                     meta["generation"] = 1
             meta["creationTimestamp"] = now_rfc3339()
-            if dry_run:
-                return Entry(rt, obj)
             return self._commit(rt, obj, "ADDED", None)
 
     def _generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:
@@ -335,7 +325,6 @@ class Store:
         body: Any,
         *,
         subresource: str | None = None,
-        dry_run: bool = False,
     ) -> tuple[Entry, bool]:
         """PUT semantics. Returns the stored entry and whether it was created."""
         if rt.read_only:
@@ -351,11 +340,11 @@ class Store:
             cur = self._find(rt, ns, name)
             if cur is None:
                 if rt.create_on_update and subresource is None and not meta.get("resourceVersion"):
-                    return self.create(rt, ns, obj, dry_run=dry_run), True
+                    return self.create(rt, ns, obj), True
                 raise st.not_found(rt.plural, rt.group, name)
             self._check_precondition(rt, cur, meta.get("resourceVersion"), required=not rt.unconditional_update)
             new = self._merge_for_update(rt, cur, obj, subresource)
-            return self._replace(rt, cur, new, dry_run=dry_run), False
+            return self._replace(rt, cur, new), False
 
     def _merge_for_update(
         self, rt: ResourceType, cur: Entry, new: dict[str, Any], subresource: str | None
@@ -380,10 +369,9 @@ class Store:
                 new["status"] = cur.obj["status"]
             else:
                 new.pop("status", None)
-        validate(rt, new)
         return new
 
-    def _replace(self, rt: ResourceType, cur: Entry, new: dict[str, Any], *, dry_run: bool) -> Entry:
+    def _replace(self, rt: ResourceType, cur: Entry, new: dict[str, Any]) -> Entry:
         meta = new["metadata"]
         if rt.tracks_generation:
             generation = cur.obj["metadata"].get("generation", 1)
@@ -392,8 +380,6 @@ class Store:
             meta["resourceVersion"] = cur.resource_version
         if new == cur.obj:
             return cur  # kube does not write (nor bump the resourceVersion) for a no-op update
-        if dry_run:
-            return Entry(rt, new)
         return self._commit(rt, new, "MODIFIED", cur)
 
     def patch(
@@ -405,41 +391,24 @@ class Store:
         raw: bytes,
         *,
         subresource: str | None = None,
-        dry_run: bool = False,
-        field_manager: str | None = None,
     ) -> tuple[Entry, bool]:
+        """A merge patch (a strategic merge patch on built-in kinds is applied as one: lists are
+        replaced). The kubernetes client's JSON patches and server-side apply are not served."""
         if rt.read_only:
             raise st.method_not_allowed()
         media = content_type.split(";")[0].strip().lower()
-        accepted = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([] if rt.custom else [STRATEGIC_MERGE_PATCH])
+        accepted = [MERGE_PATCH] + ([] if rt.custom else [STRATEGIC_MERGE_PATCH])
         if media not in accepted:
             raise st.unsupported_media_type(media, accepted)
         try:
-            patch_body = yaml.safe_load(raw) if media == APPLY_PATCH else json.loads(raw or b"null")
-        except (ValueError, yaml.YAMLError) as exc:
+            patch_body = json.loads(raw or b"null")
+        except ValueError as exc:
             raise st.bad_request(f"error decoding patch: {exc}") from None
-        if media == APPLY_PATCH and not field_manager:
-            raise st.invalid(
-                "PatchOptions",
-                "meta.k8s.io",
-                "",
-                [("FieldValueRequired", "fieldManager", "Required value: is required for apply patch")],
-            )
         with self._lock:
-            ns = namespace if rt.namespaced else ""
-            cur = self._find(rt, ns or "", name)
+            cur = self._find(rt, (namespace if rt.namespaced else "") or "", name)
             if cur is None:
-                if media == APPLY_PATCH and subresource is None:
-                    obj = self._normalize(rt, patch_body)
-                    if obj["metadata"].get("name") != name:
-                        raise st.bad_request("the name of the object does not match the name on the URL")
-                    return self.create(rt, ns, obj, dry_run=dry_run), True
                 raise st.not_found(rt.plural, rt.group, name)
-            try:
-                apply_patch = json_patch if media == JSON_PATCH else merge_patch
-                new = apply_patch(cur.copy(), patch_body)
-            except PatchError as exc:
-                raise st.ApiError(exc.code, str(exc)) from None
+            new = merge_patch(cur.copy(), patch_body)
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
                 raise st.ApiError(422, "the patched object is not a Kubernetes object")
             patched_rv = new["metadata"].get("resourceVersion")
@@ -447,67 +416,17 @@ class Store:
                 raise st.conflict(rt.plural, rt.group, name)
             new["apiVersion"], new["kind"] = rt.api_version, rt.kind
             new = self._merge_for_update(rt, cur, new, subresource)
-            return self._replace(rt, cur, new, dry_run=dry_run), False
+            return self._replace(rt, cur, new), False
 
-    def delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        options: dict[str, Any] | None = None,
-        *,
-        dry_run: bool = False,
-        internal: bool = False,
-    ) -> Entry:
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, *, internal: bool = False) -> Entry:
+        """Immediate, as with gracePeriodSeconds=0: no finalizers, no DeleteOptions preconditions."""
         if rt.read_only and not internal:
             raise st.method_not_allowed()
         with self._lock:
             cur = self._find(rt, namespace or "", name)
             if cur is None:
                 raise st.not_found(rt.plural, rt.group, name)
-            preconditions = (options or {}).get("preconditions") or {}
-            if preconditions.get("uid") and preconditions["uid"] != cur.obj["metadata"].get("uid"):
-                raise st.conflict(
-                    rt.plural,
-                    rt.group,
-                    name,
-                    (
-                        f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                        f"UID in object meta: {cur.obj['metadata'].get('uid')}"
-                    ),
-                )
-            if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != cur.resource_version:
-                raise st.conflict(
-                    rt.plural,
-                    rt.group,
-                    name,
-                    (
-                        f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, "
-                        f"ResourceVersion in object meta: {cur.resource_version}"
-                    ),
-                )
-            if dry_run:
-                return cur
-            entry = self._commit(rt, cur.copy(), "DELETED", cur)
-            if rt.key == ("", "v1", "namespaces"):
-                self._delete_namespace_contents(name)
-            return entry
-
-    def _delete_namespace_contents(self, namespace: str) -> None:
-        for rt in self._registry.all():
-            if rt.namespaced:
-                for entry in list(self._bucket(rt).get(namespace, {}).values()):
-                    self._commit(rt, entry.copy(), "DELETED", entry)
-
-    def delete_collection(
-        self, rt: ResourceType, namespace: str | None, label_selector: str | None, field_selector: str | None
-    ) -> list[Entry]:
-        if rt.read_only:
-            raise st.method_not_allowed()
-        predicate = self.predicate(rt, label_selector, field_selector)
-        with self._lock:
-            doomed = [e for e in self._entries(rt, namespace) if predicate is None or predicate(e.obj)]
-            return [self._commit(rt, e.copy(), "DELETED", e) for e in sorted(doomed, key=lambda e: e.key)]
+            return self._commit(rt, cur.copy(), "DELETED", cur)
 
     def seed(self, rt: ResourceType, body: Any) -> Entry:
         """Upsert without the HTTP rules: status is written as given, namespaces are created."""
@@ -521,8 +440,7 @@ class Store:
             for field_name in _SYSTEM_METADATA:
                 if field_name in old_meta:
                     meta[field_name] = old_meta[field_name]
-            validate(rt, obj)
-            return self._replace(rt, cur, obj, dry_run=False)
+            return self._replace(rt, cur, obj)
 
     # ----------------------------------------------------------------- reads
 
@@ -542,22 +460,6 @@ class Store:
             parse_field_selector(field_selector, rt.supported_field_labels, dict(rt.field_aliases)),
         )
 
-    def _snapshot(self, rt: ResourceType, namespace: str | None, at_rv: int | None) -> dict[str, Entry]:
-        """The objects as they were at resourceVersion `at_rv`, rebuilt by undoing newer events."""
-        current = {entry.key: entry for entry in self._entries(rt, namespace)}
-        if at_rv is None or at_rv >= self._rv:
-            return current
-        for event in reversed(self._history):
-            if event.rv <= at_rv:
-                break
-            if event.rt_key != rt.key or (namespace is not None and rt.namespaced and event.namespace != namespace):
-                continue
-            if event.type == "ADDED":
-                current.pop(event.entry.key, None)
-            elif event.prev is not None:
-                current[event.entry.key] = event.prev
-        return current
-
     def list(
         self,
         rt: ResourceType,
@@ -568,12 +470,13 @@ class Store:
         limit: int | None = None,
         continue_token: str | None = None,
         resource_version: str | None = None,
-        resource_version_match: str | None = None,
     ) -> ListResult:
+        """The current objects (no list at an older resourceVersion); `limit` pages continue after
+        the last name sent, from the state at the time of each page."""
         predicate = self.predicate(rt, label_selector, field_selector)
         start = ""
         with self._lock:
-            at_rv: int | None = None
+            list_rv: int | None = self._rv if rt.versioned else None
             if continue_token:
                 at_rv, start = _decode_continue(continue_token)
                 if rt.versioned and at_rv < self._compacted_rv:
@@ -581,18 +484,12 @@ class Store:
                         "The provided continue parameter is too old to display a consistent list result. "
                         "You can start a new list without the continue parameter."
                     )
+                list_rv = at_rv if rt.versioned else None
             elif resource_version and resource_version != "0" and rt.versioned:
                 requested = _parse_rv(resource_version)
                 if requested > self._rv:
                     raise st.too_large_resource_version(requested, self._rv)
-                if resource_version_match == "Exact":
-                    if requested < self._compacted_rv:
-                        raise st.too_old_resource_version(requested, self._compacted_rv)
-                    at_rv = requested
-            elif resource_version_match == "Exact":
-                raise st.bad_request('resourceVersionMatch: Forbidden: "Exact" requires a non-zero resourceVersion')
-            snapshot = self._snapshot(rt, namespace, at_rv)
-            list_rv = (at_rv if at_rv is not None else self._rv) if rt.versioned else None
+            snapshot = {entry.key: entry for entry in self._entries(rt, namespace)}
         keys = sorted(snapshot)
         index = bisect.bisect_left(keys, start) if start else 0
         items: list[Entry] = []
