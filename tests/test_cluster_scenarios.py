@@ -56,6 +56,21 @@ def chart_kubeconfig(control_plane, kprof_release, tmp_path_factory):
     return control_plane.token_kubeconfig(kprof_release.namespace, kprof_release.service_account, folder / "sa")
 
 
+@pytest.mark.parametrize(
+    ("line", "refused"),
+    [
+        ('{"msg": "GET /api/v1/pods: 403 Forbidden"}', True),
+        ('{"msg": "pods is forbidden: User cannot list"}', True),
+        ('{"msg": "(403)"}', True),
+        ('{"msg": "listening", "address": "127.0.0.1:40325"}', False),
+        ('{"ts": "2026-12-01T21:43:31.403Z", "msg": "reject"}', False),
+        ('{"msg": "took 0.403 s"}', False),
+    ],
+)
+def test_a_log_line_reports_a_refusal_only_for_a_403_or_forbidden(line, refused):
+    assert reports_forbidden(line) is refused
+
+
 def leaders(replicas) -> list:
     return [r for r in replicas if r.find_logs(lambda x: x.get("action") == "leader-elected")]
 

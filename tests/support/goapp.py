@@ -40,6 +40,7 @@ LISTENING_PREFIX = "listening on "
 
 _build_lock = threading.Lock()
 _built_binary: Path | None = None
+_pprof_built = False
 
 
 class GoToolchainMissingError(RuntimeError):
@@ -59,12 +60,14 @@ def go_executable() -> str:
 
 
 def go_environment() -> dict[str, str]:
-    """Environment for running `go build` / `go tool pprof` offline with caches inside the repo."""
+    """Environment for running `go build` / `go tool pprof` offline. GOPATH is inside the repo; the
+    build cache is Go's own under $HOME (unless GOCACHE says otherwise), which a fresh clone finds
+    warm: the standard library and `go tool pprof` (built from GOROOT on first use) take minutes
+    to compile on a busy two-core machine, and the first profile read would time out."""
     env = dict(os.environ)
     env.update(
         {
             "GOPATH": str(GO_CACHE_DIR / "path"),
-            "GOCACHE": str(GO_CACHE_DIR / "build"),
             "GOPROXY": "off",
             "GOSUMDB": "off",
             "GOFLAGS": "-mod=mod",
@@ -78,7 +81,19 @@ def go_environment() -> dict[str, str]:
 
 
 def run_go_tool_pprof(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run `go tool pprof ARGS` (e.g. "-top", "heap.pb.gz") and return the finished process."""
+    """Run `go tool pprof ARGS` (e.g. "-top", "heap.pb.gz") and return the finished process; the
+    tool is built first if need be, within the build's timeout rather than this call's."""
+    global _pprof_built
+    with _build_lock:
+        if not _pprof_built:
+            subprocess.run(
+                [go_executable(), "tool", "-n", "pprof"],
+                env=go_environment(),
+                capture_output=True,
+                timeout=BUILD_TIMEOUT_SECONDS,
+                check=True,
+            )
+            _pprof_built = True
     return subprocess.run(
         [go_executable(), "tool", "pprof", *args],
         env=go_environment(),
