@@ -218,54 +218,6 @@ def test_config_watch_keeps_whole_objects(control_plane, kprof_release, namespac
         watch.stop()
 
 
-# ----------------------------------------------------------------- metrics
-
-
-def test_pod_metrics_are_one_list_per_namespace_with_the_selector_pushed_to_the_server(control_plane, audited):
-    """The real metrics-server applies the selector kprof writes. The pods' figures are this test
-    process's own (the node agent reports it), so there is a CPU rate after two scrapes."""
-    other = control_plane.new_namespace("adapters-other")
-    pods = [
-        ("web-1", audited.namespace, {"tier": "web"}),
-        ("web-2", audited.namespace, {"tier": "web", "canary": "true"}),
-        ("api-1", audited.namespace, {"tier": "api"}),
-        ("web-3", other, {"tier": "web"}),
-    ]
-    for name, namespace, labels in pods:
-        control_plane.run_pod(namespace, name, port=1, pid=os.getpid(), labels=labels)
-    metrics = MetricsServer(audited.api)
-    control_plane.wait_for_metrics_api()
-    wait_until(lambda: len(metrics.pod_metrics(audited.namespace, None)) == 3, "metrics-server to serve them", 60)
-    selector = to_selector_string(
-        {
-            "matchExpressions": [
-                {"key": "tier", "operator": "In", "values": ["web"]},
-                {"key": "canary", "operator": "DoesNotExist"},
-            ]
-        }
-    )
-    before = len(audited.requests())
-
-    mine = metrics.pod_metrics(audited.namespace, selector)
-    everywhere = metrics.pod_metrics(None, selector)
-
-    assert [m["metadata"]["name"] for m in mine] == ["web-1"]
-    [container] = mine[0]["containers"]
-    assert container["name"] == "app" and set(container["usage"]) == {"cpu", "memory"}
-    assert {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in everywhere} >= {
-        (audited.namespace, "web-1"),
-        (other, "web-3"),
-    }
-    assert not {m["metadata"]["name"] for m in everywhere} & {"web-2", "api-1"}
-    made = [(verb, uri.split("?")[0], query_of(uri)) for verb, uri, _ in audited.requests()[before:]]
-    assert made == [
-        ("list", f"/apis/metrics.k8s.io/v1beta1/namespaces/{audited.namespace}/pods", {"labelSelector": selector}),
-        ("list", "/apis/metrics.k8s.io/v1beta1/pods", {"labelSelector": selector}),
-    ]
-    for name, namespace, _ in pods:
-        control_plane.delete_pod(namespace, name)
-
-
 # ----------------------------------------------------------------- history
 
 KEY = "shop/checkout"
@@ -539,3 +491,61 @@ def test_release_hands_the_lease_over_at_once(control_plane, namespace, candidat
     a.elector.stop(release=True)
     wait_until(lambda: b.elector.is_leader, "b to take over", timeout=8)
     assert lease(control_plane, namespace)["holderIdentity"] == "operator-b"
+
+
+# ----------------------------------------------------------------- metrics
+
+
+@pytest.fixture(scope="module", autouse=True)
+def metered_pods(control_plane: ControlPlane) -> Iterator[list[tuple[str, str, dict[str, str]]]]:
+    """Pods whose figures are this test process's own (the node agent reports it), started with the
+    module so that metrics-server has scraped them twice (10 s apart, a CPU rate) by the time the
+    metrics test, the module's last, runs."""
+    mine, other = control_plane.new_namespace("metered"), control_plane.new_namespace("metered-other")
+    pods = [
+        ("web-1", mine, {"tier": "web"}),
+        ("web-2", mine, {"tier": "web", "canary": "true"}),
+        ("api-1", mine, {"tier": "api"}),
+        ("web-3", other, {"tier": "web"}),
+    ]
+    for name, namespace, labels in pods:
+        control_plane.run_pod(namespace, name, port=1, pid=os.getpid(), labels=labels)
+    yield pods
+    for name, namespace, _ in pods:
+        control_plane.delete_pod(namespace, name)
+
+
+def test_pod_metrics_are_one_list_per_namespace_with_the_selector_pushed_to_the_server(
+    control_plane, audited, metered_pods
+):
+    """The real metrics-server applies the selector kprof writes."""
+    mine, other = metered_pods[0][1], metered_pods[-1][1]
+    metrics = MetricsServer(audited.api)
+    control_plane.wait_for_metrics_api()
+    wait_until(lambda: len(metrics.pod_metrics(mine, None)) == 3, "metrics-server to serve them", 60)
+    selector = to_selector_string(
+        {
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["web"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ]
+        }
+    )
+    before = len(audited.requests())
+
+    in_mine = metrics.pod_metrics(mine, selector)
+    everywhere = metrics.pod_metrics(None, selector)
+
+    assert [m["metadata"]["name"] for m in in_mine] == ["web-1"]
+    [container] = in_mine[0]["containers"]
+    assert container["name"] == "app" and set(container["usage"]) == {"cpu", "memory"}
+    assert {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in everywhere} >= {
+        (mine, "web-1"),
+        (other, "web-3"),
+    }
+    assert not {m["metadata"]["name"] for m in everywhere} & {"web-2", "api-1"}
+    made = [(verb, uri.split("?")[0], query_of(uri)) for verb, uri, _ in audited.requests()[before:]]
+    assert made == [
+        ("list", f"/apis/metrics.k8s.io/v1beta1/namespaces/{mine}/pods", {"labelSelector": selector}),
+        ("list", "/apis/metrics.k8s.io/v1beta1/pods", {"labelSelector": selector}),
+    ]
