@@ -67,9 +67,15 @@ _RETRYABLE_CODES = {
     "ServiceUnavailable",
     "OperationAborted",
 }
-# Codes with which a backend refuses what it does not support; the object is stored without it.
+# What a backend may refuse that a profile can be stored without, given up in this order: (request
+# field, the codes refusing it, the log line). Conditional writes are missing from older
+# S3-compatible stores; keys are unique per pod and capture, so the condition is a safety net.
 _TAGS_REFUSED = {"InvalidTag", "NotImplemented", "InvalidTagError"}
-_METADATA_REFUSED = {"MetadataTooLarge"}
+_DROPPABLE = (
+    ("Tagging", _TAGS_REFUSED, "%s refused the tags of %s (%s); storing it without tags"),
+    ("IfNoneMatch", {"NotImplemented"}, "%s has no conditional puts, for %s (%s); storing it unconditionally"),
+    ("Metadata", {"MetadataTooLarge"}, "%s refused the metadata of %s (%s); storing it without metadata"),
+)
 
 
 class S3Store:
@@ -149,12 +155,7 @@ class S3Store:
             # Our own earlier attempt got through and its answer was lost (a retry, or a spool
             # flush after a crash): the profile is stored.
             response = {}
-        return StoredObject(
-            uri=self.uri_for(key),
-            key=key,
-            size=len(data),
-            attempts=_attempts(response) or 1,
-        )
+        return StoredObject(uri=self.uri_for(key), key=key, size=len(data), attempts=_attempts(response) or 1)
 
     def check(self) -> None:
         """Start-up diagnostics: raise `StoreError` saying why the bucket cannot be reached."""
@@ -194,36 +195,13 @@ class S3Store:
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 if code == "PreconditionFailed":
                     raise _AlreadyThere() from error
-                if code in _TAGS_REFUSED and "Tagging" in request:
-                    log.warning(
-                        "%s refused the tags of %s (%s); storing it without tags",
-                        self.description,
-                        request["Key"],
-                        code,
-                    )
-                    del request["Tagging"]
-                    continue
-                if code == "NotImplemented" and "IfNoneMatch" in request:
-                    # An older S3-compatible store without conditional writes: keys are unique per
-                    # pod and capture, so the condition is a safety net, not what keeps them apart.
-                    log.warning(
-                        "%s does not support conditional puts (%s); storing %s unconditionally",
-                        self.description,
-                        code,
-                        request["Key"],
-                    )
-                    del request["IfNoneMatch"]
-                    continue
-                if code in _METADATA_REFUSED and request["Metadata"]:
-                    log.warning(
-                        "%s refused the metadata of %s (%s); storing it without metadata",
-                        self.description,
-                        request["Key"],
-                        code,
-                    )
-                    request["Metadata"] = {}
-                    continue
-                raise self._store_error(error, f"storing {request['Key']}") from error
+                for field, codes, message in _DROPPABLE:
+                    if code in codes and request.get(field):
+                        log.warning(message, self.description, request["Key"], code)
+                        del request[field]
+                        break
+                else:
+                    raise self._store_error(error, f"storing {request['Key']}") from error
             except BotoCoreError as error:
                 raise self._store_error(error, f"storing {request['Key']}") from error
 

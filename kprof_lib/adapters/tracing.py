@@ -74,10 +74,7 @@ def configure(
 
 
 def make_exporters(
-    env: Mapping[str, str] = os.environ,
-    *,
-    console: bool = False,
-    console_stream: IO[str] | None = None,
+    env: Mapping[str, str] = os.environ, *, console: bool = False, console_stream: IO[str] | None = None
 ) -> list[SpanExporter]:
     """The span exporters `env` (and `console`) ask for; empty when tracing is off."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":

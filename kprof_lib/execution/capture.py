@@ -42,9 +42,7 @@ EXPECTED = "expected a gzip-compressed pprof profile"
 
 
 def timeout_for(
-    request: ProfileRequest,
-    base_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    cpu_margin: float = CPU_MARGIN_SECONDS,
+    request: ProfileRequest, base_timeout: float = DEFAULT_TIMEOUT_SECONDS, cpu_margin: float = CPU_MARGIN_SECONDS
 ) -> float:
     """The time budget for fetching `request`: a CPU profile takes its seconds before the server
     answers at all, so it gets those seconds plus `cpu_margin`; other profiles get `base_timeout`."""

@@ -93,13 +93,7 @@ def object_key(
         shown = ", ".join("{" + name + "}" for name in missing)
         raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
     when = _utc(captured_at)
-    raw = {
-        "namespace": namespace,
-        "pod": pod,
-        "service": service,
-        "type": profile_type,
-        "reason": reason,
-    }
+    raw = {"namespace": namespace, "pod": pod, "service": service, "type": profile_type, "reason": reason}
     # Long values are shortened step by step until the whole key fits; the literal text of the
     # template is the only part that cannot shrink.
     for limit in (MAX_COMPONENT_CHARS, 100, 50, keytemplates.SHORTEST_COMPONENT_CHARS):

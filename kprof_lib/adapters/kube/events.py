@@ -22,6 +22,7 @@ from kubernetes.client import ApiClient
 
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
+from kprof_lib.state import cluster
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,9 @@ class EventRecorder:
         namespace = involved.get("namespace") or "default"
         if len(message) > MAX_MESSAGE_LENGTH:
             message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
-        key = (
-            involved.get("apiVersion", ""),
-            involved.get("kind", ""),
-            namespace,
-            involved["name"],
-            involved.get("uid", ""),
-            event_type,
-            reason,
-            message,
-        )
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        what = (involved.get("apiVersion", ""), involved.get("kind", ""), namespace, involved["name"])
+        key = (*what, involved.get("uid", ""), event_type, reason, message)
+        now = cluster.format_time(dt.datetime.now(dt.UTC))
         with self._lock:
             seen = self._seen.get(key)
             if seen is not None and time.monotonic() - seen.last < self._window:

@@ -191,12 +191,7 @@ class ConfigMapHistory:
         }
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": metadata,
-            "data": {DATA_KEY: _dumps(entries)},
-        }
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {DATA_KEY: _dumps(entries)}}
 
     def _write(self, config_key: str, resource_version: str | None, entries: History) -> _Stored:
         body = self._document(config_key, resource_version, entries)

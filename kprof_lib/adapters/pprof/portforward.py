@@ -130,10 +130,7 @@ def _open_tunnel(core: CoreV1Api, request: ProfileRequest, timeout: float) -> An
     def connect() -> None:
         try:
             tunnel = portforward(
-                core.connect_get_namespaced_pod_portforward,
-                request.pod,
-                request.namespace,
-                ports=str(request.port),
+                core.connect_get_namespaced_pod_portforward, request.pod, request.namespace, ports=str(request.port)
             )
         except AttributeError as error:
             # The client decodes a failed handshake's missing body and trips: the ApiException

@@ -24,6 +24,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from kprof_lib.adapters import tracing
 from kprof_lib.adapters.kube import connection
 from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
@@ -33,7 +34,6 @@ from kprof_lib.adapters.kube.metrics import MetricsServer
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
-from kprof_lib.execution import telemetry
 from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
@@ -88,12 +88,11 @@ class Operator:
         self.stores = wiring.Stores(
             local_dir=settings.local_dir, spool_dir=settings.spool_dir, spool_max_bytes=settings.spool_max_bytes
         )
-        tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(telemetry.TRACER_NAME)
         self.executor = Executor(
             concurrency=settings.concurrency,
             max_bytes=settings.max_profile_bytes,
             pod_locks=PodLocks(),
-            tracer=tracer,
+            tracer=tracing.get_tracer(tracer_provider),
             byte_budget=ByteBudget(settings.max_inflight_bytes),
         )
         self._capture_slots = threading.BoundedSemaphore(settings.concurrency)

@@ -18,7 +18,6 @@ metrics). Both keep activePods, the totals and the conditions current.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import threading
@@ -56,15 +55,12 @@ from kprof_lib.spec import validation
 from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
+from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.operator.checks")
 
 READY = statuses.READY
 VALID = statuses.VALID
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def kinds_for_run(spec: Spec, kind: str) -> frozenset[str]:
@@ -85,53 +81,35 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True, eq=False)
 class CheckRunner:
     """Runs checks for the scheduler (`runner(run)`); everything it needs is given."""
 
-    def __init__(
-        self,
-        *,
-        configs: Callable[[str], dict[str, Any] | None],
-        pods: PodSource,
-        metrics: MetricsSource,
-        history: HistoryStore,
-        events: EventRecorder,
-        status: StatusPort,
-        executor: Executor,
-        store_for: Callable[[Spec], ProfileStore],
-        transport_for: Callable[[str], Transport],
-        default_transport: str,
-        instruments: Instruments,
-        is_leader: Callable[[], bool] = lambda: True,
-        selector_string: Callable[[Any], str],
-        flush: Callable[[ProfileStore], None] | None = None,
-        policy: tenancy.Policy | None = None,
-    ):
-        self._configs = configs
-        self._pods = pods
-        self._metrics = metrics
-        self._history = history
-        self._events = events
-        self._status = status
-        self._executor = executor
-        self._store_for = store_for
-        self._transport_for = transport_for
-        self._default_transport = default_transport
-        self._instruments = instruments
-        self._is_leader = is_leader
-        self._selector_string = selector_string
-        self._flush = flush  # e.g. upload what the store's spool holds
-        # What configs may reach (namespaces, destinations); the default is the strict one.
-        self._policy = policy or tenancy.Policy()
-        # The latest status this process wrote per config (uid, status): the base the totals are
-        # added to, newer than the watch cache right after a write.
-        self._written: dict[str, tuple[str | None, dict[str, Any]]] = {}
-        self._written_lock = threading.Lock()
+    configs: Callable[[str], dict[str, Any] | None]
+    pods: PodSource
+    metrics: MetricsSource
+    history: HistoryStore
+    events: EventRecorder
+    status: StatusPort
+    executor: Executor
+    store_for: Callable[[Spec], ProfileStore]
+    transport_for: Callable[[str], Transport]
+    default_transport: str
+    instruments: Instruments
+    selector_string: Callable[[Any], str]
+    is_leader: Callable[[], bool] = lambda: True
+    flush: Callable[[ProfileStore], None] | None = None  # e.g. upload what the store's spool holds
+    # What configs may reach (namespaces, destinations); None: the default, strict one.
+    policy: tenancy.Policy | None = None
+    # The latest status this process wrote per config (uid, status): the base the totals are
+    # added to, newer than the watch cache right after a write.
+    _written: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
+    _written_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __call__(self, run: Run) -> Outcome:
-        if not self._is_leader():
+        if not self.is_leader():
             return Outcome("skipped", "not the leader")
-        config = self._configs(run.key)
+        config = self.configs(run.key)
         if config is None or (run.uid and config["metadata"].get("uid") != run.uid):
             return Outcome("skipped", "the config is gone")
         try:
@@ -142,7 +120,7 @@ class CheckRunner:
         # by side, so that the author sees every problem at once.
         problems: list[Problem] = []
         try:
-            spec = tenancy.scope(spec, config["metadata"]["namespace"], self._policy)
+            spec = tenancy.scope(spec, config["metadata"]["namespace"], self.policy or tenancy.Policy())
         except SpecError as error:
             problems += error.errors
         try:
@@ -154,25 +132,25 @@ class CheckRunner:
         kinds = kinds_for_run(spec, run.kind)
 
         def gather() -> dict[str, Any]:
-            state: dict[str, Any] = {"now": rfc3339(run.now), "pods": self._pods.pods(spec.namespace)}
+            state: dict[str, Any] = {"now": cluster.format_time(run.now), "pods": self.pods.pods(spec.namespace)}
             if THRESHOLD in kinds and spec.thresholds is not None:
-                state["podMetrics"] = self._metrics.pod_metrics(spec.namespace, selector or None)
-            state["history"] = self._history.load(run.key)
+                state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None)
+            state["history"] = self.history.load(run.key)
             return state
 
         try:
-            store = self._store_for(spec)
-            transport = self._transport_for(spec.transport or self._default_transport)
+            store = self.store_for(spec)
+            transport = self.transport_for(spec.transport or self.default_transport)
             report = run_check(
                 config_name=run.key,
                 spec=spec,
                 gather=gather,
-                executor=self._executor,
+                executor=self.executor,
                 store=store,
                 transport=transport,
                 kinds=kinds,
-                save_history=lambda updates: self._history.merge(run.key, updates),
-                flush=None if self._flush is None else functools.partial(self._flush, store),
+                save_history=lambda updates: self.history.merge(run.key, updates),
+                flush=None if self.flush is None else functools.partial(self.flush, store),
                 cancelled=run.cancelled,
             )
         except Exception as error:
@@ -200,7 +178,7 @@ class CheckRunner:
             history_error=report.history_error,
         )
         status = self._write_status(run, config, outcome)
-        self._instruments.checks.labels(run.key, "ok").inc()
+        self.instruments.checks.labels(run.key, "ok").inc()
         log.info(
             "%s %s: %s",
             run.kind,
@@ -221,7 +199,7 @@ class CheckRunner:
 
     def _selector(self, spec: Spec) -> str:
         try:
-            return self._selector_string(spec.label_selector)
+            return self.selector_string(spec.label_selector)
         except ValueError as error:
             # The schema lets through keys and values the API's selector syntax cannot carry.
             raise SpecError([{"path": "spec.selector.labelSelector", "message": str(error)}]) from None
@@ -239,21 +217,17 @@ class CheckRunner:
             why = f"{', '.join(result.reasons) or result.reason}, config {run.key}"
             if stored:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in stored)
-                self._events.record(involved, NORMAL, PROFILE_CAPTURED, f"Captured ({why}): {places}")
+                self.events.record(involved, NORMAL, PROFILE_CAPTURED, f"Captured ({why}): {places}")
             if spooled:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in spooled)
-                self._events.record(
-                    involved,
-                    WARNING,
-                    PROFILE_SPOOLED,
-                    f"Captured ({why}) but the store is unreachable; kept in the local spool for {places}",
-                )
+                message = f"Captured ({why}) but the store is unreachable; kept in the local spool for {places}"
+                self.events.record(involved, WARNING, PROFILE_SPOOLED, message)
             if failed:
                 reasons = "; ".join(f"{p.type}: {p.error}" for p in failed)
-                self._events.record(involved, WARNING, PROFILE_CAPTURE_FAILED, f"Capture failed ({why}): {reasons}")
+                self.events.record(involved, WARNING, PROFILE_CAPTURE_FAILED, f"Capture failed ({why}): {reasons}")
 
     def _count(self, run: Run, report: CheckReport) -> None:
-        instruments = self._instruments
+        instruments = self.instruments
         instruments.active_pods.labels(run.key).set(report.plan.active_pods)
         for result in report.execution.results:
             for profile in result.profiles:
@@ -270,14 +244,14 @@ class CheckRunner:
                 instruments.threshold_violations.labels(run.key, "memory").inc()
 
     def _write_status(self, run: Run, config: dict[str, Any], outcome: statuses.Outcome) -> dict[str, Any]:
-        base = self._base_status(run.key, config)
-        status = statuses.build(base, outcome, generation=config["metadata"].get("generation"), now=rfc3339(run.now))
+        base, generation = self._base_status(run.key, config), config["metadata"].get("generation")
+        status = statuses.build(base, outcome, generation=generation, now=cluster.format_time(run.now))
         self._patch(run.key, config, status)
         return status
 
     def _invalid(self, run: Run, config: dict[str, Any], error: SpecError) -> Outcome:
-        self._instruments.checks.labels(run.key, "invalid").inc()
-        self._instruments.active_pods.labels(run.key).set(0)
+        self.instruments.checks.labels(run.key, "invalid").inc()
+        self.instruments.active_pods.labels(run.key).set(0)
         outcome = statuses.Invalid(str(error))
         generation = config["metadata"].get("generation")
         if statuses.already_reported(self._base_status(run.key, config), outcome, generation):
@@ -289,18 +263,14 @@ class CheckRunner:
             extra={"config": run.key, "action": "reject", "reason": "invalid-spec"},
         )
         status = self._write_status(run, config, outcome)
-        involved = {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "namespace": config["metadata"]["namespace"],
-            "name": config["metadata"]["name"],
-            "uid": config["metadata"].get("uid", ""),
-        }
-        self._events.record(involved, WARNING, INVALID_CONFIG, outcome.message)
+        meta = config["metadata"]
+        involved = {"apiVersion": API_VERSION, "kind": KIND, "namespace": meta["namespace"], "name": meta["name"]}
+        involved["uid"] = meta.get("uid", "")
+        self.events.record(involved, WARNING, INVALID_CONFIG, outcome.message)
         return Outcome("invalid", outcome.message, status=status)
 
     def _failed(self, run: Run, config: dict[str, Any], error: Exception) -> Outcome:
-        self._instruments.checks.labels(run.key, "error").inc()
+        self.instruments.checks.labels(run.key, "error").inc()
         log.warning(
             "%s of %s failed: %s",
             run.kind,
@@ -328,7 +298,7 @@ class CheckRunner:
     def _patch(self, key: str, config: dict[str, Any], status: dict[str, Any]) -> None:
         metadata = config["metadata"]
         try:
-            updated = self._status.patch_status(metadata["namespace"], metadata["name"], status)
+            updated = self.status.patch_status(metadata["namespace"], metadata["name"], status)
         except Exception as error:
             log.error(
                 "%s: status not written: %s",
@@ -346,7 +316,7 @@ class CheckRunner:
         """Drop what is remembered of a deleted config."""
         with self._written_lock:
             self._written.pop(key, None)
-        self._instruments.forget_config(key)
+        self.instruments.forget_config(key)
 
     def leadership_changed(self) -> None:
         """What this process wrote may be stale once another leader has written: read afresh."""

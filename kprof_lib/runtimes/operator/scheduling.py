@@ -39,6 +39,7 @@ from kprof_lib.planning import cadence
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import DEFAULT_CHECK_INTERVAL  # how often a config without thresholds is looked at
+from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.operator.scheduling")
 
@@ -254,7 +255,7 @@ class ConfigScheduler:
                 # within one interval; later than that it is coalesced into the next one.
                 misfire_grace_time=interval,
             )
-            jobs[kind] = {"interval": interval, "first": _text(anchor)}
+            jobs[kind] = {"interval": interval, "first": cluster.format_time(anchor)}
         log.info(
             "scheduled %s: %s",
             key,
@@ -326,10 +327,6 @@ class ConfigScheduler:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
-
-
-def _text(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _job_id(key: str, kind: str) -> str:
