@@ -14,6 +14,7 @@ read-only; slimmed pods even share their label and resource maps with each other
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -222,7 +223,7 @@ class Informer:
                     break
                 failures += 1
                 self.restarts += 1
-                self.last_error = _describe(exc)
+                self.last_error = errors.brief(exc)
                 delay = self._backoff.delay(failures)
                 log.warning(
                     "%s: %s; retrying in %.1fs from resourceVersion %s",
@@ -507,21 +508,10 @@ def _chunks(response: Any) -> Iterator[bytes]:
 
 
 def _cut(response: Any) -> None:
-    """Shut the watch's socket for reading: the thread blocked on it sees the stream end now."""
-    try:
+    """Shut the watch's socket (urllib3's `shutdown`): the thread blocked on it sees the stream end now."""
+    with contextlib.suppress(Exception):
         response.shutdown()
-    except Exception:
-        try:
-            response.connection.sock.shutdown(0)  # socket.SHUT_RD, for urllib3 before 2.3
-        except Exception:
-            pass
 
 
 def _version(obj: dict[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("resourceVersion")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, errors.APIError):
-        return f"API error {exc.status} {exc.reason}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"

@@ -230,14 +230,9 @@ class LeaderElector:
                 "leaseTransitions": 0,
             },
         }
+        leases = self.path.rpartition("/")[0]
         try:
-            created = send_json(
-                self._api,
-                "POST",
-                f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
-                body,
-                timeout=self._timeout,
-            )
+            created = send_json(self._api, "POST", leases, body, timeout=self._timeout)
         except errors.APIConflict:  # another candidate created it first
             return False
         self._observe(created.get("spec") or {})
