@@ -22,16 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import boto3
+from botocore import exceptions
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-)
 
 from kprof_lib.execution import redact
 from kprof_lib.execution.ports import StoredObject, StoreError
@@ -161,7 +153,7 @@ class S3Store:
         """Start-up diagnostics: raise `StoreError` saying why the bucket cannot be reached."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as error:
+        except exceptions.ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = str(error.response.get("Error", {}).get("Code", ""))
             if status == 404 or code in ("404", "NoSuchBucket"):
@@ -173,7 +165,7 @@ class S3Store:
                     retryable=False,
                 ) from error
             raise self._store_error(error, "checking the bucket") from error
-        except BotoCoreError as error:
+        except exceptions.BotoCoreError as error:
             raise self._store_error(error, "checking the bucket") from error
 
     def _is_ours(self, key: str, data: bytes) -> bool:
@@ -181,7 +173,7 @@ class S3Store:
         without KMS)."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError):
+        except (exceptions.ClientError, exceptions.BotoCoreError):
             return False
         return head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -191,7 +183,7 @@ class S3Store:
         while True:
             try:
                 return self.client.put_object(**request)
-            except ClientError as error:
+            except exceptions.ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 if code == "PreconditionFailed":
                     raise _AlreadyThere() from error
@@ -202,7 +194,7 @@ class S3Store:
                         break
                 else:
                     raise self._store_error(error, f"storing {request['Key']}") from error
-            except BotoCoreError as error:
+            except exceptions.BotoCoreError as error:
                 raise self._store_error(error, f"storing {request['Key']}") from error
 
     def _sendable_metadata(self, key: str, metadata: Mapping[str, str]) -> dict[str, str]:
@@ -220,7 +212,7 @@ class S3Store:
 
     def _store_error(self, error: Exception, doing: str) -> StoreError:
         where = self._where()
-        if isinstance(error, ClientError):
+        if isinstance(error, exceptions.ClientError):
             details = error.response.get("Error", {})
             code = str(details.get("Code", ""))
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -235,15 +227,15 @@ class S3Store:
             return StoreError(
                 f"{doing} in {where}: {reason} ({code or status}: {said})", retryable=retryable, attempts=attempts
             )
-        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        if isinstance(error, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
             return StoreError(
                 f"{doing} in {where}: no usable AWS credentials in the default chain "
                 f"(IRSA web identity, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE): {error}",
                 retryable=False,
             )
-        if isinstance(error, ParamValidationError):
+        if isinstance(error, exceptions.ParamValidationError):
             return StoreError(f"{doing} in {where}: invalid request: {error}", retryable=False)
-        if isinstance(error, ConnectionError | HTTPClientError):
+        if isinstance(error, exceptions.ConnectionError | exceptions.HTTPClientError):
             # botocore retried the connection as many times as allowed before giving up.
             return StoreError(
                 f"{doing} in {where}: cannot reach the store after {self.max_attempts} attempts: {error}",

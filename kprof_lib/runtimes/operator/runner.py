@@ -25,26 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kprof_lib.adapters.kube.events import (
-    INVALID_CONFIG,
-    NORMAL,
-    PROFILE_CAPTURE_FAILED,
-    PROFILE_CAPTURED,
-    PROFILE_SPOOLED,
-    WARNING,
-)
-from kprof_lib.execution import results
+from kprof_lib.adapters.kube import events
+from kprof_lib.execution import ports, results
 from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
-from kprof_lib.execution.ports import (
-    EventRecorder,
-    HistoryStore,
-    MetricsSource,
-    PodSource,
-    ProfileStore,
-    StatusPort,
-    Transport,
-)
 from kprof_lib.planning import status as statuses
 from kprof_lib.planning import tenancy
 from kprof_lib.planning.plan import CPU_THRESHOLD, KINDS, MEMORY_THRESHOLD, ON_DEMAND, THRESHOLD
@@ -86,19 +70,19 @@ class CheckRunner:
     """Runs checks for the scheduler (`runner(run)`); everything it needs is given."""
 
     configs: Callable[[str], dict[str, Any] | None]
-    pods: PodSource
-    metrics: MetricsSource
-    history: HistoryStore
-    events: EventRecorder
-    status: StatusPort
+    pods: ports.PodSource
+    metrics: ports.MetricsSource
+    history: ports.HistoryStore
+    events: ports.EventRecorder
+    status: ports.StatusPort
     executor: Executor
-    store_for: Callable[[Spec], ProfileStore]
-    transport_for: Callable[[str], Transport]
+    store_for: Callable[[Spec], ports.ProfileStore]
+    transport_for: Callable[[str], ports.Transport]
     default_transport: str
     instruments: Instruments
     selector_string: Callable[[Any], str]
     is_leader: Callable[[], bool] = lambda: True
-    flush: Callable[[ProfileStore], None] | None = None  # e.g. upload what the store's spool holds
+    flush: Callable[[ports.ProfileStore], None] | None = None  # e.g. upload what the store's spool holds
     # What configs may reach (namespaces, destinations); None: the default, strict one.
     policy: tenancy.Policy | None = None
     # The latest status this process wrote per config (uid, status): the base the totals are
@@ -217,14 +201,16 @@ class CheckRunner:
             why = f"{', '.join(result.reasons) or result.reason}, config {run.key}"
             if stored:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in stored)
-                self.events.record(involved, NORMAL, PROFILE_CAPTURED, f"Captured ({why}): {places}")
+                self.events.record(involved, events.NORMAL, events.PROFILE_CAPTURED, f"Captured ({why}): {places}")
             if spooled:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in spooled)
                 message = f"Captured ({why}) but the store is unreachable; kept in the local spool for {places}"
-                self.events.record(involved, WARNING, PROFILE_SPOOLED, message)
+                self.events.record(involved, events.WARNING, events.PROFILE_SPOOLED, message)
             if failed:
                 reasons = "; ".join(f"{p.type}: {p.error}" for p in failed)
-                self.events.record(involved, WARNING, PROFILE_CAPTURE_FAILED, f"Capture failed ({why}): {reasons}")
+                self.events.record(
+                    involved, events.WARNING, events.PROFILE_CAPTURE_FAILED, f"Capture failed ({why}): {reasons}"
+                )
 
     def _count(self, run: Run, report: CheckReport) -> None:
         instruments = self.instruments
@@ -266,7 +252,7 @@ class CheckRunner:
         meta = config["metadata"]
         involved = {"apiVersion": API_VERSION, "kind": KIND, "namespace": meta["namespace"], "name": meta["name"]}
         involved["uid"] = meta.get("uid", "")
-        self.events.record(involved, WARNING, INVALID_CONFIG, outcome.message)
+        self.events.record(involved, events.WARNING, events.INVALID_CONFIG, outcome.message)
         return Outcome("invalid", outcome.message, status=status)
 
     def _failed(self, run: Run, config: dict[str, Any], error: Exception) -> Outcome:
