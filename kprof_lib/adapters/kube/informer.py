@@ -29,7 +29,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from kprof_lib.adapters.kube import errors
-from kprof_lib.adapters.kube.reads import get_json
+from kprof_lib.adapters.kube.reads import get_json, open_response
 from kprof_lib.spec import crd
 
 log = logging.getLogger(__name__)
@@ -299,18 +299,10 @@ class Informer:
             query.append(("resourceVersion", self._resource_version))
         started = time.monotonic()
         try:
-            response = self._api.call_api(
-                self.path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                # A read timeout beyond the server's own end of the watch: a connection that went
-                # silent without closing is given up on instead of waited on forever.
-                _request_timeout=(self._request_timeout, self._timeout_seconds + 30),
-            )
+            # A read timeout beyond the server's own end of the watch: a connection that went silent
+            # without closing is given up on instead of waited on forever.
+            timeout = (self._request_timeout, self._timeout_seconds + 30)
+            response = open_response(self._api, "GET", self.path, query=query, timeout=timeout)
         except ApiException as exc:
             error = errors.from_exception(exc)
             if isinstance(error, errors.APIGone):
