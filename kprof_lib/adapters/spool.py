@@ -183,13 +183,7 @@ class SpoolingStore:
                 remaining_count,
                 remaining_bytes,
             )
-        return FlushReport(
-            uploaded=uploaded,
-            failed=len(errors),
-            remaining_bytes=remaining_bytes,
-            remaining_count=remaining_count,
-            errors=tuple(errors),
-        )
+        return FlushReport(uploaded, len(errors), remaining_bytes, remaining_count, tuple(errors))
 
     def _spool(
         self,
