@@ -109,11 +109,8 @@ class Informer:
         self._api = api_client
         self.path = path
         self._slim = slim
-        self._selectors: list[tuple[str, str]] = []
-        if label_selector:
-            self._selectors.append(("labelSelector", label_selector))
-        if field_selector:
-            self._selectors.append(("fieldSelector", field_selector))
+        selectors = (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        self._selectors = [(name, value) for name, value in selectors if value]
         self._page_size = page_size
         self._timeout_seconds = max(1, int(timeout_seconds))
         self._backoff = backoff
