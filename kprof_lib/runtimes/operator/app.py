@@ -180,11 +180,8 @@ class Operator:
             return True
         self._stopped.set()
         grace = self.settings.grace_period
-        log.info(
-            "stopping: waiting up to %ss for checks in progress",
-            grace,
-            extra={"action": "stop", "in_flight": self.scheduler.in_flight},
-        )
+        extra = {"action": "stop", "in_flight": self.scheduler.in_flight}
+        log.info("stopping: waiting up to %ss for checks in progress", grace, extra=extra)
         finished = self.scheduler.stop(grace)
         if not finished:
             log.warning(
@@ -273,9 +270,8 @@ class Operator:
         self.runner.forget(key)
         if self.is_leader():
             self.history.forget(key)
-            log.info(
-                "forgot the capture history of %s", key, extra={"config": key, "action": "forget", "reason": "deleted"}
-            )
+            extra = {"config": key, "action": "forget", "reason": "deleted"}
+            log.info("forgot the capture history of %s", key, extra=extra)
 
     def _next_on_demand(self, key: str, interval: int) -> dt.datetime | None:
         """When the pod of `key` captured on demand longest ago is due again (None: no history)."""
@@ -293,11 +289,8 @@ class Operator:
         if isinstance(store, SpoolingStore) and store.pending_bytes:
             report = store.flush()
             if report.uploaded:
-                log.info(
-                    "uploaded %d spooled profile(s)",
-                    report.uploaded,
-                    extra={"action": "flush", "uploaded": report.uploaded, "remaining_bytes": report.remaining_bytes},
-                )
+                extra = {"action": "flush", "uploaded": report.uploaded, "remaining_bytes": report.remaining_bytes}
+                log.info("uploaded %d spooled profile(s)", report.uploaded, extra=extra)
                 self.instruments.uploads.labels("stored").inc(report.uploaded)
 
     def _activate_when_synced(self) -> None:
@@ -306,12 +299,8 @@ class Operator:
                 break
         if self._stopped.is_set():
             return
-        log.info(
-            "caches synced: %d pods, %d ProfilingConfigs",
-            len(self.pods),
-            len(self.configs),
-            extra={"action": "synced", "pods": len(self.pods), "configs": len(self.configs)},
-        )
+        extra = {"action": "synced", "pods": len(self.pods), "configs": len(self.configs)}
+        log.info("caches synced: %d pods, %d ProfilingConfigs", len(self.pods), len(self.configs), extra=extra)
         with self._activation:
             self._synced.set()
             if self.is_leader():

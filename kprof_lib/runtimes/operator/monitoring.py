@@ -27,22 +27,19 @@ class Instruments:
     """The operator's metrics, on a registry of their own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.checks = Counter(
-            "kprof_checks",
-            "Checks run, by ProfilingConfig and result (ok, error, invalid).",
-            ["config", "result"],
-            registry=r,
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        counter = functools.partial(Counter, registry=r)
+        gauge = functools.partial(Gauge, registry=r)
+        self.checks = counter(
+            "kprof_checks", "Checks run, by ProfilingConfig and result (ok, error, invalid).", ["config", "result"]
         )
-        self.captures = Counter(
+        self.captures = counter(
             "kprof_captures",
             "Profiles captured, by profile type, reason and result (stored, spooled, failed).",
             ["type", "reason", "result"],
-            registry=r,
         )
-        self.uploads = Counter(
-            "kprof_uploads", "Profiles handed to a store, by result (stored, spooled, failed).", ["result"], registry=r
+        self.uploads = counter(
+            "kprof_uploads", "Profiles handed to a store, by result (stored, spooled, failed).", ["result"]
         )
         self.capture_duration = Histogram(
             "kprof_capture_duration_seconds",
@@ -51,17 +48,16 @@ class Instruments:
             buckets=CAPTURE_BUCKETS,
             registry=r,
         )
-        self.active_pods = Gauge(
-            "kprof_active_pods", "Pods a ProfilingConfig selects that are running and opted in.", ["config"], registry=r
+        self.active_pods = gauge(
+            "kprof_active_pods", "Pods a ProfilingConfig selects that are running and opted in.", ["config"]
         )
-        self.threshold_violations = Counter(
+        self.threshold_violations = counter(
             "kprof_threshold_violations",
             "Pods seen at or above a threshold in a check, by config and resource.",
             ["config", "resource"],
-            registry=r,
         )
-        self.spool_bytes = Gauge("kprof_spool_bytes", "Bytes of profiles waiting in the local spool.", registry=r)
-        self.leader = Gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.", registry=r)
+        self.spool_bytes = gauge("kprof_spool_bytes", "Bytes of profiles waiting in the local spool.")
+        self.leader = gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.")
         self._watch_restarts: _Sources = {}
         restarted = "Watches started again after an error, a 410 Gone or a dropped stream."
         r.register(_ReadOnScrape("kprof_watch_restarts", restarted, self._watch_restarts, ("resource",)))

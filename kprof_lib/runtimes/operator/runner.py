@@ -143,12 +143,8 @@ class CheckRunner:
             return self._failed(run, config, error)
 
         if report.discarded:
-            log.info(
-                "%s was deleted during its %s; nothing recorded",
-                run.key,
-                run.kind,
-                extra={"config": run.key, "action": "discard", "reason": "deleted"},
-            )
+            extra = {"config": run.key, "action": "discard", "reason": "deleted"}
+            log.info("%s was deleted during its %s; nothing recorded", run.key, run.kind, extra=extra)
             return Outcome("skipped", "deleted during the run", report)
         self._record_events(run, report)
         self._count(run, report)
@@ -163,20 +159,15 @@ class CheckRunner:
         )
         status = self._write_status(run, config, outcome)
         self.instruments.checks.labels(run.key, "ok").inc()
-        log.info(
-            "%s %s: %s",
-            run.kind,
-            run.key,
-            report.recap(),
-            extra={
-                "config": run.key,
-                "action": run.kind,
-                "reason": "done",
-                "activePods": report.plan.active_pods,
-                "captured": outcome.captured,
-                "failed": outcome.failed,
-            },
-        )
+        done: dict[str, Any] = {
+            "config": run.key,
+            "action": run.kind,
+            "reason": "done",
+            "activePods": report.plan.active_pods,
+            "captured": outcome.captured,
+            "failed": outcome.failed,
+        }
+        log.info("%s %s: %s", run.kind, run.key, report.recap(), extra=done)
         return Outcome("ok", report.recap(), report, status)
 
     # Parts of a run ----------------------------------------------------------------------------
@@ -242,12 +233,8 @@ class CheckRunner:
         generation = config["metadata"].get("generation")
         if statuses.already_reported(self._base_status(run.key, config), outcome, generation):
             return Outcome("invalid", outcome.message)  # already reported for this generation
-        log.warning(
-            "%s: %s",
-            run.key,
-            outcome.message.replace("\n  ", "; "),
-            extra={"config": run.key, "action": "reject", "reason": "invalid-spec"},
-        )
+        extra = {"config": run.key, "action": "reject", "reason": "invalid-spec"}
+        log.warning("%s: %s", run.key, outcome.message.replace("\n  ", "; "), extra=extra)
         status = self._write_status(run, config, outcome)
         meta = config["metadata"]
         involved = {"apiVersion": API_VERSION, "kind": KIND, "namespace": meta["namespace"], "name": meta["name"]}
@@ -257,13 +244,8 @@ class CheckRunner:
 
     def _failed(self, run: Run, config: dict[str, Any], error: Exception) -> Outcome:
         self.instruments.checks.labels(run.key, "error").inc()
-        log.warning(
-            "%s of %s failed: %s",
-            run.kind,
-            run.key,
-            error,
-            extra={"config": run.key, "action": run.kind, "reason": "check-failed"},
-        )
+        extra = {"config": run.key, "action": run.kind, "reason": "check-failed"}
+        log.warning("%s of %s failed: %s", run.kind, run.key, error, extra=extra)
         if run.cancelled():
             return Outcome("error", str(error))
         status = self._write_status(run, config, statuses.Failed(str(error)))
@@ -286,12 +268,8 @@ class CheckRunner:
         try:
             updated = self.status.patch_status(metadata["namespace"], metadata["name"], status)
         except Exception as error:
-            log.error(
-                "%s: status not written: %s",
-                key,
-                error,
-                extra={"config": key, "action": "write-status", "reason": "status-error"},
-            )
+            extra = {"config": key, "action": "write-status", "reason": "status-error"}
+            log.error("%s: status not written: %s", key, error, extra=extra)
             return
         if updated is None:
             return  # deleted meanwhile

@@ -269,12 +269,8 @@ class ConfigScheduler:
         try:
             due = self._next_on_demand(key, interval)
         except Exception as error:  # history unreadable now: start at once, reconcile still decides
-            log.warning(
-                "cannot read capture history of %s: %s",
-                key,
-                error,
-                extra={"config": key, "action": "schedule", "reason": "history-unavailable"},
-            )
+            extra = {"config": key, "action": "schedule", "reason": "history-unavailable"}
+            log.warning("cannot read capture history of %s: %s", key, error, extra=extra)
             return now
         return max(now, _whole_seconds(due)) if due is not None else now
 
