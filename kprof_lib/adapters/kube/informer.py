@@ -286,12 +286,8 @@ class Informer:
 
     def _watch(self) -> tuple[int, float]:
         """One WATCH until the server ends it; returns (events delivered, seconds it lasted)."""
-        query = [
-            *self._selectors,
-            ("watch", "true"),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(self._timeout_seconds)),
-        ]
+        query = [*self._selectors, ("watch", "true"), ("allowWatchBookmarks", "true")]
+        query.append(("timeoutSeconds", str(self._timeout_seconds)))
         if self._resource_version:
             query.append(("resourceVersion", self._resource_version))
         started = time.monotonic()
