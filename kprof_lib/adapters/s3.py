@@ -237,11 +237,8 @@ class S3Store:
             return StoreError(f"{doing} in {where}: invalid request: {error}", retryable=False)
         if isinstance(error, exceptions.ConnectionError | exceptions.HTTPClientError):
             # botocore retried the connection as many times as allowed before giving up.
-            return StoreError(
-                f"{doing} in {where}: cannot reach the store after {self.max_attempts} attempts: {error}",
-                retryable=True,
-                attempts=self.max_attempts,
-            )
+            unreachable = f"{doing} in {where}: cannot reach the store after {self.max_attempts} attempts: {error}"
+            return StoreError(unreachable, retryable=True, attempts=self.max_attempts)
         return StoreError(f"{doing} in {where}: {type(error).__name__}: {error}", retryable=True)
 
 

@@ -222,14 +222,9 @@ class Informer:
                 self.restarts += 1
                 self.last_error = errors.brief(exc)
                 delay = self._backoff.delay(failures)
-                log.warning(
-                    "%s: %s; retrying in %.1fs from resourceVersion %s",
-                    self.path,
-                    self.last_error,
-                    delay,
-                    self._resource_version,
-                    extra={"path": self.path, "failures": failures},
-                )
+                retrying = "%s: %s; retrying in %.1fs from resourceVersion %s"
+                extra = {"path": self.path, "failures": failures}
+                log.warning(retrying, self.path, self.last_error, delay, self._resource_version, extra=extra)
                 self._stopping.wait(delay)
 
     def _list(self) -> None:

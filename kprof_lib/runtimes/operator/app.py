@@ -165,13 +165,9 @@ class Operator:
         threading.Thread(target=self._activate_when_synced, name="kprof-sync-wait", daemon=True).start()
         if self.elector is not None:
             self.elector.start()
-        log.info(
-            "operator started as %s (namespace %s, leader election %s)",
-            self.identity,
-            self.settings.namespace,
-            "on" if self.elector else "off",
-            extra={"action": "start", "identity": self.identity, "namespace": self.settings.namespace},
-        )
+        started = "operator started as %s (namespace %s, leader election %s)"
+        extra = {"action": "start", "identity": self.identity, "namespace": self.settings.namespace}
+        log.info(started, self.identity, self.settings.namespace, "on" if self.elector else "off", extra=extra)
         return self
 
     def stop(self) -> bool:
@@ -184,11 +180,8 @@ class Operator:
         log.info("stopping: waiting up to %ss for checks in progress", grace, extra=extra)
         finished = self.scheduler.stop(grace)
         if not finished:
-            log.warning(
-                "grace period over with %d check(s) still running; they are abandoned",
-                self.scheduler.in_flight,
-                extra={"action": "stop", "reason": "grace-period-over"},
-            )
+            abandoned = "grace period over with %d check(s) still running; they are abandoned"
+            log.warning(abandoned, self.scheduler.in_flight, extra={"action": "stop", "reason": "grace-period-over"})
         for store in self.stores.spooling():
             try:
                 report = store.flush()
@@ -196,12 +189,9 @@ class Operator:
                 log.warning("flushing the spool %s failed: %s", store.spool_dir, error, extra={"action": "flush"})
                 continue
             if report.remaining_bytes:
-                log.warning(
-                    "%d bytes of profiles stay in the spool %s for the next start",
-                    report.remaining_bytes,
-                    store.spool_dir,
-                    extra={"action": "flush", "reason": "store-unreachable"},
-                )
+                stays = "%d bytes of profiles stay in the spool %s for the next start"
+                extra = {"action": "flush", "reason": "store-unreachable"}
+                log.warning(stays, report.remaining_bytes, store.spool_dir, extra=extra)
         if self.elector is not None:
             self.elector.stop(release=True)
         self.configs.stop()

@@ -256,12 +256,9 @@ class ConfigScheduler:
                 misfire_grace_time=interval,
             )
             jobs[kind] = {"interval": interval, "first": cluster.format_time(anchor)}
-        log.info(
-            "scheduled %s: %s",
-            key,
-            ", ".join(f"{kind} every {job['interval']}s from {job['first']}" for kind, job in jobs.items()),
-            extra={"config": key, "action": "schedule", "generation": entry.generation, "jobs": jobs},
-        )
+        planned = ", ".join(f"{kind} every {job['interval']}s from {job['first']}" for kind, job in jobs.items())
+        extra = {"config": key, "action": "schedule", "generation": entry.generation, "jobs": jobs}
+        log.info("scheduled %s: %s", key, planned, extra=extra)
 
     def _aligned_start(self, key: str, interval: int, now: dt.datetime) -> dt.datetime:
         if self._next_on_demand is None:
