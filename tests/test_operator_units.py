@@ -471,7 +471,7 @@ def test_a_failed_capture_is_a_warning_event_and_no_history(tmp_path):
         def open(self, request, timeout):
             yield Response(404, "Not Found", {}, iter([b"404 page not found"]))
 
-    h.runner._transport_for = lambda name: Refusing()
+    h.runner.transport_for = lambda name: Refusing()
     h.run()
     [(_, event_type, reason, message)] = h.events.recorded
     assert (event_type, reason) == ("Warning", "ProfileCaptureFailed") and "404" in message
@@ -484,7 +484,7 @@ def test_a_failed_capture_is_a_warning_event_and_no_history(tmp_path):
 def test_only_the_leader_checks(tmp_path):
     hot, hot_metrics = busy_pod("hot-1")
     h = Harness(tmp_path, THRESHOLD_SPEC, [hot], [hot_metrics])
-    h.runner._is_leader = lambda: False
+    h.runner.is_leader = lambda: False
     assert h.run().result == "skipped"
     assert h.metrics.calls == [] and h.status.patches == []
 

@@ -55,11 +55,7 @@ def read(location: str, *, endpoint: str | None = None, region: str | None = Non
 
 
 def summaries(
-    destination: str,
-    *,
-    under: str = "",
-    endpoint: str | None = None,
-    region: str | None = None,
+    destination: str, *, under: str = "", endpoint: str | None = None, region: str | None = None
 ) -> Iterator[tuple[str, dict]]:
     """(capture location, summary) for every `summary.json` under a destination, or only under
     its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix alone,

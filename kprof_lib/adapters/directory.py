@@ -98,8 +98,7 @@ class LocalStore:
         except FileExistsError as error:
             taken = error.filename2 or error.filename
             raise StoreError(
-                f"storing {key} in {self.directory}: {taken} exists already; not overwritten",
-                retryable=False,
+                f"storing {key} in {self.directory}: {taken} exists already; not overwritten", retryable=False
             ) from error
         except OSError as error:
             transient = error.errno in _TRANSIENT_ERRNOS

@@ -27,7 +27,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -190,25 +190,19 @@ class _Reading:
     cpu_ticks: int
 
 
+@dataclass(eq=False)
 class UsageMeter:
     """Measures one process over successive calls. `locate()` names the process to measure (None:
     none yet); it is asked again whenever the process measured before is gone, so an app that
     restarts is found again, and its CPU window starts afresh."""
 
-    def __init__(
-        self,
-        locate: Callable[[], int | None],
-        *,
-        min_window: float = 1.0,
-        proc: Path = PROC,
-        monotonic: Callable[[], float] = time.monotonic,
-    ):
-        self.locate = locate
-        self.min_window = min_window
-        self.proc = proc
-        self.monotonic = monotonic
-        self._base: _Reading | None = None
-        self._last_rate: float | None = None
+    locate: Callable[[], int | None]
+    _: KW_ONLY
+    min_window: float = 1.0
+    proc: Path = PROC
+    monotonic: Callable[[], float] = time.monotonic
+    _base: _Reading | None = field(default=None, init=False)
+    _last_rate: float | None = field(default=None, init=False)
 
     def measure(self) -> Usage | None:
         """The usage since the previous call; None when there is no process to measure."""

@@ -22,16 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import boto3
+from botocore import exceptions
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-)
 
 from kprof_lib.execution import redact
 from kprof_lib.execution.ports import StoredObject, StoreError
@@ -67,9 +59,15 @@ _RETRYABLE_CODES = {
     "ServiceUnavailable",
     "OperationAborted",
 }
-# Codes with which a backend refuses what it does not support; the object is stored without it.
+# What a backend may refuse that a profile can be stored without, given up in this order: (request
+# field, the codes refusing it, the log line). Conditional writes are missing from older
+# S3-compatible stores; keys are unique per pod and capture, so the condition is a safety net.
 _TAGS_REFUSED = {"InvalidTag", "NotImplemented", "InvalidTagError"}
-_METADATA_REFUSED = {"MetadataTooLarge"}
+_DROPPABLE = (
+    ("Tagging", _TAGS_REFUSED, "%s refused the tags of %s (%s); storing it without tags"),
+    ("IfNoneMatch", {"NotImplemented"}, "%s has no conditional puts, for %s (%s); storing it unconditionally"),
+    ("Metadata", {"MetadataTooLarge"}, "%s refused the metadata of %s (%s); storing it without metadata"),
+)
 
 
 class S3Store:
@@ -149,18 +147,13 @@ class S3Store:
             # Our own earlier attempt got through and its answer was lost (a retry, or a spool
             # flush after a crash): the profile is stored.
             response = {}
-        return StoredObject(
-            uri=self.uri_for(key),
-            key=key,
-            size=len(data),
-            attempts=_attempts(response) or 1,
-        )
+        return StoredObject(uri=self.uri_for(key), key=key, size=len(data), attempts=_attempts(response) or 1)
 
     def check(self) -> None:
         """Start-up diagnostics: raise `StoreError` saying why the bucket cannot be reached."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as error:
+        except exceptions.ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = str(error.response.get("Error", {}).get("Code", ""))
             if status == 404 or code in ("404", "NoSuchBucket"):
@@ -172,7 +165,7 @@ class S3Store:
                     retryable=False,
                 ) from error
             raise self._store_error(error, "checking the bucket") from error
-        except BotoCoreError as error:
+        except exceptions.BotoCoreError as error:
             raise self._store_error(error, "checking the bucket") from error
 
     def _is_ours(self, key: str, data: bytes) -> bool:
@@ -180,7 +173,7 @@ class S3Store:
         without KMS)."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError):
+        except (exceptions.ClientError, exceptions.BotoCoreError):
             return False
         return head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -190,41 +183,18 @@ class S3Store:
         while True:
             try:
                 return self.client.put_object(**request)
-            except ClientError as error:
+            except exceptions.ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 if code == "PreconditionFailed":
                     raise _AlreadyThere() from error
-                if code in _TAGS_REFUSED and "Tagging" in request:
-                    log.warning(
-                        "%s refused the tags of %s (%s); storing it without tags",
-                        self.description,
-                        request["Key"],
-                        code,
-                    )
-                    del request["Tagging"]
-                    continue
-                if code == "NotImplemented" and "IfNoneMatch" in request:
-                    # An older S3-compatible store without conditional writes: keys are unique per
-                    # pod and capture, so the condition is a safety net, not what keeps them apart.
-                    log.warning(
-                        "%s does not support conditional puts (%s); storing %s unconditionally",
-                        self.description,
-                        code,
-                        request["Key"],
-                    )
-                    del request["IfNoneMatch"]
-                    continue
-                if code in _METADATA_REFUSED and request["Metadata"]:
-                    log.warning(
-                        "%s refused the metadata of %s (%s); storing it without metadata",
-                        self.description,
-                        request["Key"],
-                        code,
-                    )
-                    request["Metadata"] = {}
-                    continue
-                raise self._store_error(error, f"storing {request['Key']}") from error
-            except BotoCoreError as error:
+                for field, codes, message in _DROPPABLE:
+                    if code in codes and request.get(field):
+                        log.warning(message, self.description, request["Key"], code)
+                        del request[field]
+                        break
+                else:
+                    raise self._store_error(error, f"storing {request['Key']}") from error
+            except exceptions.BotoCoreError as error:
                 raise self._store_error(error, f"storing {request['Key']}") from error
 
     def _sendable_metadata(self, key: str, metadata: Mapping[str, str]) -> dict[str, str]:
@@ -242,7 +212,7 @@ class S3Store:
 
     def _store_error(self, error: Exception, doing: str) -> StoreError:
         where = self._where()
-        if isinstance(error, ClientError):
+        if isinstance(error, exceptions.ClientError):
             details = error.response.get("Error", {})
             code = str(details.get("Code", ""))
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -257,21 +227,18 @@ class S3Store:
             return StoreError(
                 f"{doing} in {where}: {reason} ({code or status}: {said})", retryable=retryable, attempts=attempts
             )
-        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        if isinstance(error, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
             return StoreError(
                 f"{doing} in {where}: no usable AWS credentials in the default chain "
                 f"(IRSA web identity, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE): {error}",
                 retryable=False,
             )
-        if isinstance(error, ParamValidationError):
+        if isinstance(error, exceptions.ParamValidationError):
             return StoreError(f"{doing} in {where}: invalid request: {error}", retryable=False)
-        if isinstance(error, ConnectionError | HTTPClientError):
+        if isinstance(error, exceptions.ConnectionError | exceptions.HTTPClientError):
             # botocore retried the connection as many times as allowed before giving up.
-            return StoreError(
-                f"{doing} in {where}: cannot reach the store after {self.max_attempts} attempts: {error}",
-                retryable=True,
-                attempts=self.max_attempts,
-            )
+            unreachable = f"{doing} in {where}: cannot reach the store after {self.max_attempts} attempts: {error}"
+            return StoreError(unreachable, retryable=True, attempts=self.max_attempts)
         return StoreError(f"{doing} in {where}: {type(error).__name__}: {error}", retryable=True)
 
 

@@ -116,22 +116,11 @@ class SpoolingStore:
         except StoreError as error:
             stored = self._spool(key, data, metadata, tags, content_type, error)
             if error.retryable:
-                log.warning(
-                    "%s is unavailable; spooled %s (%d bytes) in %s: %s",
-                    self.inner.description,
-                    key,
-                    len(data),
-                    self.spool_dir,
-                    error,
-                )
+                spooled = "%s is unavailable; spooled %s (%d bytes) in %s: %s"
+                log.warning(spooled, self.inner.description, key, len(data), self.spool_dir, error)
             else:
-                log.error(
-                    "%s refused %s permanently; it waits in the spool %s until the configuration is fixed: %s",
-                    self.inner.description,
-                    key,
-                    self.spool_dir,
-                    error,
-                )
+                refused = "%s refused %s permanently; it waits in the spool %s until the configuration is fixed: %s"
+                log.error(refused, self.inner.description, key, self.spool_dir, error)
             return stored
 
     def flush(self) -> FlushReport:
@@ -149,47 +138,26 @@ class SpoolingStore:
                 if item is None:
                     continue
                 header, data = item
+                key, metadata, tags = header["key"], header["metadata"], header["tags"]
                 try:
-                    self.inner.put(
-                        header["key"],
-                        data,
-                        metadata=header["metadata"],
-                        tags=header["tags"],
-                        content_type=header["contentType"],
-                    )
+                    self.inner.put(key, data, metadata=metadata, tags=tags, content_type=header["contentType"])
                 except StoreError as error:
                     errors.append(str(error))
                     if error.retryable:
                         break
-                    permanent.append(header["key"])
+                    permanent.append(key)
                     continue
                 self._forget(name)
                 uploaded += 1
         if permanent:
-            log.error(
-                "%d spooled profile(s) cannot be uploaded to %s and stay in %s: %s",
-                len(permanent),
-                self.inner.description,
-                self.spool_dir,
-                errors[-1],
-            )
+            stuck = "%d spooled profile(s) cannot be uploaded to %s and stay in %s: %s"
+            log.error(stuck, len(permanent), self.inner.description, self.spool_dir, errors[-1])
         with self._lock:
             remaining_bytes, remaining_count = self._pending_bytes, len(self._sizes)
         if uploaded or errors:
-            log.info(
-                "spool flush: %d uploaded, %d failed, %d waiting (%d bytes)",
-                uploaded,
-                len(errors),
-                remaining_count,
-                remaining_bytes,
-            )
-        return FlushReport(
-            uploaded=uploaded,
-            failed=len(errors),
-            remaining_bytes=remaining_bytes,
-            remaining_count=remaining_count,
-            errors=tuple(errors),
-        )
+            flushed = "spool flush: %d uploaded, %d failed, %d waiting (%d bytes)"
+            log.info(flushed, uploaded, len(errors), remaining_count, remaining_bytes)
+        return FlushReport(uploaded, len(errors), remaining_bytes, remaining_count, tuple(errors))
 
     def _spool(
         self,
@@ -220,14 +188,8 @@ class SpoolingStore:
                 # The oldest profiles are nearest the start of an incident: they stay, the new one
                 # is refused, loudly (this error, kprof_spool_refused_total, the pod's Event).
                 self.refused += 1
-                log.error(
-                    "profile spool %s is full (%d of %d bytes): refusing %s (%d bytes); the spooled ones are kept",
-                    self.spool_dir,
-                    self._pending_bytes,
-                    self.max_bytes,
-                    key,
-                    len(data),
-                )
+                full = "profile spool %s is full (%d of %d bytes): refusing %s (%d bytes); the spooled ones are kept"
+                log.error(full, self.spool_dir, self._pending_bytes, self.max_bytes, key, len(data))
                 raise SpoolFull(
                     f"profile spool {self.spool_dir} is full: {self._pending_bytes} of {self.max_bytes} bytes "
                     f"used by {len(self._sizes)} profile(s) waiting for {self.inner.description}; "
@@ -240,17 +202,12 @@ class SpoolingStore:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
                 write_atomically([(self.spool_dir / name, blob)])
             except OSError as error:
-                raise StoreError(
-                    f"{key} could not be stored ({cause}) nor spooled in {self.spool_dir} ({error})",
-                    retryable=True,
-                    attempts=cause.attempts,
-                ) from cause
+                lost = f"{key} could not be stored ({cause}) nor spooled in {self.spool_dir} ({error})"
+                raise StoreError(lost, retryable=True, attempts=cause.attempts) from cause
             self._next_sequence += 1
             self._sizes[name] = size
             self._pending_bytes += size
-        return StoredObject(
-            uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True
-        )
+        return StoredObject(uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True)
 
     def _load(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -266,13 +223,8 @@ class SpoolingStore:
                 with contextlib.suppress(OSError):
                     path.unlink()
         if self._sizes:
-            log.info(
-                "spool %s holds %d profile(s), %d bytes, for %s",
-                self.spool_dir,
-                len(self._sizes),
-                self._pending_bytes,
-                self.inner.description,
-            )
+            holds = "spool %s holds %d profile(s), %d bytes, for %s"
+            log.info(holds, self.spool_dir, len(self._sizes), self._pending_bytes, self.inner.description)
 
     def _read(self, name: str) -> tuple[dict[str, Any], bytes] | None:
         path = self.spool_dir / name

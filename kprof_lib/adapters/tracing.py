@@ -74,10 +74,7 @@ def configure(
 
 
 def make_exporters(
-    env: Mapping[str, str] = os.environ,
-    *,
-    console: bool = False,
-    console_stream: IO[str] | None = None,
+    env: Mapping[str, str] = os.environ, *, console: bool = False, console_stream: IO[str] | None = None
 ) -> list[SpanExporter]:
     """The span exporters `env` (and `console`) ask for; empty when tracing is off."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -109,23 +106,18 @@ def build_provider(exporter: SpanExporter, resource: Resource | None = None) -> 
 def build_resource(env: Mapping[str, str], service_name: str = "kprof") -> Resource:
     """The resource describing this process: OTEL_RESOURCE_ATTRIBUTES from `env`, service.name
     from OTEL_SERVICE_NAME, else from those attributes, else `service_name`."""
-    from opentelemetry.sdk.resources import (
-        SERVICE_NAME,
-        TELEMETRY_SDK_LANGUAGE,
-        TELEMETRY_SDK_NAME,
-        TELEMETRY_SDK_VERSION,
-        Resource,
-    )
+    from opentelemetry.sdk import resources
     from opentelemetry.sdk.version import __version__ as sdk_version
 
     attributes: dict[str, Any] = {
-        TELEMETRY_SDK_LANGUAGE: "python",
-        TELEMETRY_SDK_NAME: "opentelemetry",
-        TELEMETRY_SDK_VERSION: sdk_version,
+        resources.TELEMETRY_SDK_LANGUAGE: "python",
+        resources.TELEMETRY_SDK_NAME: "opentelemetry",
+        resources.TELEMETRY_SDK_VERSION: sdk_version,
     }
     attributes.update(_key_value_list(env.get("OTEL_RESOURCE_ATTRIBUTES", ""), "OTEL_RESOURCE_ATTRIBUTES"))
-    attributes[SERVICE_NAME] = env.get("OTEL_SERVICE_NAME", "").strip() or attributes.get(SERVICE_NAME) or service_name
-    return Resource(attributes)
+    named = env.get("OTEL_SERVICE_NAME", "").strip() or attributes.get(resources.SERVICE_NAME)
+    attributes[resources.SERVICE_NAME] = named or service_name
+    return resources.Resource(attributes)
 
 
 def shutdown(provider: TracerProvider | None = None, timeout_millis: int = 30_000) -> None:

@@ -15,15 +15,7 @@ import io
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from kprof_lib.execution.ports import (
-    CaptureFailed,
-    CaptureTimeout,
-    CaptureTooLarge,
-    ProfileRequest,
-    Response,
-    TargetBusy,
-    Transport,
-)
+from kprof_lib.execution import ports
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -42,9 +34,7 @@ EXPECTED = "expected a gzip-compressed pprof profile"
 
 
 def timeout_for(
-    request: ProfileRequest,
-    base_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    cpu_margin: float = CPU_MARGIN_SECONDS,
+    request: ports.ProfileRequest, base_timeout: float = DEFAULT_TIMEOUT_SECONDS, cpu_margin: float = CPU_MARGIN_SECONDS
 ) -> float:
     """The time budget for fetching `request`: a CPU profile takes its seconds before the server
     answers at all, so it gets those seconds plus `cpu_margin`; other profiles get `base_timeout`."""
@@ -54,8 +44,8 @@ def timeout_for(
 
 
 def fetch_profile(
-    transport: Transport,
-    request: ProfileRequest,
+    transport: ports.Transport,
+    request: ports.ProfileRequest,
     *,
     timeout: float,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -80,7 +70,7 @@ def fetch_profile(
             raise _status_error(response, request)
         declared = _declared_length(response.headers)
         if declared is not None and declared > max_bytes:
-            raise CaptureTooLarge(
+            raise ports.CaptureTooLarge(
                 f"profile exceeded {_size(max_bytes)} cap: {request.target} announced {declared} bytes"
             )
         content_type = _content_type(response.headers)
@@ -89,7 +79,7 @@ def fetch_profile(
 
 def _read_profile(
     chunks: Iterator[bytes],
-    request: ProfileRequest,
+    request: ports.ProfileRequest,
     timeout: float,
     deadline: float,
     max_bytes: int,
@@ -107,7 +97,7 @@ def _read_profile(
             continue
         received += len(chunk)
         if received > max_bytes:
-            raise CaptureTooLarge(
+            raise ports.CaptureTooLarge(
                 f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} after {received} bytes"
             )
         if reserve is not None:
@@ -118,35 +108,35 @@ def _read_profile(
             if len(head) >= len(GZIP_MAGIC):
                 _check_gzip(head, received, request, content_type)
         if time.monotonic() > deadline:
-            raise CaptureTimeout(
+            raise ports.CaptureTimeout(
                 f"timed out after {timeout:g} s reading the profile from {request.target} ({received} bytes received)"
             )
     if not received:
-        raise CaptureFailed(f"target returned an empty body: {request.target}")
+        raise ports.CaptureFailed(f"target returned an empty body: {request.target}")
     if len(head) < len(GZIP_MAGIC):
         _check_gzip(head, received, request, content_type)
     return body.getvalue()
 
 
-def _check_gzip(head: bytes, received: int, request: ProfileRequest, content_type: str) -> None:
+def _check_gzip(head: bytes, received: int, request: ports.ProfileRequest, content_type: str) -> None:
     if not head.startswith(GZIP_MAGIC):
-        raise CaptureFailed(
+        raise ports.CaptureFailed(
             f"target returned non-pprof content ({content_type}, first {received} bytes not gzip; {EXPECTED}) "
             f"from {request.target}"
         )
 
 
-def _status_error(response: Response, request: ProfileRequest) -> Exception:
+def _status_error(response: ports.Response, request: ports.ProfileRequest) -> Exception:
     head, complete = _error_head(response.chunks)
     if response.status == 500 and BUSY_MARKER in head.decode("utf-8", errors="replace").lower():
-        return TargetBusy(f"profiler busy at {request.target}: cpu profiling already in use")
+        return ports.TargetBusy(f"profiler busy at {request.target}: cpu profiling already in use")
     reason = f" {response.reason}" if response.reason else ""
     size = f"{len(head)} bytes" if complete else f"more than {ERROR_BODY_READ_BYTES} bytes"
     declared = _declared_length(response.headers)
     if declared is not None:
         size = f"{declared} bytes"
     body = f"{_content_type(response.headers)}, {size}" if head else "empty body"
-    return CaptureFailed(f"HTTP {response.status}{reason} from {request.target} ({body}; {EXPECTED})")
+    return ports.CaptureFailed(f"HTTP {response.status}{reason} from {request.target} ({body}; {EXPECTED})")
 
 
 def _error_head(chunks: Iterator[bytes]) -> tuple[bytes, bool]:
@@ -158,7 +148,7 @@ def _error_head(chunks: Iterator[bytes]) -> tuple[bytes, bool]:
             head += chunk
             if len(head) > ERROR_BODY_READ_BYTES:
                 return head[:ERROR_BODY_READ_BYTES], False
-    except (CaptureFailed, CaptureTimeout):
+    except (ports.CaptureFailed, ports.CaptureTimeout):
         pass
     return head, True
 

@@ -87,19 +87,9 @@ def object_key(
         if layout not in LAYOUTS:
             raise ValueError(f"unknown key layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         template = LAYOUTS[layout]
-    fields = keytemplates.fields(template)
-    missing = [name for name in keytemplates.REQUIRED if name not in fields]
-    if missing:
-        shown = ", ".join("{" + name + "}" for name in missing)
-        raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
+    keytemplates.fields(template)
     when = _utc(captured_at)
-    raw = {
-        "namespace": namespace,
-        "pod": pod,
-        "service": service,
-        "type": profile_type,
-        "reason": reason,
-    }
+    raw = {"namespace": namespace, "pod": pod, "service": service, "type": profile_type, "reason": reason}
     # Long values are shortened step by step until the whole key fits; the literal text of the
     # template is the only part that cannot shrink.
     for limit in (MAX_COMPONENT_CHARS, 100, 50, keytemplates.SHORTEST_COMPONENT_CHARS):
@@ -108,14 +98,9 @@ def object_key(
         values["date"] = when.strftime("%Y-%m-%d")
         values["timestamp"] = format_timestamp(when)
         key = _normalise_path(template.format_map(values))
-        if len(key.encode("ascii")) <= MAX_KEY_BYTES and all(
-            len(segment) <= MAX_SEGMENT_CHARS for segment in key.split("/")
-        ):
+        if keytemplates.fits(key):
             return key
-    raise ValueError(
-        f"key template {template!r} yields keys longer than {MAX_KEY_BYTES} bytes "
-        f"or segments longer than {MAX_SEGMENT_CHARS} characters"
-    )
+    raise keytemplates.too_long(template)
 
 
 def format_timestamp(when: dt.datetime) -> str:
@@ -126,8 +111,7 @@ def format_timestamp(when: dt.datetime) -> str:
 
 def format_rfc3339(when: dt.datetime) -> str:
     """`2026-11-25T10:00:00.123Z`, the same instant as the key's timestamp."""
-    when = _utc(when)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return _utc(when).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sanitize_component(value: str, limit: int = MAX_COMPONENT_CHARS) -> str:
@@ -166,14 +150,9 @@ def object_metadata(
 ) -> dict[str, str]:
     """S3 user metadata for one profile: printable ASCII values of at most 256 characters, 2 KB in
     all. `trace-id` is present only when `trace_id` is given (32 hex digits, not all zero)."""
-    metadata = {
-        "namespace": _metadata_value(namespace),
-        "pod": _metadata_value(pod),
-        "service": _metadata_value(service),
-        "reason": _metadata_value(reason),
-        "profile-type": _metadata_value(profile_type),
-        "captured-at": format_rfc3339(captured_at),
-    }
+    given = {"namespace": namespace, "pod": pod, "service": service, "reason": reason, "profile-type": profile_type}
+    metadata = {name: _metadata_value(value) for name, value in given.items()}
+    metadata["captured-at"] = format_rfc3339(captured_at)
     if trace_id:
         normalised = trace_id.strip().lower()
         if not _TRACE_ID.match(normalised) or normalised == "0" * 32:

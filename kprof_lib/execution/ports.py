@@ -65,8 +65,7 @@ class Transport(Protocol):
     the size or the content: the caller does, while streaming.
     """
 
-    @property
-    def name(self) -> str: ...
+    name: str
 
     def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]: ...
 
@@ -90,10 +89,7 @@ class ProfileStore(Protocol):
     caller can know (see keys.py); the store drops what its backend still refuses, with a log line.
     """
 
-    @property
-    def description(self) -> str:
-        """e.g. "s3://bucket" or "/var/lib/kprof/profiles", for messages."""
-        ...
+    description: str  # e.g. "s3://bucket" or "/var/lib/kprof/profiles", for messages
 
     @property
     def bucket(self) -> str | None:

@@ -3,6 +3,7 @@ a reason, the figures), plus the history updates the caller must persist."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,9 +78,7 @@ class ExecutionReport:
         pods = "  ".join(
             f"{status}: {self.count(status)}" for status in (PLANNED, CAPTURED, FAILED, SKIPPED) if self.count(status)
         )
-        by_status: dict[str, int] = {}
-        for profile in self.profiles:
-            by_status[profile.status] = by_status.get(profile.status, 0) + 1
+        by_status = Counter(profile.status for profile in self.profiles)
         profiles = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
         return (pods or "nothing to do") + (f"  profiles: {profiles}" if profiles else "")
 

@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kprof_lib.state import cluster
+
 TRUE = "True"
 FALSE = "False"
 UNKNOWN = "Unknown"
@@ -61,4 +63,4 @@ def _rfc3339(now: dt.datetime | str) -> str:
         return now
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return cluster.format_time(now)

@@ -33,13 +33,13 @@ def plan_for_pod(pod: dict[str, Any], spec: Any, now: str) -> Plan:
     return _plan(
         spec,
         now,
-        metadata["namespace"],
-        metadata["name"],
-        status["podIP"],
-        endpoint,
-        naming.service_name(metadata),
-        dict(metadata.get("labels") or {}),
-        metadata.get("uid"),
+        namespace=metadata["namespace"],
+        pod=metadata["name"],
+        uid=metadata.get("uid"),
+        pod_ip=status["podIP"],
+        endpoint=endpoint,
+        service=naming.service_name(metadata),
+        labels=dict(metadata.get("labels") or {}),
     )
 
 
@@ -57,33 +57,18 @@ def plan_for_url(url: str, spec: Any, now: str) -> Plan:
     path = parts.path.rstrip("/") or optin.DEFAULT_PATH
     name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{parts.hostname}-{port}")
     endpoint = optin.Endpoint(parts.scheme, port, path)
-    return _plan(spec, now, LOCAL_NAMESPACE, name, parts.hostname, endpoint, name, {})
+    return _plan(spec, now, namespace=LOCAL_NAMESPACE, pod=name, pod_ip=parts.hostname, endpoint=endpoint, service=name)
 
 
-def _plan(
-    spec: Spec,
-    now: str,
-    namespace: str,
-    name: str,
-    pod_ip: str,
-    endpoint: optin.Endpoint,
-    service: str,
-    labels: dict[str, str],
-    uid: str | None = None,
-) -> Plan:
+def _plan(spec: Spec, now: str, **pod: Any) -> Plan:
+    """The plan capturing one pod now; `pod` holds the `PodDecision` fields that name and reach it."""
     decision = PodDecision(
-        namespace,
-        name,
-        CAPTURE,
-        ON_DEMAND,
-        uid=uid,
+        action=CAPTURE,
+        reason=ON_DEMAND,
         reasons=(ON_DEMAND,),
-        pod_ip=pod_ip,
-        endpoint=endpoint,
         profile_types=spec.profile_types,
         cpu_profile_seconds=spec.cpu_profile_seconds,
         observed=Usage(),
-        service=service,
-        labels=labels,
+        **pod,
     )
     return Plan(now=now, spec=spec, results=(decision,), active_pods=1)

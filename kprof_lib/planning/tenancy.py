@@ -59,9 +59,7 @@ def normalise(destination: str) -> str:
         return f"s3://{bucket}"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"destination {destination!r} is none of: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET, *"
-        )
+        raise ValueError(f"destination {destination!r} is none of: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET, *")
     path = parts.path.strip("/")
     if not path or "/" in path:
         raise ValueError(f"destination {destination!r}: name the bucket after the endpoint (ENDPOINT/BUCKET)")
@@ -89,23 +87,17 @@ def scope(spec: Spec, namespace: str, policy: Policy) -> Spec:
     wanted = selector.get("namespace")
     cluster_wide = namespace in policy.cluster_wide_namespaces
     if wanted is not None and wanted != namespace and not cluster_wide:
-        problems.append(
-            {
-                "path": "spec.selector.namespace",
-                "message": f"{wanted!r} is not this config's namespace ({namespace!r}); the operator lets only "
-                f"configs in {_listed(policy.cluster_wide_namespaces)} select other namespaces",
-            }
+        message = (
+            f"{wanted!r} is not this config's namespace ({namespace!r}); the operator lets only "
+            f"configs in {_listed(policy.cluster_wide_namespaces)} select other namespaces"
         )
+        problems.append({"path": "spec.selector.namespace", "message": message})
     destination = destination_of(spec)
     if not policy.allows_destination(destination):
         field = "spec.s3Config.endpoint" if (spec.get("s3Config") or {}).get("endpoint") else "spec.s3Config.bucket"
-        problems.append(
-            {
-                "path": field if destination != LOCAL else "spec.s3Config",
-                "message": f"destination {destination} is not allowed by the operator "
-                f"(allowed: {', '.join(sorted(policy.destinations)) or 'none'})",
-            }
-        )
+        allowed = ", ".join(sorted(policy.destinations)) or "none"
+        message = f"destination {destination} is not allowed by the operator (allowed: {allowed})"
+        problems.append({"path": field if destination != LOCAL else "spec.s3Config", "message": message})
     if problems:
         raise SpecError(problems)
     if wanted is None and not cluster_wide:

@@ -86,12 +86,8 @@ class Endpoints:
 
     def start(self) -> None:
         self._thread.start()
-        log.info(
-            "serving %s on %s",
-            ", ".join(sorted(self._routes)),
-            self.address,
-            extra={"action": "listen", "endpoint": self.name, "address": str(self.address)},
-        )
+        extra = {"action": "listen", "endpoint": self.name, "address": str(self.address)}
+        log.info("serving %s on %s", ", ".join(sorted(self._routes)), self.address, extra=extra)
 
     def stop(self) -> None:
         self._server.shutdown()

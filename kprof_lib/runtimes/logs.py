@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import IO, Any
 
-from kprof_lib.execution import redact
+from kprof_lib.execution import keys, redact
 
 FORMATS = ("json", "text")
 LEVELS = ("debug", "info", "warning", "error")
@@ -36,8 +36,7 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return keys.format_rfc3339(dt.datetime.fromtimestamp(record.created, dt.UTC))
 
 
 class JsonFormatter(logging.Formatter):

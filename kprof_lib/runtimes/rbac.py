@@ -74,10 +74,7 @@ def rules_for(transports: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
         if transport not in TRANSPORT_RULES:
             raise ValueError(f"unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}")
         extra.extend(TRANSPORT_RULES[transport])
-    return {
-        CLUSTER_ROLE: REQUIRED_RULES[CLUSTER_ROLE] + tuple(extra),
-        NAMESPACE_ROLE: REQUIRED_RULES[NAMESPACE_ROLE],
-    }
+    return {CLUSTER_ROLE: REQUIRED_RULES[CLUSTER_ROLE] + tuple(extra), NAMESPACE_ROLE: REQUIRED_RULES[NAMESPACE_ROLE]}
 
 
 def permissions(rules: Iterable[Rule | Mapping[str, Any]]) -> set[tuple[str, str, str]]:

@@ -172,12 +172,7 @@ def _annotations() -> list[str]:
             "absent: not profiled",
             "exactly `true`",
         ),
-        (
-            optin.PORT,
-            "port of the pprof endpoint",
-            f"`{optin.DEFAULT_PORT}`",
-            "ASCII digits only, 1 to 65535",
-        ),
+        (optin.PORT, "port of the pprof endpoint", f"`{optin.DEFAULT_PORT}`", "ASCII digits only, 1 to 65535"),
         (
             optin.PATH,
             "path under which net/http/pprof is served",

@@ -32,8 +32,8 @@ FIXED_CHARS = {"date": 10, "timestamp": 20}
 
 
 def fields(template: str) -> set[str]:
-    """The fields `template` uses; `ValueError` for a malformed template, an unknown field, or a
-    field with a format spec or conversion."""
+    """The fields `template` uses; `ValueError` for a malformed template, an unknown field, a
+    field with a format spec or conversion, or a required field missing."""
     found: set[str] = set()
     try:
         parsed = list(string.Formatter().parse(template))
@@ -49,18 +49,31 @@ def fields(template: str) -> set[str]:
         if spec or conversion:
             raise ValueError(f"key template field {{{field}}} takes no format spec or conversion")
         found.add(field)
+    missing = [name for name in REQUIRED if name not in found]
+    if missing:
+        shown = ", ".join("{" + name + "}" for name in missing)
+        raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
     return found
+
+
+def fits(key: str) -> bool:
+    """Whether a key is within S3's limit and each of its segments within the local store's."""
+    segments_fit = all(len(segment) <= MAX_SEGMENT_CHARS for segment in key.split("/"))
+    return segments_fit and len(key.encode("ascii", "replace")) <= MAX_KEY_BYTES
+
+
+def too_long(template: str) -> ValueError:
+    return ValueError(
+        f"key template {template!r} yields keys longer than {MAX_KEY_BYTES} bytes "
+        f"or segments longer than {MAX_SEGMENT_CHARS} characters"
+    )
 
 
 def check(template: str, prefix: str = "") -> None:
     """`ValueError` saying why no key can be built from `template` with `prefix`, if that is so:
     the rules of `fields`, the required fields, and the size limits at the shortest values
     object_key tries (if those fit, every key fits)."""
-    used = fields(template)
-    missing = [name for name in REQUIRED if name not in used]
-    if missing:
-        shown = ", ".join("{" + name + "}" for name in missing)
-        raise ValueError(f"key template {template!r} must contain {shown}, or profiles could overwrite each other")
+    fields(template)
     for segment in template.split("/"):
         free = [name for name in FREE_TEXT if "{" + name + "}" in segment]
         if len(free) > 1 and ("namespace" in free or "pod" in free):
@@ -78,10 +91,5 @@ def check(template: str, prefix: str = "") -> None:
     # dropped (NFKD may lengthen it).
     decomposed = unicodedata.normalize("NFKD", template.format_map(longest))
     rendered = "".join(char for char in decomposed if not unicodedata.combining(char))
-    segments = [segment for segment in rendered.split("/") if segment]
-    key = "/".join(segments)
-    if len(key.encode("ascii", "replace")) > MAX_KEY_BYTES or any(len(s) > MAX_SEGMENT_CHARS for s in segments):
-        raise ValueError(
-            f"key template {template!r} yields keys longer than {MAX_KEY_BYTES} bytes "
-            f"or segments longer than {MAX_SEGMENT_CHARS} characters"
-        )
+    if not fits("/".join(segment for segment in rendered.split("/") if segment)):
+        raise too_long(template)

@@ -50,6 +50,11 @@ def parse_time(value: Any) -> dt.datetime:
     return parsed
 
 
+def format_time(moment: dt.datetime) -> str:
+    """`moment` as the API writes times: RFC 3339 in UTC, whole seconds (2026-01-02T03:04:05Z)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def read(cluster_state: Any) -> ClusterState:
     """The checked cluster state; `StateError` listing every problem found."""
     problems: list[Problem] = []

@@ -22,6 +22,7 @@ from kubernetes.client import ApiClient
 
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import MERGE_PATCH, send_json
+from kprof_lib.state import cluster
 
 log = logging.getLogger(__name__)
 
@@ -80,31 +81,17 @@ class EventRecorder:
         except Exception as exc:
             self.failures += 1
             detail = errors.brief(exc)
-            log.warning(
-                "could not record event %s on %s %s/%s: %s",
-                reason,
-                involved.get("kind"),
-                involved.get("namespace"),
-                involved.get("name"),
-                detail,
-                extra={"reason": reason, "detail": detail},
-            )
+            kind, namespace, name = involved.get("kind"), involved.get("namespace"), involved.get("name")
+            extra = {"reason": reason, "detail": detail}
+            log.warning("could not record event %s on %s %s/%s: %s", reason, kind, namespace, name, detail, extra=extra)
 
     def _record(self, involved: Mapping[str, str], event_type: str, reason: str, message: str) -> None:
         namespace = involved.get("namespace") or "default"
         if len(message) > MAX_MESSAGE_LENGTH:
             message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
-        key = (
-            involved.get("apiVersion", ""),
-            involved.get("kind", ""),
-            namespace,
-            involved["name"],
-            involved.get("uid", ""),
-            event_type,
-            reason,
-            message,
-        )
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        what = (involved.get("apiVersion", ""), involved.get("kind", ""), namespace, involved["name"])
+        key = (*what, involved.get("uid", ""), event_type, reason, message)
+        now = cluster.format_time(dt.datetime.now(dt.UTC))
         with self._lock:
             seen = self._seen.get(key)
             if seen is not None and time.monotonic() - seen.last < self._window:
@@ -119,13 +106,8 @@ class EventRecorder:
                 except errors.APINotFound:  # the Event expired (kube keeps them ~1h): start anew
                     pass
             event_name = f"{involved['name']}.{time.time_ns():x}"
-            send_json(
-                self._api,
-                "POST",
-                f"/api/v1/namespaces/{namespace}/events",
-                self._event(event_name, namespace, involved, event_type, reason, message, now),
-                timeout=self._timeout,
-            )
+            event = self._event(event_name, namespace, involved, event_type, reason, message, now)
+            send_json(self._api, "POST", f"/api/v1/namespaces/{namespace}/events", event, timeout=self._timeout)
             self._seen[key] = _Seen(event_name, namespace, 1, time.monotonic())
             self._seen.move_to_end(key)
             while len(self._seen) > self._cache_size:

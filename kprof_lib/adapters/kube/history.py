@@ -122,12 +122,9 @@ class ConfigMapHistory:
                     return
                 except (errors.APINotFound, errors.APIConflict):
                     pass
-                except errors.APIError as exc:
+                except Exception as exc:  # without an answer, the write may or may not have happened
                     self._cache.pop(config_key, None)
-                    raise HistoryError(_explain("write", self._path(config_key), exc)) from None
-                except Exception as exc:  # no answer: the write may or may not have happened
-                    self._cache.pop(config_key, None)
-                    raise HistoryError(f"write {self._path(config_key)}: {type(exc).__name__}: {exc}") from None
+                    raise _failure("write", self._path(config_key), exc) from None
                 # Someone else wrote (409), created it first (409 on create) or deleted it (404):
                 # start again from what is stored now.
                 stored = self._fetch(config_key)
@@ -149,7 +146,7 @@ class ConfigMapHistory:
                 self._empty(config_key)
                 return
             except errors.APIError as exc:
-                raise HistoryError(_explain("delete", path, exc)) from None
+                raise _failure("delete", path, exc) from None
 
     def invalidate(self, config_key: str | None = None) -> None:
         """Forget what was read, so the next `load` reads the API again (after gaining leadership)."""
@@ -166,10 +163,8 @@ class ConfigMapHistory:
             configmap = get_json(self._api, path, timeout=self._timeout)
         except errors.APINotFound:
             return _Stored(None, {})
-        except errors.APIError as exc:
-            raise HistoryError(_explain("read", path, exc)) from None
         except Exception as exc:
-            raise HistoryError(f"read {path}: {type(exc).__name__}: {exc}") from None
+            raise _failure("read", path, exc) from None
         text = (configmap.get("data") or {}).get(DATA_KEY) or "{}"
         try:
             entries = json.loads(text)
@@ -191,12 +186,7 @@ class ConfigMapHistory:
         }
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": metadata,
-            "data": {DATA_KEY: _dumps(entries)},
-        }
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {DATA_KEY: _dumps(entries)}}
 
     def _write(self, config_key: str, resource_version: str | None, entries: History) -> _Stored:
         body = self._document(config_key, resource_version, entries)
@@ -213,7 +203,7 @@ class ConfigMapHistory:
         try:
             self._write(config_key, stored.resource_version, {})
         except errors.APIError as exc:
-            raise HistoryError(_explain("empty", self._path(config_key), exc)) from None
+            raise _failure("empty", self._path(config_key), exc) from None
 
     # ----------------------------------------------------------------- pruning
 
@@ -270,5 +260,7 @@ def _dumps(entries: History) -> str:
     return json.dumps(entries, sort_keys=True, separators=(",", ":"))
 
 
-def _explain(action: str, path: str, exc: errors.APIError) -> str:
-    return f"{action} {path}: {exc.status} {exc.message}"
+def _failure(action: str, path: str, exc: Exception) -> HistoryError:
+    """The error for a failed call: the API's answer ("STATUS MESSAGE"), or what happened instead."""
+    detail = str(exc) if isinstance(exc, errors.APIError) else f"{type(exc).__name__}: {exc}"
+    return HistoryError(f"{action} {path}: {detail}")

@@ -14,6 +14,7 @@ read-only; slimmed pods even share their label and resource maps with each other
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -28,7 +29,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from kprof_lib.adapters.kube import errors
-from kprof_lib.adapters.kube.reads import get_json
+from kprof_lib.adapters.kube.reads import get_json, open_response
 from kprof_lib.spec import crd
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,8 @@ class Informer:
         self._api = api_client
         self.path = path
         self._slim = slim
-        self._selectors: list[tuple[str, str]] = []
-        if label_selector:
-            self._selectors.append(("labelSelector", label_selector))
-        if field_selector:
-            self._selectors.append(("fieldSelector", field_selector))
+        selectors = (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        self._selectors = [(name, value) for name, value in selectors if value]
         self._page_size = page_size
         self._timeout_seconds = max(1, int(timeout_seconds))
         self._backoff = backoff
@@ -222,16 +220,11 @@ class Informer:
                     break
                 failures += 1
                 self.restarts += 1
-                self.last_error = _describe(exc)
+                self.last_error = errors.brief(exc)
                 delay = self._backoff.delay(failures)
-                log.warning(
-                    "%s: %s; retrying in %.1fs from resourceVersion %s",
-                    self.path,
-                    self.last_error,
-                    delay,
-                    self._resource_version,
-                    extra={"path": self.path, "failures": failures},
-                )
+                retrying = "%s: %s; retrying in %.1fs from resourceVersion %s"
+                extra = {"path": self.path, "failures": failures}
+                log.warning(retrying, self.path, self.last_error, delay, self._resource_version, extra=extra)
                 self._stopping.wait(delay)
 
     def _list(self) -> None:
@@ -288,28 +281,16 @@ class Informer:
 
     def _watch(self) -> tuple[int, float]:
         """One WATCH until the server ends it; returns (events delivered, seconds it lasted)."""
-        query = [
-            *self._selectors,
-            ("watch", "true"),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(self._timeout_seconds)),
-        ]
+        query = [*self._selectors, ("watch", "true"), ("allowWatchBookmarks", "true")]
+        query.append(("timeoutSeconds", str(self._timeout_seconds)))
         if self._resource_version:
             query.append(("resourceVersion", self._resource_version))
         started = time.monotonic()
         try:
-            response = self._api.call_api(
-                self.path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                # A read timeout beyond the server's own end of the watch: a connection that went
-                # silent without closing is given up on instead of waited on forever.
-                _request_timeout=(self._request_timeout, self._timeout_seconds + 30),
-            )
+            # A read timeout beyond the server's own end of the watch: a connection that went silent
+            # without closing is given up on instead of waited on forever.
+            timeout = (self._request_timeout, self._timeout_seconds + 30)
+            response = open_response(self._api, "GET", self.path, query=query, timeout=timeout)
         except ApiException as exc:
             error = errors.from_exception(exc)
             if isinstance(error, errors.APIGone):
@@ -507,21 +488,10 @@ def _chunks(response: Any) -> Iterator[bytes]:
 
 
 def _cut(response: Any) -> None:
-    """Shut the watch's socket for reading: the thread blocked on it sees the stream end now."""
-    try:
+    """Shut the watch's socket (urllib3's `shutdown`): the thread blocked on it sees the stream end now."""
+    with contextlib.suppress(Exception):
         response.shutdown()
-    except Exception:
-        try:
-            response.connection.sock.shutdown(0)  # socket.SHUT_RD, for urllib3 before 2.3
-        except Exception:
-            pass
 
 
 def _version(obj: dict[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("resourceVersion")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, errors.APIError):
-        return f"API error {exc.status} {exc.reason}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"

@@ -230,14 +230,9 @@ class LeaderElector:
                 "leaseTransitions": 0,
             },
         }
+        leases = self.path.rpartition("/")[0]
         try:
-            created = send_json(
-                self._api,
-                "POST",
-                f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
-                body,
-                timeout=self._timeout,
-            )
+            created = send_json(self._api, "POST", leases, body, timeout=self._timeout)
         except errors.APIConflict:  # another candidate created it first
             return False
         self._observe(created.get("spec") or {})
@@ -256,26 +251,16 @@ class LeaderElector:
     def _begin_leadership(self) -> None:
         self._leader = True
         self.transitions += 1
-        log.info(
-            "became leader on Lease %s/%s as %s",
-            self.namespace,
-            self.name,
-            self.identity,
-            extra={"action": "leader-elected", "identity": self.identity},
-        )
+        extra = {"action": "leader-elected", "identity": self.identity}
+        log.info("became leader on Lease %s/%s as %s", self.namespace, self.name, self.identity, extra=extra)
         self._call(self._on_started, "on_started_leading")
 
     def _end_leadership(self, reason: str) -> None:
         if not self._leader:
             return
         self._leader = False
-        log.info(
-            "stopped leading Lease %s/%s: %s",
-            self.namespace,
-            self.name,
-            reason,
-            extra={"action": "leader-lost", "identity": self.identity, "reason": reason},
-        )
+        extra = {"action": "leader-lost", "identity": self.identity, "reason": reason}
+        log.info("stopped leading Lease %s/%s: %s", self.namespace, self.name, reason, extra=extra)
         self._call(self._on_stopped, "on_stopped_leading")
 
     @staticmethod

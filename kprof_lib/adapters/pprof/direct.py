@@ -22,16 +22,7 @@ from contextlib import contextmanager
 
 import urllib3
 
-from kprof_lib.adapters.pprof import exchange
-from kprof_lib.adapters.pprof.streaming import (
-    REQUEST_HEADERS,
-    TLS_HINT,
-    confine,
-    host_port,
-    path_and_query,
-    request_error,
-    streamed_urllib3,
-)
+from kprof_lib.adapters.pprof import exchange, streaming
 from kprof_lib.execution.ports import CaptureTimeout, ProfileRequest, Response
 
 # Pods captured at once are distinct hosts; each host gets its own pool within the manager.
@@ -46,28 +37,30 @@ class DirectTransport:
 
     def __init__(self, *, tls_verify: bool = True) -> None:
         self.tls_verify = tls_verify
-        self._pool = exchange.watch_pools(urllib3.PoolManager(
-            num_pools=MAX_HOSTS,
-            maxsize=CONNECTIONS_PER_HOST,
-            block=False,
-            retries=False,
-            cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
-            # With CERT_NONE, urllib3 would still compare the certificate's names with the IP.
-            assert_hostname=None if tls_verify else False,
-        ))
+        self._pool = exchange.watch_pools(
+            urllib3.PoolManager(
+                num_pools=MAX_HOSTS,
+                maxsize=CONNECTIONS_PER_HOST,
+                block=False,
+                retries=False,
+                cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
+                # With CERT_NONE, urllib3 would still compare the certificate's names with the IP.
+                assert_hostname=None if tls_verify else False,
+            )
+        )
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         deadline = time.monotonic() + timeout
-        where = host_port(request.pod_ip, request.port)
-        url = f"{request.scheme}://{where}{path_and_query(request)}"
-        confine(url, request.base_path.rstrip("/") + "/", request)
+        where = streaming.host_port(request.pod_ip, request.port)
+        url = f"{request.scheme}://{where}{streaming.path_and_query(request)}"
+        streaming.confine(url, request.base_path.rstrip("/") + "/", request)
         with exchange.watched(deadline) as watched:
             try:
                 response = self._pool.request(
                     "GET",
                     url,
-                    headers=REQUEST_HEADERS,
+                    headers=streaming.REQUEST_HEADERS,
                     preload_content=False,
                     redirect=False,
                     retries=False,
@@ -78,11 +71,11 @@ class DirectTransport:
                 if watched.cut:
                     raise CaptureTimeout(f"timed out after {timeout:g} s waiting for {request.target}") from error
                 unverified = "certificate verify failed" in str(error).lower()
-                tls_hint = TLS_HINT if unverified else ""
-                raise request_error(
+                tls_hint = streaming.TLS_HINT if unverified else ""
+                raise streaming.request_error(
                     error, where=where, target=request.target, timeout=timeout, tls_hint=tls_hint
                 ) from error
-            with streamed_urllib3(response, request, timeout, watched) as streamed:
+            with streaming.streamed_urllib3(response, request, timeout, watched) as streamed:
                 yield streamed
 
     def close(self) -> None:

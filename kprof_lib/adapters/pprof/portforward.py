@@ -26,16 +26,8 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
+from kprof_lib.adapters.pprof import streaming
 from kprof_lib.adapters.pprof.deadlines import WATCHDOG, shutdown_socket
-from kprof_lib.adapters.pprof.streaming import (
-    CHUNK_BYTES,
-    REQUEST_HEADERS,
-    TLS_HINT,
-    api_status,
-    body_chunks,
-    confine,
-    path_and_query,
-)
 from kprof_lib.execution.ports import CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 # How long closing waits for the client's forwarding thread to let go of the tunnel.
@@ -54,7 +46,8 @@ class PortForwardTransport:
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         deadline = time.monotonic() + timeout
-        confine(f"http://localhost{path_and_query(request)}", request.base_path.rstrip("/") + "/", request)
+        inside = request.base_path.rstrip("/") + "/"
+        streaming.confine(f"http://localhost{streaming.path_and_query(request)}", inside, request)
         tunnel = _open_tunnel(self._core, request, timeout)
         end = tunnel.socket(request.port)
         # The client wraps its end of the tunnel to hide a TCP-only option from http.client's
@@ -72,7 +65,7 @@ class PortForwardTransport:
                     # once, with the server's alert unread (see _hang_up).
                     sock = connection.sock = self._tls(sock, request)
                     sock.do_handshake()
-                connection.request("GET", path_and_query(request), headers=REQUEST_HEADERS)
+                connection.request("GET", streaming.path_and_query(request), headers=streaming.REQUEST_HEADERS)
                 response = answer = connection.getresponse()
             except (OSError, http.client.HTTPException) as error:
                 fired = watch.cancel()
@@ -82,8 +75,8 @@ class PortForwardTransport:
                 reason=answer.reason or "",
                 headers=urllib3.HTTPHeaderDict(answer.getheaders()),
                 # read1 returns what has arrived; http.client decodes chunked bodies on the way.
-                chunks=body_chunks(
-                    iter(lambda: answer.read1(CHUNK_BYTES), b""),
+                chunks=streaming.body_chunks(
+                    iter(lambda: answer.read1(streaming.CHUNK_BYTES), b""),
                     watch,
                     request,
                     timeout,
@@ -115,7 +108,7 @@ def _hang_up(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_WR)
         socket.socket.settimeout(sock, HANG_UP_SECONDS)
         deadline = time.monotonic() + HANG_UP_SECONDS
-        while socket.socket.recv(sock, CHUNK_BYTES) and time.monotonic() < deadline:
+        while socket.socket.recv(sock, streaming.CHUNK_BYTES) and time.monotonic() < deadline:
             pass
     except OSError:
         pass  # already closed or cut: nothing queued that could matter
@@ -130,10 +123,7 @@ def _open_tunnel(core: CoreV1Api, request: ProfileRequest, timeout: float) -> An
     def connect() -> None:
         try:
             tunnel = portforward(
-                core.connect_get_namespaced_pod_portforward,
-                request.pod,
-                request.namespace,
-                ports=str(request.port),
+                core.connect_get_namespaced_pod_portforward, request.pod, request.namespace, ports=str(request.port)
             )
         except AttributeError as error:
             # The client decodes a failed handshake's missing body and trips: the ApiException
@@ -178,7 +168,7 @@ def _explain(error: Exception) -> str:
     reason = str(error.reason if isinstance(error, ApiException) else error)
     parts = reason.split(" -+-+- ")
     if len(parts) == 3 and parts[0].startswith("Handshake status "):
-        status = api_status(parts[2])
+        status = streaming.api_status(parts[2])
         answer = parts[0].removeprefix("Handshake status ")
         if status is not None and status.get("message"):
             return f"API server answered {answer}: {status['message']}"
@@ -191,7 +181,7 @@ def _tunnel_error(error: Exception, tunnel: Any, request: ProfileRequest, timeou
     if fired or isinstance(error, TimeoutError):
         return CaptureTimeout(f"timed out after {timeout:g} s waiting for {request.target} over a port-forward")
     if isinstance(error, ssl.SSLError):
-        hint = TLS_HINT if "certificate verify failed" in str(error).lower() else ""
+        hint = streaming.TLS_HINT if "certificate verify failed" in str(error).lower() else ""
         return CaptureFailed(f"TLS with {where} over a port-forward failed: {error}{hint}")
     # The API server reports a pod port it could not reach on the tunnel's error channel, then
     # closes the tunnel: the HTTP client only sees the connection end.

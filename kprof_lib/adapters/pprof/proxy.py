@@ -27,6 +27,7 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from kprof_lib.adapters.kube import reads
 from kprof_lib.adapters.pprof import exchange
 from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, confine, request_error, streamed_urllib3
 from kprof_lib.execution import redact
@@ -69,16 +70,8 @@ class ProxyTransport:
         answer: Response | None
         with exchange.watched(deadline) as watched:
             try:
-                response = self._api.call_api(
-                    path,
-                    "GET",
-                    query_params=list(request.query.items()),
-                    header_params=dict(REQUEST_HEADERS),
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    _return_http_data_only=True,
-                    _request_timeout=timeout,
-                )
+                query, headers = list(request.query.items()), dict(REQUEST_HEADERS)
+                response = reads.open_response(self._api, "GET", path, query=query, headers=headers, timeout=timeout)
             except ApiException as error:
                 # The client raises for every non-2xx status, having read the whole error body.
                 answer = _error_response(error, request)

@@ -24,6 +24,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from kprof_lib.adapters import tracing
 from kprof_lib.adapters.kube import connection
 from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
@@ -33,7 +34,6 @@ from kprof_lib.adapters.kube.metrics import MetricsServer
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
-from kprof_lib.execution import telemetry
 from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
@@ -88,12 +88,11 @@ class Operator:
         self.stores = wiring.Stores(
             local_dir=settings.local_dir, spool_dir=settings.spool_dir, spool_max_bytes=settings.spool_max_bytes
         )
-        tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(telemetry.TRACER_NAME)
         self.executor = Executor(
             concurrency=settings.concurrency,
             max_bytes=settings.max_profile_bytes,
             pod_locks=PodLocks(),
-            tracer=tracer,
+            tracer=tracing.get_tracer(tracer_provider),
             byte_budget=ByteBudget(settings.max_inflight_bytes),
         )
         self._capture_slots = threading.BoundedSemaphore(settings.concurrency)
@@ -166,13 +165,9 @@ class Operator:
         threading.Thread(target=self._activate_when_synced, name="kprof-sync-wait", daemon=True).start()
         if self.elector is not None:
             self.elector.start()
-        log.info(
-            "operator started as %s (namespace %s, leader election %s)",
-            self.identity,
-            self.settings.namespace,
-            "on" if self.elector else "off",
-            extra={"action": "start", "identity": self.identity, "namespace": self.settings.namespace},
-        )
+        started = "operator started as %s (namespace %s, leader election %s)"
+        extra = {"action": "start", "identity": self.identity, "namespace": self.settings.namespace}
+        log.info(started, self.identity, self.settings.namespace, "on" if self.elector else "off", extra=extra)
         return self
 
     def stop(self) -> bool:
@@ -181,18 +176,12 @@ class Operator:
             return True
         self._stopped.set()
         grace = self.settings.grace_period
-        log.info(
-            "stopping: waiting up to %ss for checks in progress",
-            grace,
-            extra={"action": "stop", "in_flight": self.scheduler.in_flight},
-        )
+        extra = {"action": "stop", "in_flight": self.scheduler.in_flight}
+        log.info("stopping: waiting up to %ss for checks in progress", grace, extra=extra)
         finished = self.scheduler.stop(grace)
         if not finished:
-            log.warning(
-                "grace period over with %d check(s) still running; they are abandoned",
-                self.scheduler.in_flight,
-                extra={"action": "stop", "reason": "grace-period-over"},
-            )
+            abandoned = "grace period over with %d check(s) still running; they are abandoned"
+            log.warning(abandoned, self.scheduler.in_flight, extra={"action": "stop", "reason": "grace-period-over"})
         for store in self.stores.spooling():
             try:
                 report = store.flush()
@@ -200,12 +189,9 @@ class Operator:
                 log.warning("flushing the spool %s failed: %s", store.spool_dir, error, extra={"action": "flush"})
                 continue
             if report.remaining_bytes:
-                log.warning(
-                    "%d bytes of profiles stay in the spool %s for the next start",
-                    report.remaining_bytes,
-                    store.spool_dir,
-                    extra={"action": "flush", "reason": "store-unreachable"},
-                )
+                stays = "%d bytes of profiles stay in the spool %s for the next start"
+                extra = {"action": "flush", "reason": "store-unreachable"}
+                log.warning(stays, report.remaining_bytes, store.spool_dir, extra=extra)
         if self.elector is not None:
             self.elector.stop(release=True)
         self.configs.stop()
@@ -274,9 +260,8 @@ class Operator:
         self.runner.forget(key)
         if self.is_leader():
             self.history.forget(key)
-            log.info(
-                "forgot the capture history of %s", key, extra={"config": key, "action": "forget", "reason": "deleted"}
-            )
+            extra = {"config": key, "action": "forget", "reason": "deleted"}
+            log.info("forgot the capture history of %s", key, extra=extra)
 
     def _next_on_demand(self, key: str, interval: int) -> dt.datetime | None:
         """When the pod of `key` captured on demand longest ago is due again (None: no history)."""
@@ -294,11 +279,8 @@ class Operator:
         if isinstance(store, SpoolingStore) and store.pending_bytes:
             report = store.flush()
             if report.uploaded:
-                log.info(
-                    "uploaded %d spooled profile(s)",
-                    report.uploaded,
-                    extra={"action": "flush", "uploaded": report.uploaded, "remaining_bytes": report.remaining_bytes},
-                )
+                extra = {"action": "flush", "uploaded": report.uploaded, "remaining_bytes": report.remaining_bytes}
+                log.info("uploaded %d spooled profile(s)", report.uploaded, extra=extra)
                 self.instruments.uploads.labels("stored").inc(report.uploaded)
 
     def _activate_when_synced(self) -> None:
@@ -307,12 +289,8 @@ class Operator:
                 break
         if self._stopped.is_set():
             return
-        log.info(
-            "caches synced: %d pods, %d ProfilingConfigs",
-            len(self.pods),
-            len(self.configs),
-            extra={"action": "synced", "pods": len(self.pods), "configs": len(self.configs)},
-        )
+        extra = {"action": "synced", "pods": len(self.pods), "configs": len(self.configs)}
+        log.info("caches synced: %d pods, %d ProfilingConfigs", len(self.pods), len(self.configs), extra=extra)
         with self._activation:
             self._synced.set()
             if self.is_leader():

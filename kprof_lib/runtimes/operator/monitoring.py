@@ -7,8 +7,8 @@ Used by `app.Operator`, which starts and stops the servers, and by `runner`, whi
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 
 from kprof_lib.runtimes.endpoints import Address, Endpoints, Route, health_routes
 
-log = logging.getLogger("kprof.operator.http")
+# Label values -> the counts summed under them, read when scraped.
+_Sources = dict[tuple[str, ...], list[Callable[[], int]]]
 
 # CPU profiles take cpuProfileSeconds (1-300 s); the others a fraction of a second.
 CAPTURE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600)
@@ -26,22 +27,19 @@ class Instruments:
     """The operator's metrics, on a registry of their own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.checks = Counter(
-            "kprof_checks",
-            "Checks run, by ProfilingConfig and result (ok, error, invalid).",
-            ["config", "result"],
-            registry=r,
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        counter = functools.partial(Counter, registry=r)
+        gauge = functools.partial(Gauge, registry=r)
+        self.checks = counter(
+            "kprof_checks", "Checks run, by ProfilingConfig and result (ok, error, invalid).", ["config", "result"]
         )
-        self.captures = Counter(
+        self.captures = counter(
             "kprof_captures",
             "Profiles captured, by profile type, reason and result (stored, spooled, failed).",
             ["type", "reason", "result"],
-            registry=r,
         )
-        self.uploads = Counter(
-            "kprof_uploads", "Profiles handed to a store, by result (stored, spooled, failed).", ["result"], registry=r
+        self.uploads = counter(
+            "kprof_uploads", "Profiles handed to a store, by result (stored, spooled, failed).", ["result"]
         )
         self.capture_duration = Histogram(
             "kprof_capture_duration_seconds",
@@ -50,26 +48,27 @@ class Instruments:
             buckets=CAPTURE_BUCKETS,
             registry=r,
         )
-        self.active_pods = Gauge(
-            "kprof_active_pods", "Pods a ProfilingConfig selects that are running and opted in.", ["config"], registry=r
+        self.active_pods = gauge(
+            "kprof_active_pods", "Pods a ProfilingConfig selects that are running and opted in.", ["config"]
         )
-        self.threshold_violations = Counter(
+        self.threshold_violations = counter(
             "kprof_threshold_violations",
             "Pods seen at or above a threshold in a check, by config and resource.",
             ["config", "resource"],
-            registry=r,
         )
-        self.spool_bytes = Gauge("kprof_spool_bytes", "Bytes of profiles waiting in the local spool.", registry=r)
-        self.leader = Gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.", registry=r)
-        self._watches: dict[str, Callable[[], int]] = {}
-        r.register(_WatchRestarts(self._watches))
-        self._spool_refused: list[Callable[[], int]] = []
-        r.register(_SpoolRefused(self._spool_refused))
+        self.spool_bytes = gauge("kprof_spool_bytes", "Bytes of profiles waiting in the local spool.")
+        self.leader = gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.")
+        self._watch_restarts: _Sources = {}
+        restarted = "Watches started again after an error, a 410 Gone or a dropped stream."
+        r.register(_ReadOnScrape("kprof_watch_restarts", restarted, self._watch_restarts, ("resource",)))
+        self._spool_refused: _Sources = {(): []}
+        refused = "Profiles refused because the store was unreachable and the spool full (the oldest are kept)."
+        r.register(_ReadOnScrape("kprof_spool_refused", refused, self._spool_refused))
 
     def track_watch(self, resource: str, restarts: Callable[[], int]) -> None:
         """Export `restarts()` (the informer's own count of watches started again) as
         kprof_watch_restarts_total{resource}."""
-        self._watches[resource] = restarts
+        self._watch_restarts[(resource,)] = [restarts]
 
     def track_leader(self, is_leader: Callable[[], bool]) -> None:
         self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
@@ -79,7 +78,7 @@ class Instruments:
         the spools) as kprof_spool_refused_total."""
         self.spool_bytes.set_function(lambda: float(pending_bytes()))
         if refused is not None:
-            self._spool_refused.append(refused)
+            self._spool_refused[()].append(refused)
 
     def forget_config(self, config: str) -> None:
         """Drop the per-config gauge of a deleted ProfilingConfig (counters keep their history)."""
@@ -92,10 +91,12 @@ class Instruments:
         return generate_latest(self.registry)
 
 
-class _SpoolRefused(Collector):
-    """kprof_spool_refused_total: profiles neither stored nor spooled because the spool was full."""
+class _ReadOnScrape(Collector):
+    """A counter read from its owners when scraped (the informers, the spools): they count, not us.
+    `sources` maps label values to the functions whose counts are summed under them."""
 
-    def __init__(self, sources: list[Callable[[], int]]):
+    def __init__(self, name: str, documentation: str, sources: _Sources, labels: tuple[str, ...] = ()):
+        self._family = functools.partial(CounterMetricFamily, name, documentation, labels=labels)
         self._sources = sources
 
     def describe(self) -> list[CounterMetricFamily]:
@@ -103,39 +104,9 @@ class _SpoolRefused(Collector):
 
     def collect(self) -> list[CounterMetricFamily]:
         family = self._family()
-        family.add_metric([], float(sum(source() for source in self._sources)))
+        for labels, counts in sorted(self._sources.items()):
+            family.add_metric(labels, float(sum(count() for count in counts)))
         return [family]
-
-    @staticmethod
-    def _family() -> CounterMetricFamily:
-        return CounterMetricFamily(
-            "kprof_spool_refused",
-            "Profiles refused because the store was unreachable and the spool full (the oldest are kept).",
-        )
-
-
-class _WatchRestarts(Collector):
-    """kprof_watch_restarts_total, read from the informers when scraped: they count, not us."""
-
-    def __init__(self, sources: Mapping[str, Callable[[], int]]):
-        self._sources = sources
-
-    def describe(self) -> list[CounterMetricFamily]:
-        return [self._family()]
-
-    def collect(self) -> list[CounterMetricFamily]:
-        family = self._family()
-        for resource, restarts in sorted(self._sources.items()):
-            family.add_metric([resource], float(restarts()))
-        return [family]
-
-    @staticmethod
-    def _family() -> CounterMetricFamily:
-        return CounterMetricFamily(
-            "kprof_watch_restarts",
-            "Watches started again after an error, a 410 Gone or a dropped stream.",
-            labels=["resource"],
-        )
 
 
 def metrics_routes(instruments: Instruments) -> dict[str, Route]:

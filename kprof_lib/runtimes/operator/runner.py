@@ -18,7 +18,6 @@ metrics). Both keep activePods, the totals and the conditions current.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import threading
@@ -26,26 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kprof_lib.adapters.kube.events import (
-    INVALID_CONFIG,
-    NORMAL,
-    PROFILE_CAPTURE_FAILED,
-    PROFILE_CAPTURED,
-    PROFILE_SPOOLED,
-    WARNING,
-)
-from kprof_lib.execution import results
+from kprof_lib.adapters.kube import events
+from kprof_lib.execution import ports, results
 from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
-from kprof_lib.execution.ports import (
-    EventRecorder,
-    HistoryStore,
-    MetricsSource,
-    PodSource,
-    ProfileStore,
-    StatusPort,
-    Transport,
-)
 from kprof_lib.planning import status as statuses
 from kprof_lib.planning import tenancy
 from kprof_lib.planning.plan import CPU_THRESHOLD, KINDS, MEMORY_THRESHOLD, ON_DEMAND, THRESHOLD
@@ -56,15 +39,12 @@ from kprof_lib.spec import validation
 from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
+from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.operator.checks")
 
 READY = statuses.READY
 VALID = statuses.VALID
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def kinds_for_run(spec: Spec, kind: str) -> frozenset[str]:
@@ -85,53 +65,35 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True, eq=False)
 class CheckRunner:
     """Runs checks for the scheduler (`runner(run)`); everything it needs is given."""
 
-    def __init__(
-        self,
-        *,
-        configs: Callable[[str], dict[str, Any] | None],
-        pods: PodSource,
-        metrics: MetricsSource,
-        history: HistoryStore,
-        events: EventRecorder,
-        status: StatusPort,
-        executor: Executor,
-        store_for: Callable[[Spec], ProfileStore],
-        transport_for: Callable[[str], Transport],
-        default_transport: str,
-        instruments: Instruments,
-        is_leader: Callable[[], bool] = lambda: True,
-        selector_string: Callable[[Any], str],
-        flush: Callable[[ProfileStore], None] | None = None,
-        policy: tenancy.Policy | None = None,
-    ):
-        self._configs = configs
-        self._pods = pods
-        self._metrics = metrics
-        self._history = history
-        self._events = events
-        self._status = status
-        self._executor = executor
-        self._store_for = store_for
-        self._transport_for = transport_for
-        self._default_transport = default_transport
-        self._instruments = instruments
-        self._is_leader = is_leader
-        self._selector_string = selector_string
-        self._flush = flush  # e.g. upload what the store's spool holds
-        # What configs may reach (namespaces, destinations); the default is the strict one.
-        self._policy = policy or tenancy.Policy()
-        # The latest status this process wrote per config (uid, status): the base the totals are
-        # added to, newer than the watch cache right after a write.
-        self._written: dict[str, tuple[str | None, dict[str, Any]]] = {}
-        self._written_lock = threading.Lock()
+    configs: Callable[[str], dict[str, Any] | None]
+    pods: ports.PodSource
+    metrics: ports.MetricsSource
+    history: ports.HistoryStore
+    events: ports.EventRecorder
+    status: ports.StatusPort
+    executor: Executor
+    store_for: Callable[[Spec], ports.ProfileStore]
+    transport_for: Callable[[str], ports.Transport]
+    default_transport: str
+    instruments: Instruments
+    selector_string: Callable[[Any], str]
+    is_leader: Callable[[], bool] = lambda: True
+    flush: Callable[[ports.ProfileStore], None] | None = None  # e.g. upload what the store's spool holds
+    # What configs may reach (namespaces, destinations); None: the default, strict one.
+    policy: tenancy.Policy | None = None
+    # The latest status this process wrote per config (uid, status): the base the totals are
+    # added to, newer than the watch cache right after a write.
+    _written: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
+    _written_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __call__(self, run: Run) -> Outcome:
-        if not self._is_leader():
+        if not self.is_leader():
             return Outcome("skipped", "not the leader")
-        config = self._configs(run.key)
+        config = self.configs(run.key)
         if config is None or (run.uid and config["metadata"].get("uid") != run.uid):
             return Outcome("skipped", "the config is gone")
         try:
@@ -142,7 +104,7 @@ class CheckRunner:
         # by side, so that the author sees every problem at once.
         problems: list[Problem] = []
         try:
-            spec = tenancy.scope(spec, config["metadata"]["namespace"], self._policy)
+            spec = tenancy.scope(spec, config["metadata"]["namespace"], self.policy or tenancy.Policy())
         except SpecError as error:
             problems += error.errors
         try:
@@ -154,25 +116,25 @@ class CheckRunner:
         kinds = kinds_for_run(spec, run.kind)
 
         def gather() -> dict[str, Any]:
-            state: dict[str, Any] = {"now": rfc3339(run.now), "pods": self._pods.pods(spec.namespace)}
+            state: dict[str, Any] = {"now": cluster.format_time(run.now), "pods": self.pods.pods(spec.namespace)}
             if THRESHOLD in kinds and spec.thresholds is not None:
-                state["podMetrics"] = self._metrics.pod_metrics(spec.namespace, selector or None)
-            state["history"] = self._history.load(run.key)
+                state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None)
+            state["history"] = self.history.load(run.key)
             return state
 
         try:
-            store = self._store_for(spec)
-            transport = self._transport_for(spec.transport or self._default_transport)
+            store = self.store_for(spec)
+            transport = self.transport_for(spec.transport or self.default_transport)
             report = run_check(
                 config_name=run.key,
                 spec=spec,
                 gather=gather,
-                executor=self._executor,
+                executor=self.executor,
                 store=store,
                 transport=transport,
                 kinds=kinds,
-                save_history=lambda updates: self._history.merge(run.key, updates),
-                flush=None if self._flush is None else functools.partial(self._flush, store),
+                save_history=lambda updates: self.history.merge(run.key, updates),
+                flush=None if self.flush is None else functools.partial(self.flush, store),
                 cancelled=run.cancelled,
             )
         except Exception as error:
@@ -181,12 +143,8 @@ class CheckRunner:
             return self._failed(run, config, error)
 
         if report.discarded:
-            log.info(
-                "%s was deleted during its %s; nothing recorded",
-                run.key,
-                run.kind,
-                extra={"config": run.key, "action": "discard", "reason": "deleted"},
-            )
+            extra = {"config": run.key, "action": "discard", "reason": "deleted"}
+            log.info("%s was deleted during its %s; nothing recorded", run.key, run.kind, extra=extra)
             return Outcome("skipped", "deleted during the run", report)
         self._record_events(run, report)
         self._count(run, report)
@@ -200,28 +158,23 @@ class CheckRunner:
             history_error=report.history_error,
         )
         status = self._write_status(run, config, outcome)
-        self._instruments.checks.labels(run.key, "ok").inc()
-        log.info(
-            "%s %s: %s",
-            run.kind,
-            run.key,
-            report.recap(),
-            extra={
-                "config": run.key,
-                "action": run.kind,
-                "reason": "done",
-                "activePods": report.plan.active_pods,
-                "captured": outcome.captured,
-                "failed": outcome.failed,
-            },
-        )
+        self.instruments.checks.labels(run.key, "ok").inc()
+        done: dict[str, Any] = {
+            "config": run.key,
+            "action": run.kind,
+            "reason": "done",
+            "activePods": report.plan.active_pods,
+            "captured": outcome.captured,
+            "failed": outcome.failed,
+        }
+        log.info("%s %s: %s", run.kind, run.key, report.recap(), extra=done)
         return Outcome("ok", report.recap(), report, status)
 
     # Parts of a run ----------------------------------------------------------------------------
 
     def _selector(self, spec: Spec) -> str:
         try:
-            return self._selector_string(spec.label_selector)
+            return self.selector_string(spec.label_selector)
         except ValueError as error:
             # The schema lets through keys and values the API's selector syntax cannot carry.
             raise SpecError([{"path": "spec.selector.labelSelector", "message": str(error)}]) from None
@@ -239,21 +192,19 @@ class CheckRunner:
             why = f"{', '.join(result.reasons) or result.reason}, config {run.key}"
             if stored:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in stored)
-                self._events.record(involved, NORMAL, PROFILE_CAPTURED, f"Captured ({why}): {places}")
+                self.events.record(involved, events.NORMAL, events.PROFILE_CAPTURED, f"Captured ({why}): {places}")
             if spooled:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in spooled)
-                self._events.record(
-                    involved,
-                    WARNING,
-                    PROFILE_SPOOLED,
-                    f"Captured ({why}) but the store is unreachable; kept in the local spool for {places}",
-                )
+                message = f"Captured ({why}) but the store is unreachable; kept in the local spool for {places}"
+                self.events.record(involved, events.WARNING, events.PROFILE_SPOOLED, message)
             if failed:
                 reasons = "; ".join(f"{p.type}: {p.error}" for p in failed)
-                self._events.record(involved, WARNING, PROFILE_CAPTURE_FAILED, f"Capture failed ({why}): {reasons}")
+                self.events.record(
+                    involved, events.WARNING, events.PROFILE_CAPTURE_FAILED, f"Capture failed ({why}): {reasons}"
+                )
 
     def _count(self, run: Run, report: CheckReport) -> None:
-        instruments = self._instruments
+        instruments = self.instruments
         instruments.active_pods.labels(run.key).set(report.plan.active_pods)
         for result in report.execution.results:
             for profile in result.profiles:
@@ -270,44 +221,31 @@ class CheckRunner:
                 instruments.threshold_violations.labels(run.key, "memory").inc()
 
     def _write_status(self, run: Run, config: dict[str, Any], outcome: statuses.Outcome) -> dict[str, Any]:
-        base = self._base_status(run.key, config)
-        status = statuses.build(base, outcome, generation=config["metadata"].get("generation"), now=rfc3339(run.now))
+        base, generation = self._base_status(run.key, config), config["metadata"].get("generation")
+        status = statuses.build(base, outcome, generation=generation, now=cluster.format_time(run.now))
         self._patch(run.key, config, status)
         return status
 
     def _invalid(self, run: Run, config: dict[str, Any], error: SpecError) -> Outcome:
-        self._instruments.checks.labels(run.key, "invalid").inc()
-        self._instruments.active_pods.labels(run.key).set(0)
+        self.instruments.checks.labels(run.key, "invalid").inc()
+        self.instruments.active_pods.labels(run.key).set(0)
         outcome = statuses.Invalid(str(error))
         generation = config["metadata"].get("generation")
         if statuses.already_reported(self._base_status(run.key, config), outcome, generation):
             return Outcome("invalid", outcome.message)  # already reported for this generation
-        log.warning(
-            "%s: %s",
-            run.key,
-            outcome.message.replace("\n  ", "; "),
-            extra={"config": run.key, "action": "reject", "reason": "invalid-spec"},
-        )
+        extra = {"config": run.key, "action": "reject", "reason": "invalid-spec"}
+        log.warning("%s: %s", run.key, outcome.message.replace("\n  ", "; "), extra=extra)
         status = self._write_status(run, config, outcome)
-        involved = {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "namespace": config["metadata"]["namespace"],
-            "name": config["metadata"]["name"],
-            "uid": config["metadata"].get("uid", ""),
-        }
-        self._events.record(involved, WARNING, INVALID_CONFIG, outcome.message)
+        meta = config["metadata"]
+        involved = {"apiVersion": API_VERSION, "kind": KIND, "namespace": meta["namespace"], "name": meta["name"]}
+        involved["uid"] = meta.get("uid", "")
+        self.events.record(involved, events.WARNING, events.INVALID_CONFIG, outcome.message)
         return Outcome("invalid", outcome.message, status=status)
 
     def _failed(self, run: Run, config: dict[str, Any], error: Exception) -> Outcome:
-        self._instruments.checks.labels(run.key, "error").inc()
-        log.warning(
-            "%s of %s failed: %s",
-            run.kind,
-            run.key,
-            error,
-            extra={"config": run.key, "action": run.kind, "reason": "check-failed"},
-        )
+        self.instruments.checks.labels(run.key, "error").inc()
+        extra = {"config": run.key, "action": run.kind, "reason": "check-failed"}
+        log.warning("%s of %s failed: %s", run.kind, run.key, error, extra=extra)
         if run.cancelled():
             return Outcome("error", str(error))
         status = self._write_status(run, config, statuses.Failed(str(error)))
@@ -328,14 +266,10 @@ class CheckRunner:
     def _patch(self, key: str, config: dict[str, Any], status: dict[str, Any]) -> None:
         metadata = config["metadata"]
         try:
-            updated = self._status.patch_status(metadata["namespace"], metadata["name"], status)
+            updated = self.status.patch_status(metadata["namespace"], metadata["name"], status)
         except Exception as error:
-            log.error(
-                "%s: status not written: %s",
-                key,
-                error,
-                extra={"config": key, "action": "write-status", "reason": "status-error"},
-            )
+            extra = {"config": key, "action": "write-status", "reason": "status-error"}
+            log.error("%s: status not written: %s", key, error, extra=extra)
             return
         if updated is None:
             return  # deleted meanwhile
@@ -346,7 +280,7 @@ class CheckRunner:
         """Drop what is remembered of a deleted config."""
         with self._written_lock:
             self._written.pop(key, None)
-        self._instruments.forget_config(key)
+        self.instruments.forget_config(key)
 
     def leadership_changed(self) -> None:
         """What this process wrote may be stale once another leader has written: read afresh."""

@@ -39,6 +39,7 @@ from kprof_lib.planning import cadence
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import DEFAULT_CHECK_INTERVAL  # how often a config without thresholds is looked at
+from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.operator.scheduling")
 
@@ -254,13 +255,10 @@ class ConfigScheduler:
                 # within one interval; later than that it is coalesced into the next one.
                 misfire_grace_time=interval,
             )
-            jobs[kind] = {"interval": interval, "first": _text(anchor)}
-        log.info(
-            "scheduled %s: %s",
-            key,
-            ", ".join(f"{kind} every {job['interval']}s from {job['first']}" for kind, job in jobs.items()),
-            extra={"config": key, "action": "schedule", "generation": entry.generation, "jobs": jobs},
-        )
+            jobs[kind] = {"interval": interval, "first": cluster.format_time(anchor)}
+        planned = ", ".join(f"{kind} every {job['interval']}s from {job['first']}" for kind, job in jobs.items())
+        extra = {"config": key, "action": "schedule", "generation": entry.generation, "jobs": jobs}
+        log.info("scheduled %s: %s", key, planned, extra=extra)
 
     def _aligned_start(self, key: str, interval: int, now: dt.datetime) -> dt.datetime:
         if self._next_on_demand is None:
@@ -268,12 +266,8 @@ class ConfigScheduler:
         try:
             due = self._next_on_demand(key, interval)
         except Exception as error:  # history unreadable now: start at once, reconcile still decides
-            log.warning(
-                "cannot read capture history of %s: %s",
-                key,
-                error,
-                extra={"config": key, "action": "schedule", "reason": "history-unavailable"},
-            )
+            extra = {"config": key, "action": "schedule", "reason": "history-unavailable"}
+            log.warning("cannot read capture history of %s: %s", key, error, extra=extra)
             return now
         return max(now, _whole_seconds(due)) if due is not None else now
 
@@ -326,10 +320,6 @@ class ConfigScheduler:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
-
-
-def _text(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _job_id(key: str, kind: str) -> str:
