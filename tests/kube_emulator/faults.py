@@ -23,7 +23,9 @@ class Fault:
     - `drop_after_events`: watch requests only; the stream is cut (no terminating chunk) after that
       many events, 0 meaning right after the response headers. Takes precedence over `status`.
     - `close_connection`: close the connection without any answer. Takes precedence over `status`.
-    - `count`: how many requests it applies to; `None` for every matching request.
+    - `count`: how many requests it applies to; `None` for every matching request. urllib3 retries
+      idempotent requests that get 429/503 with Retry-After (up to 3 times) on its own, so such a
+      failure reaches the caller only with `count=None`.
     - `path` is searched (re.search) in the decoded request path, without the query string.
     """
 

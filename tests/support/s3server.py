@@ -49,10 +49,6 @@ class S3Server:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def is_up(self) -> bool:
-        return self._server is not None
-
     def start(self) -> None:
         """Start on a port the kernel picks; later restarts reuse that port."""
         if self._server is not None:
