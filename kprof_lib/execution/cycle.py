@@ -1,7 +1,9 @@
 """One check cycle, the same in the operator, the sidecar and local mode, from the cluster state to
-the report: gather (the metrics check), reconcile, carry out the plan, persist the history updates,
-flush what waits in a spool, report. Traced as a `kprof.check` span with a `kprof.metrics` child
-around the gathering, and the executor's capture and upload spans below it.
+the report: gather (the metrics check), reconcile, carry out the plan, write each capture's
+summary.json and index.html beside its profiles (`execution.summaries`), persist the history
+updates, flush what waits in a spool, report. Traced as a `kprof.check` span with a
+`kprof.metrics` child around the gathering, the executor's capture and upload spans, and a
+`kprof.summary` per captured pod.
 
 What differs between runtimes is given: how to gather, where history goes (`save_history`), what
 to flush, and the reporter (status and Events, log lines, the terminal). `kinds` says which kinds of
@@ -12,14 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.execution import redact, results, telemetry
+from kprof_lib.execution import redact, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor, record_error
 from kprof_lib.execution.ports import ProfileStore, Transport
+from kprof_lib.execution.summaries import CaptureSummary
 from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
 from kprof_lib.planning.reconcile import reconcile
 
@@ -38,6 +41,8 @@ class CheckReport:
     execution: results.ExecutionReport
     history_error: str | None = None
     discarded: bool = False
+    # Per captured pod ("ns/pod"): its summary.json and index.html, the top functions.
+    summaries: dict[str, CaptureSummary] = field(default_factory=dict)
 
     def recap(self) -> str:
         return f"{self.plan.recap()}  |  {self.execution.recap()}"
@@ -99,14 +104,23 @@ def run_check(
                     "reason": decision.reason,
                 },
             )
-        execution = executor.execute(
-            plan, store=store, transport=transport, check_mode=check_mode, config_name=config_name
-        )
-        failed = execution.count(results.FAILED)
-        span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
-        if failed:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
-    done = CheckReport(plan, execution)
+        # The store remembers what it took, so the summaries are made from the profiles' own
+        # bytes once every capture of the check is over (nothing is downloaded again).
+        keeping = summaries.Keeping(store)
+        try:
+            execution = executor.execute(
+                plan, store=keeping, transport=transport, check_mode=check_mode, config_name=config_name
+            )
+            failed = execution.count(results.FAILED)
+            span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
+            if failed:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
+            written = (
+                {} if check_mode else summaries.write(plan, execution, keeping, tracer=tracer, config_name=config_name)
+            )
+        finally:
+            keeping.release()
+    done = CheckReport(plan, execution, summaries=written)
     if cancelled():
         done.discarded = True
         return done
