@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import gzip
 import json
+import re
 import subprocess
 import sys
 import time
@@ -85,6 +86,7 @@ class FirstRun:
     exit_code: int
     holder_after_exit: str | None
     shop_objects: list[dict[str, Any]]
+    shop_documents: list[dict[str, Any]]
     batch_first: list[dict[str, Any]]
     batch_both: list[dict[str, Any]]
     batch_history: list[dict[str, dict[str, str]]]
@@ -92,6 +94,10 @@ class FirstRun:
     batch_objects_after_restart: list[dict[str, Any]]
     requests: list[Any]
     tmp: Path
+
+
+def profiles_of(objects: list[dict[str, Any]], suffix: str | tuple[str, ...] = ".pprof") -> list[dict[str, Any]]:
+    return [o for o in objects if o["key"].endswith(suffix)]
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +181,10 @@ def _first_run(emulator, api, s3, bucket, receiver, shop_app, batch_app, tmp, op
     operators.append(operator)
     operator.wait_ready()
 
-    def objects(prefix: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    def objects(prefix: str, count: int, timeout: float, suffix: str = ".pprof") -> list[dict[str, Any]]:
+        """The profiles under `prefix` (or, with another suffix, the captures' documents)."""
         return wait_until(
-            lambda: (found := s3.objects(bucket, prefix)) and len(found) >= count and found,
+            lambda: (found := profiles_of(s3.objects(bucket, prefix), suffix)) and len(found) >= count and found,
             timeout,
             lambda: (
                 f"{count} object(s) under {prefix} expected, got {s3.objects(bucket, prefix)}:\n{operator.output()}"
@@ -185,6 +192,7 @@ def _first_run(emulator, api, s3, bucket, receiver, shop_app, batch_app, tmp, op
         )
 
     shop_objects = objects("prod/", 2, 60)
+    shop_documents = objects("prod/", 2, 60, suffix=("summary.json", "index.html"))
     batch_first = objects("continuous/", 2, 60)
     first_history = history_of(emulator, f"batch/{BATCH_CONFIG}")
     batch_both = objects("continuous/", 4, ON_DEMAND_INTERVAL + 30)
@@ -227,11 +235,12 @@ def _first_run(emulator, api, s3, bucket, receiver, shop_app, batch_app, tmp, op
         exit_code=exit_code,
         holder_after_exit=holder_after_exit,
         shop_objects=shop_objects,
+        shop_documents=shop_documents,
         batch_first=batch_first,
         batch_both=batch_both,
         batch_history=[first_history, second_history],
-        shop_objects_after_restart=s3.objects(bucket, "prod/"),
-        batch_objects_after_restart=s3.objects(bucket, "continuous/"),
+        shop_objects_after_restart=profiles_of(s3.objects(bucket, "prod/")),
+        batch_objects_after_restart=profiles_of(s3.objects(bucket, "continuous/")),
         requests=emulator.requests,
         tmp=tmp,
     )
@@ -293,6 +302,12 @@ def test_status_counters_and_conditions_move(first_run):
     assert dt.datetime.fromisoformat(shop["lastCheckTime"])
     assert condition(shop, "Ready")["status"] == "True"
     assert condition(shop, "Valid")["status"] == "True"
+    # The latest capture, what was hot in it, and where it is.
+    last = shop["lastCapture"]
+    folder = first_run.shop_objects[0]["key"].rsplit("/", 1)[0] + "/"
+    assert (last["pod"], last["reason"], last["uri"]) == ("shop/checkout-1", "cpu-threshold", f"s3://{first_run.bucket}/{folder}")
+    assert last["time"] == first_run.shop_objects[0]["metadata"]["captured-at"]
+    assert sorted(last["topFunctions"]) == ["cpu", "heap"] and last["topFunctions"]["heap"][0]["name"] == "main.allocateHeld"
     batch = status_of(first_run.api, "batch", BATCH_CONFIG)
     assert (batch["totalProfiles"], batch["totalUploads"], batch["activePods"]) == (4, 4, 1)
 
@@ -301,8 +316,17 @@ def test_events_say_where_profiles_went(first_run):
     events = events_about(first_run.api, "shop", "checkout-1")
     captured = [e for e in events if e.reason == "ProfileCaptured"]
     assert len(captured) == 1 and captured[0].type == "Normal", [(e.reason, e.message) for e in events]
-    for obj in first_run.shop_objects:
-        assert f"s3://{first_run.bucket}/{obj['key']}" in captured[0].message
+    # What was hot, and the capture's folder: its profiles, summary.json and index.html.
+    folder = first_run.shop_objects[0]["key"].rsplit("/", 1)[0] + "/"
+    pattern = (
+        r"cpu-threshold \(\d+% of request\): \S+ \d+%(, \S+ \d+%)* — "
+        + re.escape(f"s3://{first_run.bucket}/{folder} (config shop/{SHOP_CONFIG}; profiles: cpu, heap)")
+    )
+    assert re.fullmatch(pattern, captured[0].message), captured[0].message
+    assert sorted(o["key"] for o in first_run.shop_documents) == [folder + "index.html", folder + "summary.json"]
+    summary = json.loads(first_run.s3.body(first_run.bucket, folder + "summary.json"))
+    assert summary["capture"]["uri"] == f"s3://{first_run.bucket}/{folder}" and summary["capture"]["usage"]["cpuPercent"]
+    assert summary["profiles"]["heap"]["sampleTypes"]["inuse_space"]["topFlat"][0]["name"] == "main.allocateHeld"
     assert captured[0].involved_object.kind == "Pod"
     assert events_about(first_run.api, "shop", "checkout-2") == []
 
@@ -459,7 +483,7 @@ def test_two_operators_one_captures_and_the_other_takes_over_without_capturing_a
     try:
         for replica in replicas:
             replica.wait_ready()
-        wait_until(lambda: len(s3.objects(s3_bucket, "ha/")) == 2, 30, "the first capture")
+        wait_until(lambda: len(profiles_of(s3.objects(s3_bucket, "ha/"))) == 2, 30, "the first capture")
         leaders = [r for r in replicas if r.find_logs(lambda x: x.get("action") == "leader-elected")]
         assert len(leaders) == 1, [r.output() for r in replicas]
         leader = leaders[0]
@@ -478,7 +502,7 @@ def test_two_operators_one_captures_and_the_other_takes_over_without_capturing_a
             lambda r: r.get("logger") == "kprof.check" and r.get("pod") == "ha/api-1", 30, "the new leader's check"
         )
         assert decision["reason"] == "cooldown", "the new leader reads the history: no second capture"
-        assert len(s3.objects(s3_bucket, "ha/")) == 2
+        assert len(profiles_of(s3.objects(s3_bucket, "ha/"))) == 2
         assert lease_holder(kube_emulator) != ""
         assert standby.terminate() == 0
     finally:
@@ -511,7 +535,7 @@ def test_sigterm_lets_the_capture_in_progress_finish(kube_emulator, s3, s3_bucke
         )
         exit_code = operator.terminate()
         assert exit_code == 0, operator.output()
-        [obj] = s3.objects(s3_bucket, "jobs/")
+        [obj] = profiles_of(s3.objects(s3_bucket, "jobs/"))
         assert obj["key"].endswith("/cpu.pprof") and obj["size"] > 0
         actions = [r.get("action") for r in operator.logs]
         assert actions.index("stored") < actions.index("stopped")

@@ -109,3 +109,15 @@ class LocalStore:
                 f"storing {key} in {self.directory}: {error.strerror or error} ({path})", retryable=transient
             ) from error
         return StoredObject(uri=path.as_uri(), key=key, size=len(data))
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """The bytes stored under `key` (the `ProfileReader` port)."""
+        path = self.path_for(key)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise StoreError(f"reading {key} in {self.directory}: {size} bytes, over {max_bytes}", retryable=False)
+            return path.read_bytes()
+        except OSError as error:
+            why = error.strerror or error
+            raise StoreError(f"reading {key} in {self.directory}: {why}", retryable=False) from error

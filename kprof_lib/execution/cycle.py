@@ -23,8 +23,9 @@ from kprof_lib.execution import redact, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor, record_error
 from kprof_lib.execution.ports import ProfileStore, Transport
 from kprof_lib.execution.summaries import CaptureSummary
-from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
+from kprof_lib.planning.plan import BASELINE, CAPTURE, KINDS, Plan
 from kprof_lib.planning.reconcile import reconcile
+from kprof_lib.state.cluster import BASELINE_KEY, WORKLOAD_KEY
 
 log = logging.getLogger("kprof.check")
 
@@ -116,8 +117,24 @@ def run_check(
             if failed:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
             written = (
-                {} if check_mode else summaries.write(plan, execution, keeping, tracer=tracer, config_name=config_name)
+                {}
+                if check_mode
+                else summaries.write(
+                    plan, execution, keeping, tracer=tracer, config_name=config_name, history=state.get("history")
+                )
             )
+            # A baseline capture is recorded for its workload even when its summary fails (else
+            # the next check would take another), and a healthy capture's summary becomes the
+            # workload's reference, both through the history the check saves.
+            decisions = {d.key: d for d in plan.captures}
+            for result in execution.results:
+                if result.status == results.CAPTURED and BASELINE in result.reasons:
+                    execution.history_updates.setdefault(result.key, {}).update(
+                        {BASELINE_KEY: plan.now, WORKLOAD_KEY: decisions[result.key].service}
+                    )
+            for pod_key, made in written.items():
+                if made.history_fields:
+                    execution.history_updates.setdefault(pod_key, {}).update(made.history_fields)
         finally:
             keeping.release()
     done = CheckReport(plan, execution, summaries=written)

@@ -35,9 +35,19 @@ from opentelemetry import trace
 from kprof_lib import profiles
 from kprof_lib.execution import keys, redact, results, telemetry
 from kprof_lib.execution.ports import ProfileStore, StoredObject, StoreError
-from kprof_lib.planning.plan import CPU_THRESHOLD, MEMORY_THRESHOLD, Plan, PodDecision
-from kprof_lib.profiles import flame, page
+from kprof_lib.planning.plan import (
+    BASELINE,
+    CPU_THRESHOLD,
+    MEMORY_THRESHOLD,
+    ON_DEMAND,
+    THRESHOLD_REASONS,
+    Plan,
+    PodDecision,
+)
+from kprof_lib.profiles import diff as diff_
+from kprof_lib.profiles import flame, page, text
 from kprof_lib.profiles import summary as summaries
+from kprof_lib.state.cluster import HEALTHY_KEY, HEALTHY_TIME_KEY, WORKLOAD_KEY
 
 log = logging.getLogger("kprof.summary")
 
@@ -157,6 +167,8 @@ class CaptureSummary:
     error: str | None = None
     summary: dict[str, Any] | None = None
     grower: str | None = None  # what grew most since the baseline, e.g. "cpu main.spin +41.0 pts"
+    # History fields that make this capture its workload's healthy baseline (see `baseline_for`).
+    history_fields: dict[str, str] = field(default_factory=dict)
 
     def hot(self) -> str:
         """`main.spin 78%, runtime.mallocgc 6%, crypto/sha256.block 4%`: the CPU profile's top
@@ -194,9 +206,13 @@ def write(
     time_budget: float = TIME_BUDGET,
     max_decoded_bytes: int = MAX_DECODED_BYTES,
     config_name: str | None = None,
+    history: Mapping[str, Any] | None = None,
 ) -> dict[str, CaptureSummary]:
     """Summarises and stores the summary and page of every captured pod; {"ns/pod": CaptureSummary}.
-    Never raises for one pod's failure; lets the kept bytes go before returning."""
+    `history` is the capture history the check read: a threshold capture is compared with the
+    latest healthy capture of its workload found there, and a healthy capture's `history_fields`
+    make it that reference. Never raises for one pod's failure; lets the kept bytes go before
+    returning."""
     tracer = tracer or trace.get_tracer(telemetry.TRACER_NAME)
     decisions = {d.key: d for d in plan.captures}
     done: dict[str, CaptureSummary] = {}
@@ -210,8 +226,9 @@ def write(
                 span.set_attributes(
                     {telemetry.ATTR_K8S_NAMESPACE: result.namespace, telemetry.ATTR_K8S_POD: result.pod}
                 )
+                base = baseline_for(decision, history) if decision.reason in THRESHOLD_REASONS else None
                 try:
-                    done[result.key] = _one(plan, decision, kept, keeping, time_budget, max_decoded_bytes)
+                    done[result.key] = _one(plan, decision, kept, keeping, time_budget, max_decoded_bytes, base)
                 except Exception as error:
                     message = redact.text(f"{type(error).__name__}: {error}")
                     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
@@ -240,12 +257,15 @@ def _one(
     keeping: Keeping,
     time_budget: float,
     max_decoded_bytes: int,
+    base: Baseline | None = None,
 ) -> CaptureSummary:
     started = time.monotonic()
     parts: dict[str, dict[str, Any]] = {}
     flames: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     metadata: dict[str, str] = {}
+    compared: dict[str, Any] = {}
+    base_errors: dict[str, str] = {}
     for profile in kept:
         assert profile.key is not None
         held = keeping.kept.get(profile.key)
@@ -268,7 +288,14 @@ def _one(
         parts[profile.type] = summaries.profile_part(file, held.size, decoded)
         if decoded.sample_types:
             flames[profile.type] = flame.tree(decoded)
-        del decoded  # one decoded profile at a time
+        if base is not None and profile.type in base.keys:
+            try:
+                before = _read_base(keeping, base.keys[profile.type], max_decoded_bytes)
+                compared[profile.type] = diff_.compare_profile(profile.type, before, decoded)
+                del before
+            except (StoreError, profiles.ProfileError, KeyError) as error:
+                base_errors[profile.type] = redact.text(str(error))
+        del decoded  # one decoded profile (and one of the baseline) at a time
     captured_at = _parse_time(metadata.get("captured-at", ""))
     if captured_at is None:
         # The time is in every key of the capture: without it the summary cannot be put beside them.
@@ -293,14 +320,35 @@ def _one(
     folder = _folder(keeping.uri_for(summary_key))
     facts = _facts(decision, metadata, folder)
     summary = summaries.assemble(parts, capture=facts, errors=errors)
+    compare = None
+    if base is not None:
+        missing = sorted((set(base.keys) | set(parts)) - set(compared) - set(base_errors))
+        compare = {"types": compared, "missing": missing}
+        summary["baseline"] = {"uri": base.uri, "capturedAt": base.captured_at, "pod": base.pod}
+        summary["diff"] = {**compare, "errors": base_errors}
     tops = summaries.top_functions(summary, count=TOP_COUNT)
     result = CaptureSummary(decision.key, folder, tops=tops, summary=summary)
+    if compare is not None:
+        result.grower = grower_text(compare)
+    elif decision.reason in (ON_DEMAND, BASELINE) and not decision.crossed and parts:
+        # Taken while no threshold was seen crossed: the workload's healthy reference from now on.
+        reference = {
+            "uri": folder,
+            "capturedAt": facts.get("capturedAt", ""),
+            "service": decision.service,
+            "keys": {p.type: p.key for p in kept if p.type in parts and p.key},
+        }
+        result.history_fields = {
+            HEALTHY_KEY: json.dumps(reference, separators=(",", ":"), sort_keys=True),
+            HEALTHY_TIME_KEY: str(facts.get("capturedAt", "")),
+            WORKLOAD_KEY: decision.service,
+        }
     top_texts = {kind: summaries.hot_text(rows[:1]) for kind, rows in tops.items() if rows}
     tags, _ = keys.object_tags(decision.labels)
     problems = []
     for key, body, kind, content_type in (
         (summary_key, json.dumps(summary, indent=1).encode(), SUMMARY, JSON_TYPE),
-        (page_key, page.render(summary, flames).encode(), PAGE_KIND, HTML_TYPE),
+        (page_key, page.render(summary, flames, diff=compare).encode(), PAGE_KIND, HTML_TYPE),
     ):
         try:
             stored = keeping.inner.put(
@@ -394,3 +442,55 @@ def _reason_text(reason: str, decision: PodDecision) -> str:
     elif usage is not None and reason == MEMORY_THRESHOLD:
         share = usage.memory_percent
     return f"{reason} ({share:.0f}% of request)" if share is not None else reason
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A workload's latest healthy capture: its folder, when, which pod, {type: key} of its profiles."""
+
+    uri: str
+    captured_at: str
+    pod: str
+    keys: dict[str, str]
+
+
+def baseline_for(decision: PodDecision, history: Mapping[str, Any] | None) -> Baseline | None:
+    """The latest healthy capture of the decision's workload (same namespace and service) in the
+    capture history, from any of its pods; None when there is none."""
+    found: Baseline | None = None
+    for pod_key, entry in (history or {}).items():
+        if not isinstance(entry, Mapping) or not str(pod_key).startswith(decision.namespace + "/"):
+            continue
+        try:
+            reference = json.loads(entry.get(HEALTHY_KEY) or "null")
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(reference, dict) or reference.get("service") != decision.service:
+            continue
+        keys_ = reference.get("keys")
+        if not isinstance(keys_, dict) or not all(isinstance(v, str) for v in keys_.values()):
+            continue
+        at = str(reference.get("capturedAt", ""))
+        if found is None or at > found.captured_at:
+            found = Baseline(str(reference.get("uri", "")), at, str(pod_key), {str(k): v for k, v in keys_.items()})
+    return found
+
+
+def grower_text(compare: Mapping[str, Any]) -> str | None:
+    """`cpu main.spin +41.0 pts`, `heap main.leak +120.0MiB`, `goroutine main.wait +300`: the
+    first growth row of cpu, heap or goroutine (`diff.top_grower`), with how much it grew."""
+    found = diff_.top_grower(compare)
+    if found is None:
+        return None
+    kind, name = found
+    part = compare["types"][kind]
+    delta = part["growth"][0]["delta"]
+    shares = part["measure"] == "flatShare"
+    return f"{kind} {name} " + (f"+{delta * 100:.1f} pts" if shares else "+" + text.quantity(delta, part["unit"]))
+
+
+def _read_base(keeping: Keeping, key: str, max_decoded_bytes: int) -> profiles.Profile:
+    reader = getattr(keeping.inner, "read", None)
+    if reader is None:
+        raise StoreError(f"{keeping.inner.description} cannot read the baseline back", retryable=False)
+    return profiles.decode(reader(key, keeping.max_profile_bytes), max_decoded_bytes=max_decoded_bytes)

@@ -1,8 +1,8 @@
 """The capture's `index.html`: one self-contained page (inline CSS, SVG drawn by an inline script,
 the data embedded as JSON; nothing is fetched) with a flame graph and the top table per profile
 type, the capture's facts (pod, reason, thresholds, observed usage, trace) and, when there is a
-baseline, what grew since. Pure: values in, the page's text out; `kprof diff --html` and, later,
-the capture path write it.
+baseline, what grew since. Pure: values in, the page's text out; `kprof diff --html` and the
+capture path (`execution.summaries`) write it.
 """
 
 from __future__ import annotations
