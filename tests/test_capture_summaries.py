@@ -32,7 +32,8 @@ kprof = profiles_support.kprof
 
 
 def test_capture_into_a_directory_writes_the_summary_and_page_beside_the_profiles(go_app, tmp_path):
-    go_app.load(cpu_seconds=4, workers=2, mem_mib=32, hold=8)
+    # Long enough to outlast kprof's start-up on a busy machine; the app is stopped afterwards.
+    go_app.load(cpu_seconds=30, workers=2, mem_mib=32, hold=30)
     done = kprof("capture", "--url", go_app.url, "--types", "cpu,heap", "--seconds", "1", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     [folder] = {p.parent for p in tmp_path.rglob("*.pprof")}

@@ -39,7 +39,7 @@ def folder(sample_app_binary, tmp_path_factory) -> Path:
     from tests.support.goapp import GoApp
 
     with GoApp(sample_app_binary) as app:
-        app.load(cpu_seconds=4, workers=2, mem_mib=32, hold=8)
+        app.load(cpu_seconds=30, workers=2, mem_mib=32, hold=30)
         return profiles_support.capture(app, tmp_path_factory.mktemp("open"))
 
 

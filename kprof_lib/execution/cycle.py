@@ -68,9 +68,11 @@ def run_check(
     may raise, and so may reconcile (`SpecError`, `StateError`): the error is recorded on the span
     and raised to the caller, which reports it. Capture and store failures are in the report.
 
-    After executing: if `cancelled()`, the report is returned marked `discarded` and nothing else
-    happens; else the history updates go to `save_history` (an exception there becomes
-    `history_error`), `flush()` runs (its exceptions are logged), and `report(check_report)`."""
+    After executing: unless `cancelled()` (the report is then marked `discarded`, and nothing is
+    saved, flushed or reported), the history updates go to `save_history` (an exception there
+    becomes `history_error`). Then each capture's summary and page are written (discarded or not:
+    they belong with the stored profiles), a healthy capture's reference goes to `save_history`
+    too, `flush()` runs (its exceptions are logged), and `report(check_report)`."""
     tracer = executor.tracer
     with tracer.start_as_current_span(telemetry.SPAN_CHECK) as span:
         span.set_attribute(telemetry.ATTR_CONFIG, config_name)
@@ -116,42 +118,33 @@ def run_check(
             span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
             if failed:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
-            written = (
-                {}
-                if check_mode
-                else summaries.write(
-                    plan, execution, keeping, tracer=tracer, config_name=config_name, history=state.get("history")
-                )
-            )
-            # A baseline capture is recorded for its workload even when its summary fails (else
-            # the next check would take another), and a healthy capture's summary becomes the
-            # workload's reference, both through the history the check saves.
+            # A baseline capture is recorded for its workload with the other history updates,
+            # whatever becomes of its summary (else the next check would take another).
             decisions = {d.key: d for d in plan.captures}
             for result in execution.results:
                 if result.status == results.CAPTURED and BASELINE in result.reasons:
                     execution.history_updates.setdefault(result.key, {}).update(
                         {BASELINE_KEY: plan.now, WORKLOAD_KEY: decisions[result.key].service}
                     )
-            for pod_key, made in written.items():
-                if made.history_fields:
-                    execution.history_updates.setdefault(pod_key, {}).update(made.history_fields)
+            done = CheckReport(plan, execution)
+            done.discarded = cancelled()
+            # The history first: cooldowns must hold even if the process dies while summarising.
+            if not done.discarded:
+                _save(save_history, execution.history_updates, config_name, done)
+            if not check_mode:
+                done.summaries = summaries.write(
+                    plan, execution, keeping, tracer=tracer, config_name=config_name, history=state.get("history")
+                )
         finally:
             keeping.release()
-    done = CheckReport(plan, execution, summaries=written)
-    if cancelled():
-        done.discarded = True
+    if done.discarded:
         return done
-    if save_history is not None and execution.history_updates:
-        try:
-            save_history(execution.history_updates)
-        except Exception as error:
-            log.error(
-                "%s: capture history not saved: %s",
-                config_name,
-                error,
-                extra={"config": config_name, "action": "save-history", "reason": "history-error"},
-            )
-            done.history_error = str(error)
+    # A healthy capture's summary makes it its workload's reference (a second, small history write).
+    references = {k: made.history_fields for k, made in done.summaries.items() if made.history_fields}
+    if references:
+        _save(save_history, references, config_name, done)
+        for pod_key, fields in references.items():
+            execution.history_updates.setdefault(pod_key, {}).update(fields)
     if flush is not None:
         try:
             flush()
@@ -160,3 +153,20 @@ def run_check(
     if report is not None:
         report(done)
     return done
+
+
+def _save(
+    save_history: Callable[[History], None] | None, updates: History, config_name: str, done: CheckReport
+) -> None:
+    if save_history is None or not updates:
+        return
+    try:
+        save_history(updates)
+    except Exception as error:
+        log.error(
+            "%s: capture history not saved: %s",
+            config_name,
+            error,
+            extra={"config": config_name, "action": "save-history", "reason": "history-error"},
+        )
+        done.history_error = str(error)
