@@ -33,8 +33,11 @@ def test_capture_into_s3(go_app, s3, s3_bucket):
     result = kprof("--url", go_app.url + "/debug/pprof", "--types", "heap", "--to", f"s3://{s3_bucket}/adhoc",
                    "--s3-endpoint", s3.endpoint_url, "--key-layout", "service-date")
     assert result.returncode == 0, result.stderr
-    [obj] = s3.objects(s3_bucket)
+    [obj] = [o for o in s3.objects(s3_bucket) if o["key"].endswith(".pprof")]
     assert obj["key"].startswith("adhoc/") and obj["key"].endswith("-heap.pprof")
+    # The capture's summary and page beside it (tests/test_capture_summaries.py reads them).
+    start = obj["key"][: -len("heap.pprof")]
+    assert sorted(o["key"] for o in s3.objects(s3_bucket)) == [start + "heap.pprof", start + "index.html", start + "summary.json"]
     assert f"-> s3://{s3_bucket}/{obj['key']}" in result.stdout
     assert obj["metadata"]["pod"] == f"127.0.0.1-{go_app.port}"
 

@@ -80,6 +80,11 @@ def test_status_counters_and_conditions_go_through_the_status_subresource(chart_
     status = chart_run["status"]
     assert status["totalProfiles"] == status["totalUploads"] == len(workload.opted)
     assert status["activePods"] == len(workload.opted)
+    # lastCapture passes the CRD's schema (the API server prunes what the schema lacks).
+    last, run = status["lastCapture"], chart_run["run"]
+    assert last["reason"] == "memory-threshold" and last["pod"].split("/")[1] in workload.opted
+    assert last["uri"].startswith(f"s3://{workload.bucket}/{run.tag}/") and last["uri"].endswith("/")
+    assert "heap" in last["topFunctions"] and last["time"].endswith("Z")
     assert condition(status, "Ready")["status"] == "True"
     assert condition(status, "Valid")["status"] == "True"
     unusable = condition(chart_run["unusable"], "Valid")

@@ -6,6 +6,7 @@ output folder is the test's (KPROF_DEMO_OUT), so a developer's own demo output i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from tests.support.goapp import REPO_ROOT
 from tests.support.kprofproc import is_alive
 
 DEMO_TIMEOUT_SECONDS = 240
+JAEGER = REPO_ROOT / ".tools" / "bin" / "jaeger"
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -73,6 +75,15 @@ def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
     assert re.search(r"^\s+flat\s+flat%\s+sum%\s+cum\s+cum%$", output, re.MULTILINE), output
     assert "main.burnCPU" in output
 
+    # With Jaeger built (scripts/build-tools, as make test does), the capture's trace: its id is
+    # the one in the CPU profile's metadata, with the API and UI links.
+    if JAEGER.exists():
+        [(trace, api, ui)] = re.findall(
+            r"^trace ([0-9a-f]{32})\n  API: (http://127\.0\.0\.1:\d+/api/traces/\S+)\n  UI:  (\S+)$", output, re.MULTILINE
+        )
+        assert json.loads(Path(str(cpu) + ".json").read_text())["metadata"]["trace-id"] == trace
+        assert api.endswith("/api/traces/" + trace) and ui == api.replace("/api/traces/", "/trace/")
+        assert processes_mentioning(str(out / "jaeger.yaml")) == []
     # Nothing left running: the app (by its pid and its binary), kprof (by its output folder).
     [app_pid] = [int(pid) for pid in re.findall(r"^sample app: pid (\d+),", output, re.MULTILINE)]
     assert not is_alive(app_pid)

@@ -194,7 +194,10 @@ def test_a_check_into_s3_is_traced_end_to_end(go_app, s3, s3_bucket, otlp_receiv
     assert [(p.type, p.status) for p in profiles] == [("heap", "stored"), ("cpu", "stored")]
 
     objects = {o["key"]: o for o in s3.objects(s3_bucket)}
-    assert sorted(objects) == sorted(p.key for p in profiles)
+    [summary] = report.summaries.values()
+    start = profiles[0].key[: -len("heap.pprof")]
+    assert sorted(objects) == sorted([*(p.key for p in profiles), start + "index.html", start + "summary.json"])
+    assert summary.uri == f"s3://{s3_bucket}/{start}" and summary.summary_uri == f"s3://{s3_bucket}/{start}summary.json"
     heap = objects[profiles[0].key]
     assert heap["key"].startswith("prod/") and "/checkout/" in heap["key"] and heap["key"].endswith("-heap.pprof")
     assert heap["content_type"] == "application/octet-stream"
@@ -204,7 +207,7 @@ def test_a_check_into_s3_is_traced_end_to_end(go_app, s3, s3_bucket, otlp_receiv
     everything = otlp_receiver.spans
     [root] = [s for s in everything if s.name == "kprof.check"]
     children = {s.name for s in otlp_receiver.children_of(root)}
-    assert children == {"kprof.metrics", "kprof.capture", "kprof.upload"}
+    assert children == {"kprof.metrics", "kprof.capture", "kprof.upload", "kprof.summary"}
     assert root.attributes["kprof.config"] == "shop/checkout"
     assert root.attributes["kprof.pods.seen"] == 1 and root.attributes["kprof.captures.planned"] == 1
     uploads = sorted((s for s in everything if s.name == "kprof.upload"), key=lambda s: s.attributes["profile.type"])
@@ -213,8 +216,12 @@ def test_a_check_into_s3_is_traced_end_to_end(go_app, s3, s3_bucket, otlp_receiv
     assert all(s.attributes["kprof.transport"] == "direct" and s.attributes["kprof.bytes"] > 0 for s in captures)
     assert sorted(u.attributes["url.full"] for u in uploads) == sorted(f"s3://{s3_bucket}/{p.key}" for p in profiles)
     assert all(u.attributes["kprof.bucket"] == s3_bucket and u.attributes["kprof.attempts"] == 1 for u in uploads)
-    # From the profile back to the trace: the object's metadata carries the trace id.
+    # From the profile back to the trace: the object's metadata carries the trace id (the
+    # summary's and the page's too, with the top function of each type).
     assert {o["metadata"]["trace-id"] for o in objects.values()} == {root.trace_id}
+    assert objects[start + "summary.json"]["metadata"]["top-heap"]
+    [summarised] = [s for s in everything if s.name == "kprof.summary"]
+    assert summarised.attributes["url.full"] == summary.summary_uri and summarised.attributes["kprof.result"] == "stored"
 
 
 def test_s3_down_spools_and_nothing_is_lost(go_app, s3, s3_bucket, tmp_path):

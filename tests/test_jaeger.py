@@ -77,6 +77,7 @@ def test_a_check_is_a_trace_in_jaeger(go_app, jaeger, tmp_path):
         (1, "kprof.upload"),
         (1, "kprof.capture"),
         (1, "kprof.upload"),
+        (1, "kprof.summary"),
     ], tree
     spans = {}
     for span in trace["spans"]:
@@ -102,5 +103,10 @@ def test_a_check_is_a_trace_in_jaeger(go_app, jaeger, tmp_path):
     shown = profiles_support.kprof("show", str(folder), "--jaeger-url", jaeger.query_url, "-n", "3")
     assert shown.returncode == 0, shown.stderr
     assert f"trace {trace['traceID']}  {jaeger.query_url}/trace/{trace['traceID']}" in shown.stdout
+    # The capture's summary (its own span names it) carries the trace id, and `kprof ls` prints it.
+    [summary_span] = spans["kprof.summary"]
+    assert summary_span["url.full"] == (folder / "summary.json").as_uri()
+    [row] = json.loads(profiles_support.kprof("ls", str(out), "-o", "json", "--jaeger-url", jaeger.query_url).stdout)
+    assert (row["traceId"], row["traceUrl"]) == (trace["traceID"], f"{jaeger.query_url}/trace/{trace['traceID']}")
     # The trace the link opens is that one.
     assert jaeger.get(f"/api/traces/{trace['traceID']}")["data"][0]["traceID"] == trace["traceID"]

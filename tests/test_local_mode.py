@@ -130,7 +130,7 @@ def test_ctrl_c_finishes_the_capture_in_progress(go_app, kprof, tmp_path):
     assert any(line.startswith("stopping: finishing the check in progress") for line in run.stdout)
     assert run.stdout[-1] == "stopped after 1 check(s)"
     spans = [line.split()[1] for line in run.stdout if line.startswith("  span ")]
-    assert spans == ["kprof.metrics", "kprof.capture", "kprof.upload", "kprof.check"]
+    assert spans == ["kprof.metrics", "kprof.capture", "kprof.upload", "kprof.summary", "kprof.check"]
 
 
 def test_duration_ends_the_run_by_itself(go_app, kprof, tmp_path):

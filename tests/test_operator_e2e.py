@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ class FirstRun:
     exit_code: int
     holder_after_exit: str | None
     shop_objects: list[dict[str, Any]]
+    shop_documents: list[dict[str, Any]]
     batch_first: list[dict[str, Any]]
     batch_both: list[dict[str, Any]]
     batch_history: list[dict[str, dict[str, str]]]
@@ -139,6 +141,10 @@ class FirstRun:
     batch_objects_after_restart: list[dict[str, Any]]
     requests: list[Request]
     tmp: Path
+
+
+def profiles_of(objects: list[dict[str, Any]], suffix: str | tuple[str, ...] = ".pprof") -> list[dict[str, Any]]:
+    return [o for o in objects if o["key"].endswith(suffix)]
 
 
 @pytest.fixture(scope="module")
@@ -246,9 +252,10 @@ def _first_run(plane, s3, bucket, receiver, shop_app, batch_app, tmp, operators)
     operators.append(operator)
     operator.wait_ready()
 
-    def objects(prefix: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    def objects(prefix: str, count: int, timeout: float, suffix: str = ".pprof") -> list[dict[str, Any]]:
+        """The profiles under `prefix` (or, with another suffix, the captures' documents)."""
         return wait_until(
-            lambda: (found := s3.objects(bucket, prefix)) and len(found) >= count and found,
+            lambda: (found := profiles_of(s3.objects(bucket, prefix), suffix)) and len(found) >= count and found,
             timeout,
             lambda: (
                 f"{count} object(s) under {prefix} expected, got {s3.objects(bucket, prefix)}:\n{operator.output()}"
@@ -257,6 +264,7 @@ def _first_run(plane, s3, bucket, receiver, shop_app, batch_app, tmp, operators)
 
     # metrics-server has a CPU rate after two scrapes, 10 s apart.
     shop_objects = objects("prod/", 2, 90)
+    shop_documents = objects("prod/", 2, 90, suffix=("summary.json", "index.html"))
     batch_first = objects("continuous/", 2, 60)
     first_history = history_of(plane, operator_namespace, f"batch/{BATCH_CONFIG}")
     batch_both = objects("continuous/", 4, ON_DEMAND_INTERVAL + 30)
@@ -298,11 +306,12 @@ def _first_run(plane, s3, bucket, receiver, shop_app, batch_app, tmp, operators)
         exit_code=exit_code,
         holder_after_exit=holder_after_exit,
         shop_objects=shop_objects,
+        shop_documents=shop_documents,
         batch_first=batch_first,
         batch_both=batch_both,
         batch_history=[first_history, second_history],
-        shop_objects_after_restart=s3.objects(bucket, "prod/"),
-        batch_objects_after_restart=s3.objects(bucket, "continuous/"),
+        shop_objects_after_restart=profiles_of(s3.objects(bucket, "prod/")),
+        batch_objects_after_restart=profiles_of(s3.objects(bucket, "continuous/")),
         requests=requests_of(plane, username),
         tmp=tmp,
     )
@@ -364,6 +373,12 @@ def test_status_counters_and_conditions_move(first_run):
     assert dt.datetime.fromisoformat(shop["lastCheckTime"])
     assert condition(shop, "Ready")["status"] == "True"
     assert condition(shop, "Valid")["status"] == "True"
+    # The latest capture, what was hot in it, and where it is.
+    last = shop["lastCapture"]
+    folder = first_run.shop_objects[0]["key"].rsplit("/", 1)[0] + "/"
+    assert (last["pod"], last["reason"], last["uri"]) == ("shop/checkout-1", "cpu-threshold", f"s3://{first_run.bucket}/{folder}")
+    assert last["time"] == first_run.shop_objects[0]["metadata"]["captured-at"]
+    assert sorted(last["topFunctions"]) == ["cpu", "heap"] and last["topFunctions"]["heap"][0]["name"] == "main.allocateHeld"
     batch = status_of(first_run.api, "batch", BATCH_CONFIG)
     assert (batch["totalProfiles"], batch["totalUploads"], batch["activePods"]) == (4, 4, 1)
 
@@ -372,8 +387,17 @@ def test_events_say_where_profiles_went(first_run):
     events = events_about(first_run.api, "shop", "checkout-1")
     captured = [e for e in events if e.reason == "ProfileCaptured"]
     assert len(captured) == 1 and captured[0].type == "Normal", [(e.reason, e.message) for e in events]
-    for obj in first_run.shop_objects:
-        assert f"s3://{first_run.bucket}/{obj['key']}" in captured[0].message
+    # What was hot, and the capture's folder: its profiles, summary.json and index.html.
+    folder = first_run.shop_objects[0]["key"].rsplit("/", 1)[0] + "/"
+    pattern = (
+        r"cpu-threshold \(\d+% of request\): \S+ \d+%(, \S+ \d+%)* — "
+        + re.escape(f"s3://{first_run.bucket}/{folder} (config shop/{SHOP_CONFIG}; profiles: cpu, heap)")
+    )
+    assert re.fullmatch(pattern, captured[0].message), captured[0].message
+    assert sorted(o["key"] for o in first_run.shop_documents) == [folder + "index.html", folder + "summary.json"]
+    summary = json.loads(first_run.s3.body(first_run.bucket, folder + "summary.json"))
+    assert summary["capture"]["uri"] == f"s3://{first_run.bucket}/{folder}" and summary["capture"]["usage"]["cpuPercent"]
+    assert summary["profiles"]["heap"]["sampleTypes"]["inuse_space"]["topFlat"][0]["name"] == "main.allocateHeld"
     assert captured[0].involved_object.kind == "Pod"
     assert events_about(first_run.api, "shop", "checkout-2") == []
 

@@ -374,7 +374,17 @@ def test_a_check_captures_counts_and_writes_status_events_and_history(tmp_path):
         "Normal",
         "ProfileCaptured",
     )
-    assert "heap → file://" in message and "goroutine → file://" in message
+    # The canned bodies are not profiles: the summary says so, and the Event names the capture.
+    folder = next(tmp_path.rglob("summary.json")).parent
+    assert message == f"cpu-threshold (200% of request) — {folder}/ (config shop/cfg; profiles: heap, goroutine)"
+    last = status["lastCapture"]
+    assert (last["pod"], last["reason"], last["uri"], last["topFunctions"]) == (
+        "shop/hot-1",
+        "cpu-threshold",
+        f"{folder}/",
+        {},
+    )
+    assert last["time"].startswith("2026-") and last["time"].endswith("Z")
     text = h.instruments.exposition().decode()
     assert metric_value(text, "kprof_captures_total", type="heap", reason="cpu-threshold", result="stored") == 1
     assert metric_value(text, "kprof_threshold_violations_total", config="shop/cfg", resource="cpu") == 1

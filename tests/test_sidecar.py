@@ -155,7 +155,10 @@ def test_on_demand_threshold_and_cooldown_survive_a_restart(app, kprof, tmp_path
             assert stored["metadata"]["service"] == "checkout"
             assert stored["tags"]["tier"] == "backend"
     history = json.loads((tmp_path / "var" / "spool" / sidecar.HISTORY_FILE).read_text())
-    assert set(history[f"{NAMESPACE}/{POD}"]) == {"lastOnDemandCapture", "lastThresholdCapture"}
+    entry = history[f"{NAMESPACE}/{POD}"]
+    # The on-demand capture, taken below the thresholds, is the workload's healthy baseline.
+    assert set(entry) == {"lastOnDemandCapture", "lastThresholdCapture", "healthyCapture", "lastHealthyCapture", "workload"}
+    assert entry["workload"] == "checkout" and json.loads(entry["healthyCapture"])["keys"].keys() == {"cpu", "heap"}
 
     # A restarted sidecar (same emptyDir) keeps the cooldown: the first threshold check holds back.
     env["KPROF_CONFIG"] = json.dumps(THRESHOLD_SPEC)

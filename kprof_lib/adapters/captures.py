@@ -1,6 +1,6 @@
 """Reading stored captures back: the profiles, their metadata and `summary.json` of one capture
-folder, from a local directory or an S3 prefix, and the summaries under a destination (for
-`kprof ls`). Used by `kprof show`, `kprof diff` and `kprof ls`.
+folder, from a local directory or an S3 prefix, its page, and the summaries under a destination
+(for `kprof ls`). Used by `kprof show`, `kprof diff`, `kprof ls` and `kprof open`.
 
 A capture is what one capture of one pod wrote, as `kprof ls` prints it:
 - the `pod` layout keeps each capture in a folder of its own (`…/ns/pod/20261201T…Z/cpu.pprof`),
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 PROFILE_SUFFIX = ".pprof"
 SUMMARY_NAME = "summary.json"
+PAGE_NAME = "index.html"
 MAX_PROFILE_BYTES = 256 * 1024 * 1024
 
 
@@ -33,12 +34,13 @@ class CaptureError(Exception):
 @dataclass
 class Capture:
     """One capture read back: {type: (file name, bytes)}, the object metadata of its profiles
-    (namespace, pod, reason, captured-at, trace-id …) and its stored summary, if any."""
+    (namespace, pod, reason, captured-at, trace-id …), its stored summary and page, if any."""
 
     location: str
     profiles: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
+    page: bytes | None = None
 
 
 def profile_type(name: str) -> str:
@@ -108,6 +110,8 @@ def _read_local(location: str) -> Capture:
                 capture.metadata = dict(_json(sidecar.read_bytes(), str(sidecar)).get("metadata", {}))
         elif file.name == start + SUMMARY_NAME:
             capture.summary = _json(file.read_bytes(), str(file))
+        elif file.name == start + PAGE_NAME:
+            capture.page = file.read_bytes()
     if not capture.profiles:
         raise CaptureError(f"{location}: no profiles (*{PROFILE_SUFFIX}) there")
     return capture
@@ -132,6 +136,8 @@ def _read_s3(location: str, *, endpoint: str | None, region: str | None) -> Capt
                 elif name == SUMMARY_NAME:
                     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
                     capture.summary = _json(body, f"s3://{bucket}/{key}")
+                elif name == PAGE_NAME and item.get("Size", 0) <= MAX_PROFILE_BYTES:
+                    capture.page = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except _client_errors() as error:
         raise CaptureError(f"reading {location}: {error}") from None
     if not capture.profiles:

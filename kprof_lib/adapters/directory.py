@@ -11,8 +11,8 @@ Both files are written to temporary names in the target directory and linked int
 link is atomic, and exclusive: it fails when the name exists), the sidecar first, so a reader sees
 a whole profile with its sidecar or nothing, a failed write leaves nothing behind, and a profile
 already stored under a key is never overwritten (the put is a `StoreError` instead). Keys ending in
-`.json` are refused, as are keys that would leave the directory (absolute, `..`, or through a
-symbolic link).
+`.json` are refused (but a capture's `summary.json`, whose sidecar is `summary.json.json`), as are
+keys that would leave the directory (absolute, `..`, or through a symbolic link).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution.ports import StoredObject, StoreError
 
 SIDECAR_SUFFIX = ".json"
+# A capture's summary is JSON too; no profile's sidecar ends so (profile types are not "summary").
+SUMMARY_NAME = "summary.json"
 # Out of space or quota, or a flaky disk, may pass; a permission or path problem will not.
 _TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY}
 
@@ -55,7 +57,7 @@ class LocalStore:
                 f"segments, inside {self.directory}",
                 retryable=False,
             )
-        if key.endswith(SIDECAR_SUFFIX):
+        if key.endswith(SIDECAR_SUFFIX) and not key.endswith(SUMMARY_NAME):
             raise StoreError(
                 f"refusing key {key!r}: names ending in {SIDECAR_SUFFIX} are the metadata sidecars of {self.directory}",
                 retryable=False,
@@ -106,3 +108,15 @@ class LocalStore:
                 f"storing {key} in {self.directory}: {error.strerror or error} ({path})", retryable=transient
             ) from error
         return StoredObject(uri=path.as_uri(), key=key, size=len(data))
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """The bytes stored under `key` (the `ProfileReader` port)."""
+        path = self.path_for(key)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise StoreError(f"reading {key} in {self.directory}: {size} bytes, over {max_bytes}", retryable=False)
+            return path.read_bytes()
+        except OSError as error:
+            why = error.strerror or error
+            raise StoreError(f"reading {key} in {self.directory}: {why}", retryable=False) from error

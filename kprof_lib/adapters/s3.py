@@ -149,6 +149,19 @@ class S3Store:
             response = {}
         return StoredObject(uri=self.uri_for(key), key=key, size=len(data), attempts=_attempts(response) or 1)
 
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """The object under `key` (the `ProfileReader` port; needs s3:GetObject): a healthy
+        baseline read back to diff an incident against. Refused when larger than `max_bytes`."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            size = int(response.get("ContentLength") or 0)
+            if size > max_bytes:
+                response["Body"].close()
+                raise StoreError(f"reading {key} in {self._where()}: {size} bytes, over {max_bytes}", retryable=False)
+            return response["Body"].read()
+        except (exceptions.ClientError, exceptions.BotoCoreError) as error:
+            raise self._store_error(error, f"reading {key}") from error
+
     def check(self) -> None:
         """Start-up diagnostics: raise `StoreError` saying why the bucket cannot be reached."""
         try:

@@ -123,6 +123,13 @@ class SpoolingStore:
                 log.error(refused, self.inner.description, key, self.spool_dir, error)
             return stored
 
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """What the store behind the spool has under `key` (a spooled profile is not read back)."""
+        reader = getattr(self.inner, "read", None)
+        if reader is None:
+            raise StoreError(f"{self.inner.description} cannot read objects back", retryable=False)
+        return reader(key, max_bytes)
+
     def flush(self) -> FlushReport:
         """Upload spooled profiles oldest first, deleting each once stored; stop at the first
         retryable failure, since the store is still down. Permanent failures are skipped, counted

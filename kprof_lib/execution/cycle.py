@@ -1,7 +1,9 @@
 """One check cycle, the same in the operator, the sidecar and local mode, from the cluster state to
-the report: gather (the metrics check), reconcile, carry out the plan, persist the history updates,
-flush what waits in a spool, report. Traced as a `kprof.check` span with a `kprof.metrics` child
-around the gathering, and the executor's capture and upload spans below it.
+the report: gather (the metrics check), reconcile, carry out the plan, write each capture's
+summary.json and index.html beside its profiles (`execution.summaries`), persist the history
+updates, flush what waits in a spool, report. Traced as a `kprof.check` span with a
+`kprof.metrics` child around the gathering, the executor's capture and upload spans, and a
+`kprof.summary` per captured pod.
 
 What differs between runtimes is given: how to gather, where history goes (`save_history`), what
 to flush, and the reporter (status and Events, log lines, the terminal). `kinds` says which kinds of
@@ -12,16 +14,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.execution import redact, results, telemetry
+from kprof_lib.execution import redact, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor, record_error
 from kprof_lib.execution.ports import ProfileStore, Transport
-from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
+from kprof_lib.execution.summaries import CaptureSummary
+from kprof_lib.planning.plan import BASELINE, CAPTURE, KINDS, Plan
 from kprof_lib.planning.reconcile import reconcile
+from kprof_lib.state.cluster import BASELINE_KEY, WORKLOAD_KEY
 
 log = logging.getLogger("kprof.check")
 
@@ -38,6 +42,8 @@ class CheckReport:
     execution: results.ExecutionReport
     history_error: str | None = None
     discarded: bool = False
+    # Per captured pod ("ns/pod"): its summary.json and index.html, the top functions.
+    summaries: dict[str, CaptureSummary] = field(default_factory=dict)
 
     def recap(self) -> str:
         return f"{self.plan.recap()}  |  {self.execution.recap()}"
@@ -62,9 +68,11 @@ def run_check(
     may raise, and so may reconcile (`SpecError`, `StateError`): the error is recorded on the span
     and raised to the caller, which reports it. Capture and store failures are in the report.
 
-    After executing: if `cancelled()`, the report is returned marked `discarded` and nothing else
-    happens; else the history updates go to `save_history` (an exception there becomes
-    `history_error`), `flush()` runs (its exceptions are logged), and `report(check_report)`."""
+    After executing: unless `cancelled()` (the report is then marked `discarded`, and nothing is
+    saved, flushed or reported), the history updates go to `save_history` (an exception there
+    becomes `history_error`). Then each capture's summary and page are written (discarded or not:
+    they belong with the stored profiles), a healthy capture's reference goes to `save_history`
+    too, `flush()` runs (its exceptions are logged), and `report(check_report)`."""
     tracer = executor.tracer
     with tracer.start_as_current_span(telemetry.SPAN_CHECK) as span:
         span.set_attribute(telemetry.ATTR_CONFIG, config_name)
@@ -99,28 +107,44 @@ def run_check(
                     "reason": decision.reason,
                 },
             )
-        execution = executor.execute(
-            plan, store=store, transport=transport, check_mode=check_mode, config_name=config_name
-        )
-        failed = execution.count(results.FAILED)
-        span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
-        if failed:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
-    done = CheckReport(plan, execution)
-    if cancelled():
-        done.discarded = True
-        return done
-    if save_history is not None and execution.history_updates:
+        # The store remembers what it took, so the summaries are made from the profiles' own
+        # bytes once every capture of the check is over (nothing is downloaded again).
+        keeping = summaries.Keeping(store)
         try:
-            save_history(execution.history_updates)
-        except Exception as error:
-            log.error(
-                "%s: capture history not saved: %s",
-                config_name,
-                error,
-                extra={"config": config_name, "action": "save-history", "reason": "history-error"},
+            execution = executor.execute(
+                plan, store=keeping, transport=transport, check_mode=check_mode, config_name=config_name
             )
-            done.history_error = str(error)
+            failed = execution.count(results.FAILED)
+            span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
+            if failed:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
+            # A baseline capture is recorded for its workload with the other history updates,
+            # whatever becomes of its summary (else the next check would take another).
+            decisions = {d.key: d for d in plan.captures}
+            for result in execution.results:
+                if result.status == results.CAPTURED and BASELINE in result.reasons:
+                    execution.history_updates.setdefault(result.key, {}).update(
+                        {BASELINE_KEY: plan.now, WORKLOAD_KEY: decisions[result.key].service}
+                    )
+            done = CheckReport(plan, execution)
+            done.discarded = cancelled()
+            # The history first: cooldowns must hold even if the process dies while summarising.
+            if not done.discarded:
+                _save(save_history, execution.history_updates, config_name, done)
+            if not check_mode:
+                done.summaries = summaries.write(
+                    plan, execution, keeping, tracer=tracer, config_name=config_name, history=state.get("history")
+                )
+        finally:
+            keeping.release()
+    if done.discarded:
+        return done
+    # A healthy capture's summary makes it its workload's reference (a second, small history write).
+    references = {k: made.history_fields for k, made in done.summaries.items() if made.history_fields}
+    if references:
+        _save(save_history, references, config_name, done)
+        for pod_key, fields in references.items():
+            execution.history_updates.setdefault(pod_key, {}).update(fields)
     if flush is not None:
         try:
             flush()
@@ -129,3 +153,20 @@ def run_check(
     if report is not None:
         report(done)
     return done
+
+
+def _save(
+    save_history: Callable[[History], None] | None, updates: History, config_name: str, done: CheckReport
+) -> None:
+    if save_history is None or not updates:
+        return
+    try:
+        save_history(updates)
+    except Exception as error:
+        log.error(
+            "%s: capture history not saved: %s",
+            config_name,
+            error,
+            extra={"config": config_name, "action": "save-history", "reason": "history-error"},
+        )
+        done.history_error = str(error)

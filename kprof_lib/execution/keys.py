@@ -239,3 +239,31 @@ def _metadata_size(metadata: Mapping[str, str]) -> int:
 
 def _tag_text(text: str) -> str:
     return _TAG_UNSAFE.sub("_", _strip_accents(text))
+
+
+def document_key(named_key: str, suffix: str) -> str:
+    """A capture's document (summary `.json`, page `.html`) from the key `object_key` builds for
+    the capture with the document's name as profile type: `.pprof` becomes `suffix`, so that it
+    lies beside the profiles (`…/20261201T…Z/summary.json` in the pod layout,
+    `…/20261201T…Z-summary.json` in service-date)."""
+    stem = named_key[: -len(".pprof")] if named_key.endswith(".pprof") else named_key
+    return stem + suffix
+
+
+def document_metadata(profile_metadata: Mapping[str, str], kind: str, tops: Mapping[str, str]) -> dict[str, str]:
+    """S3 user metadata for a capture's summary or page: the metadata of its profiles (pod, reason,
+    time, trace), `profile-type` set to `kind`, and `top-<type>` for each profile type, e.g.
+    `top-cpu: main.spin 78.1%`. Within S3's 2 KB: each top is cut to 120 characters, and types
+    that would not fit are left out (cpu, heap and goroutine first)."""
+    metadata = {**profile_metadata, "profile-type": _metadata_value(kind)}
+    order = sorted(tops, key=lambda t: (_TOP_ORDER.index(t) if t in _TOP_ORDER else len(_TOP_ORDER), t))
+    for profile_type in order:
+        name = "top-" + _clean_segment(profile_type)[:40]
+        value = _metadata_value(tops[profile_type])[:MAX_TOP_CHARS]
+        if _metadata_size({**metadata, name: value}) <= MAX_METADATA_BYTES:
+            metadata[name] = value
+    return metadata
+
+
+MAX_TOP_CHARS = 120
+_TOP_ORDER = ("cpu", "heap", "goroutine", "allocs", "mutex", "block", "threadcreate")

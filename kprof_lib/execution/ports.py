@@ -105,6 +105,15 @@ class ProfileStore(Protocol):
     ) -> StoredObject: ...
 
 
+class ProfileReader(Protocol):
+    """A store that can give back what it stored (the local directory, S3, the spool in front of
+    S3): the capture path reads a workload's healthy baseline back to diff an incident against it.
+    `read` returns the object's bytes; it raises `StoreError` when the object is not there or not
+    readable, or is larger than `max_bytes` (nothing larger is read)."""
+
+    def read(self, key: str, max_bytes: int) -> bytes: ...
+
+
 class Clock(Protocol):
     """Time, for everything except reconcile (which is given `now`). Tests may drive a fake one."""
 

@@ -19,6 +19,7 @@ from kprof_lib.state.optin import Endpoint
 CPU_THRESHOLD = "cpu-threshold"
 MEMORY_THRESHOLD = "memory-threshold"
 ON_DEMAND = "on-demand"
+BASELINE = "baseline"  # a healthy capture kprof takes itself (spec.baseline)
 THRESHOLD_REASONS = (CPU_THRESHOLD, MEMORY_THRESHOLD)
 THRESHOLD = "threshold"
 KINDS = frozenset({THRESHOLD, ON_DEMAND})

@@ -7,8 +7,10 @@ executor carries out the plan; check mode is the plan alone.
 
 Order of decisions for one pod (the first that fails names the "none" reason):
 selection (namespace-mismatch, label-mismatch, not-enabled, not-running, invalid-annotation), then
-captures due (cpu-threshold, memory-threshold, on-demand, in that precedence), then why not
-(cooldown, no-metrics, no-baseline, below-threshold, not-due).
+captures due (cpu-threshold, memory-threshold, on-demand, in that precedence; then baseline: with
+spec.baseline, one pod of a workload found below every threshold whose latest baseline or healthy
+capture is older than the interval), then why not (cooldown, no-metrics, no-baseline,
+below-threshold, not-due).
 
 `kinds` says which kinds of capture this check decides (threshold, on-demand; both by default): the
 operator runs its threshold checks and its on-demand runs on their own schedules, each deciding
@@ -17,11 +19,13 @@ its kind over the same spec. A kind left out is decided as if the spec did not a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
 from kprof_lib.planning import cadence, naming, selection, usage
 from kprof_lib.planning.plan import (
+    BASELINE,
     CAPTURE,
     CPU_THRESHOLD,
     KINDS,
@@ -61,6 +65,14 @@ class _Decider:
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
         self.on_demand_interval = spec.on_demand_interval if ON_DEMAND in kinds else None
         self.active_pods = 0
+        # (namespace, workload) -> its latest baseline or healthy capture, from every pod's history;
+        # a workload is added once this reconcile picks one of its pods for a baseline.
+        self.baselines: dict[tuple[str, str], dt.datetime] = {}
+        for key, entry in state.history.items():
+            if entry.workload and entry.last_baseline is not None:
+                where = (key.split("/", 1)[0], entry.workload)
+                if where not in self.baselines or entry.last_baseline > self.baselines[where]:
+                    self.baselines[where] = entry.last_baseline
 
     def __call__(self, index: int, pod: dict[str, Any]) -> PodDecision:
         metadata = pod["metadata"]
@@ -119,6 +131,19 @@ class _Decider:
             history.last_on_demand, self.on_demand_interval, self.state.now
         ):
             reasons.append(ON_DEMAND)
+        interval = self.spec.baseline_interval
+        if (
+            not reasons
+            and thresholds is not None
+            and interval is not None
+            and not crossed
+            and (measured.cpu_percent is not None or measured.memory_percent is not None)
+        ):
+            workload = (namespace, naming.service_name(pod["metadata"]))
+            last = self.baselines.get(workload)
+            if last is None or (self.state.now - last).total_seconds() >= interval:
+                self.baselines[workload] = self.state.now  # one pod per workload and interval
+                reasons.append(BASELINE)
 
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
         metadata = pod["metadata"]

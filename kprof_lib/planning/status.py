@@ -1,7 +1,8 @@
 """A ProfilingConfig's status after a run, built by one pure function from the status it builds on
 and what the run came to: `Checked` (the check ran; Ready unless the history could not be saved),
 `Invalid` (the spec breaks the schema: Valid=False and Ready=False) or `Failed` (the check could
-not gather or carry out: Valid=True, Ready=False). The operator's check runner patches the result.
+not gather or carry out: Valid=True, Ready=False). A run that captured sets `lastCapture`. The
+operator's check runner patches the result.
 Conditions are kept as `conditions` keeps them.
 """
 
@@ -26,6 +27,8 @@ class Checked:
     profiles_kept: int
     profiles_stored: int
     history_error: str | None = None
+    # The run's latest capture (time, pod, reason, uri, topFunctions, topGrower), when it made one.
+    last_capture: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def build(base: Mapping[str, Any], outcome: Outcome, *, generation: int | None, 
         message = f"{outcome.active_pods} active pod(s); last {outcome.kind}: {outcome.captured} captured"
         ready = (True, "Checked", message + (f", {outcome.failed} failed" if outcome.failed else ""))
     conds = conditions.set_condition(conds, READY, *ready, generation, now)
-    return {
+    status = {
         "activePods": outcome.active_pods,
         "totalProfiles": int(base.get("totalProfiles") or 0) + outcome.profiles_kept,
         "totalUploads": int(base.get("totalUploads") or 0) + outcome.profiles_stored,
@@ -67,6 +70,23 @@ def build(base: Mapping[str, Any], outcome: Outcome, *, generation: int | None, 
         "observedGeneration": generation,
         "conditions": conds,
     }
+    if outcome.last_capture:
+        status["lastCapture"] = replacing(base.get("lastCapture"), outcome.last_capture)
+    return status
+
+
+def replacing(old: Any, new: Mapping[str, Any]) -> dict[str, Any]:
+    """`new` as a merge patch that replaces `old` whole: the status is merge-patched, and a key of
+    the previous value that the new one lacks (a profile type, the top grower) must be nulled, or
+    the previous capture's would stay."""
+    patch: dict[str, Any] = dict(new)
+    if isinstance(old, Mapping):
+        for key, value in old.items():
+            if key not in new:
+                patch[key] = None
+            elif isinstance(value, Mapping) and isinstance(new[key], Mapping):
+                patch[key] = replacing(value, new[key])
+    return patch
 
 
 def already_reported(base: Mapping[str, Any], outcome: Invalid, generation: int | None) -> bool:

@@ -3,7 +3,8 @@
 flame-graph trees (`flame.tree`) and the self-contained HTML page (`page.render`).
 
 Pure: bytes and values in, values and text out; no file, network or clock. The CLI commands
-(`kprof show`, `kprof diff`, `kprof ls`) and, later, the capture path call it.
+(`kprof show`, `kprof diff`, `kprof ls`, `kprof open`) and the capture path
+(`execution.summaries`) call it.
 """
 
 from kprof_lib.profiles.decoding import ProfileError, decode

@@ -2,7 +2,7 @@
 profile type: the functions whose share of CPU grew most, the in-use bytes that grew most by
 function (leak suspects), the goroutine count growth by stack (goroutine leaks), and for the
 other types the flat growth of their default sample type. Pure; `kprof diff` prints it, the
-flame-graph page shows it, and the capture path is to add it to an incident's summary.
+flame-graph page shows it, and the capture path adds it to a threshold capture's summary.
 
 Shape: {"cpu": {"sampleType": "cpu", "unit": "nanoseconds", "measure": "flatShare",
                 "baseTotal": ..., "incidentTotal": ...,

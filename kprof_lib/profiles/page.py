@@ -1,8 +1,8 @@
 """The capture's `index.html`: one self-contained page (inline CSS, SVG drawn by an inline script,
 the data embedded as JSON; nothing is fetched) with a flame graph and the top table per profile
 type, the capture's facts (pod, reason, thresholds, observed usage, trace) and, when there is a
-baseline, what grew since. Pure: values in, the page's text out; `kprof diff --html` and, later,
-the capture path write it.
+baseline, what grew since. Pure: values in, the page's text out; `kprof diff --html` and the
+capture path (`execution.summaries`) write it.
 """
 
 from __future__ import annotations
@@ -219,7 +219,9 @@ function show(kind){for(const b of tabs)b.classList.toggle('on',b.dataset.kind==
 for(const b of tabs)b.addEventListener('click',()=>show(b.dataset.kind));
 for(const q of document.querySelectorAll('.search'))q.addEventListener('input',()=>mark(q.closest('.panel').querySelector('svg.flame'),q.value));
 // Every graph is drawn once at load (hidden ones at the page's width), so the page works without clicks.
-const first=tabs.length?(tabs.find(b=>b.dataset.kind==='cpu')||tabs[0]).dataset.kind:null;
+// The tab named in the address (index.html#heap, as `kprof open --type heap` opens it), else cpu.
+const want=decodeURIComponent(location.hash.slice(1));
+const first=tabs.length?(tabs.find(b=>b.dataset.kind===want)||tabs.find(b=>b.dataset.kind==='cpu')||tabs[0]).dataset.kind:null;
 for(const svg of document.querySelectorAll('svg.flame')){const p=svg.closest('.panel');p.classList.add('on');draw(svg,svg.dataset.kind,null);p.classList.remove('on');}
 if(first)show(first);
 })();

@@ -1,6 +1,7 @@
 """The summary of one capture (what `summary.json` holds): for each profile type and each of its
 sample types the total, the duration and the top functions by flat and by cum with their share of
-the total. Pure; `kprof show` prints it, and the capture path is to write it beside the profiles.
+the total. Pure; `kprof show` prints it, and the capture path (`execution.summaries`) writes it beside
+the profiles.
 
 Shape (version 1):
     {"version": 1, "capture": {...as given...},
@@ -57,10 +58,24 @@ def summarize(
     `capture` (pod, reason, time, URI, trace id ...) is copied as given; `errors` lists the
     profiles that could not be read, by type, so a reader sees they exist.
     """
-    body = {}
-    for kind in sorted(profiles):
-        file, size, profile = profiles[kind]
-        body[kind] = {"file": file, "bytes": size, **summarize_profile(profile, n=n)}
+    parts = {kind: profile_part(*profiles[kind], n=n) for kind in profiles}
+    return assemble(parts, capture=capture, errors=errors)
+
+
+def profile_part(file: str, size: int, profile: Profile, *, n: int = TOP) -> dict[str, Any]:
+    """One profile type's entry of `profiles`: its file name, size and `summarize_profile`."""
+    return {"file": file, "bytes": size, **summarize_profile(profile, n=n)}
+
+
+def assemble(
+    parts: Mapping[str, Mapping[str, Any]],
+    *,
+    capture: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The summary from parts made one profile at a time (`profile_part`), so that a caller can
+    let each decoded profile go before decoding the next."""
+    body = {kind: dict(parts[kind]) for kind in sorted(parts)}
     return {"version": VERSION, "capture": dict(capture or {}), "profiles": body, "errors": dict(errors or {})}
 
 
@@ -80,6 +95,11 @@ def top_functions(summary: Mapping[str, Any], count: int = 3) -> dict[str, list[
         _, view = default_view(part)
         found[kind] = [(row["name"], row["flatShare"]) for row in view["topFlat"][:count]]
     return found
+
+
+def hot_text(tops: list[tuple[str, float]]) -> str:
+    """`main.spin 78%, runtime.mallocgc 6%`: a type's top functions for a one-line report."""
+    return ", ".join(f"{name} {share * 100:.0f}%" for name, share in tops)
 
 
 def _row(entry: top.Entry, total: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry import trace
 
 from kprof_lib.adapters import podinfo, procfs, tracing
-from kprof_lib.execution import redact, results
+from kprof_lib.execution import redact, results, summaries
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
@@ -134,6 +134,13 @@ class LandingStore:
     ) -> StoredObject:
         stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
         state = "spooled" if stored.spooled else "stored"
+        kind = metadata.get("profile-type", "?")
+        if kind in (summaries.SUMMARY, summaries.PAGE_KIND):
+            # The capture's summary and page (execution.summaries): what was hot, in one line.
+            if kind == summaries.SUMMARY:
+                hot = "; ".join(f"{name[4:]}: {value}" for name, value in metadata.items() if name.startswith("top-"))
+                self.printer.line(f"  = summary and page {state}  {where(stored.uri)}  {hot}")
+            return stored
         self.printer.line(
             f"  + {metadata.get('profile-type', '?'):<12} {len(data):>10,} bytes  {state}  {where(stored.uri)}"
             f"  ({metadata.get('reason', '?')})"

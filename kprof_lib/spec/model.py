@@ -35,7 +35,15 @@ class KeyLayout:
 class Spec(Mapping[str, Any]):
     """A validated spec with defaults applied. Treat it and what it holds as read-only."""
 
-    __slots__ = ("_data", "cpu_profile_seconds", "key_layout", "on_demand_interval", "profile_types", "thresholds")
+    __slots__ = (
+        "_data",
+        "baseline_interval",
+        "cpu_profile_seconds",
+        "key_layout",
+        "on_demand_interval",
+        "profile_types",
+        "thresholds",
+    )
 
     def __init__(self, data: dict[str, Any]):
         self._data = data
@@ -52,6 +60,8 @@ class Spec(Mapping[str, Any]):
         )
         on_demand = data.get("onDemand") or {}
         self.on_demand_interval: int | None = on_demand["intervalSeconds"] if on_demand.get("enabled") else None
+        # spec.baseline: healthy captures kprof takes itself (None: off).
+        self.baseline_interval: int | None = (data.get("baseline") or {}).get("intervalSeconds")
         self.profile_types: tuple[str, ...] = tuple(data["profileTypes"])
         self.cpu_profile_seconds: int = data["cpuProfileSeconds"]
         s3 = data.get("s3Config") or {}

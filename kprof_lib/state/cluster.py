@@ -19,12 +19,21 @@ from kprof_lib.state.errors import StateError
 
 THRESHOLD_KEY = "lastThresholdCapture"
 ON_DEMAND_KEY = "lastOnDemandCapture"
+# A pod's part in its workload's healthy baseline: when kprof last took a baseline capture of it,
+# when it last had a healthy capture (and the JSON reference to that capture), and the workload
+# (the service name) both belong to.
+BASELINE_KEY = "lastBaselineCapture"
+HEALTHY_TIME_KEY = "lastHealthyCapture"
+HEALTHY_KEY = "healthyCapture"
+WORKLOAD_KEY = "workload"
 
 
 @dataclass(frozen=True)
 class History:
     last_threshold: dt.datetime | None = None
     last_on_demand: dt.datetime | None = None
+    last_baseline: dt.datetime | None = None  # the later of its baseline and healthy captures
+    workload: str | None = None
 
 
 @dataclass
@@ -168,7 +177,7 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             problems.append({"path": path, "message": f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"})
             continue
         times = {}
-        for field_name in (THRESHOLD_KEY, ON_DEMAND_KEY):
+        for field_name in (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, HEALTHY_TIME_KEY):
             raw = entry.get(field_name)
             if raw is None:
                 continue
@@ -176,7 +185,14 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
                 times[field_name] = parse_time(raw)
             except ValueError as error:
                 problems.append({"path": f"{path}.{field_name}", "message": str(error)})
-        history[key] = History(times.get(THRESHOLD_KEY), times.get(ON_DEMAND_KEY))
+        baselines = [t for t in (times.get(BASELINE_KEY), times.get(HEALTHY_TIME_KEY)) if t is not None]
+        workload = entry.get(WORKLOAD_KEY)
+        history[key] = History(
+            times.get(THRESHOLD_KEY),
+            times.get(ON_DEMAND_KEY),
+            max(baselines) if baselines else None,
+            workload if isinstance(workload, str) else None,
+        )
     return history
 
 

@@ -69,6 +69,11 @@ POD_START_TIMEOUT = 180
 METRICS_TIMEOUT = 180
 
 
+def profiles_of(objects: list[dict]) -> list[dict]:
+    """The profiles among stored objects (each capture's summary.json and index.html aside)."""
+    return [o for o in objects if o["key"].endswith(".pprof")]
+
+
 class Cluster:
     """The cluster under test, through the kubernetes client, and the run's own namespace."""
 
@@ -320,7 +325,7 @@ def shared_run(cluster: Cluster, s3_server: S3Server, tmp_path_factory) -> Itera
     first = operator(cluster, tmp / "first", "first operator", "kprof-e2e", *allow_s3(s3_server, bucket))
     try:
         threshold = wait_until(
-            lambda: len(found := s3_server.objects(bucket, "threshold/")) >= 2 and found,
+            lambda: len(found := profiles_of(s3_server.objects(bucket, "threshold/"))) >= 2 and found,
             120,
             lambda: f"threshold profiles:\n{first.output()}",
         )
@@ -381,7 +386,7 @@ def test_cluster_sigterm_exits_0_and_releases_the_lease(shared_run):
 
 def test_cluster_cooldown_holds_across_a_restart(cluster, shared_run):
     s3, bucket = shared_run["s3"], shared_run["bucket"]
-    stored = s3.objects(bucket, "threshold/")
+    stored = profiles_of(s3.objects(bucket, "threshold/"))
     restarted = operator(
         cluster,
         shared_run["tmp"] / "restarted",
@@ -398,7 +403,7 @@ def test_cluster_cooldown_holds_across_a_restart(cluster, shared_run):
             "a decision about busy-1",
         )
         assert decision["reason"] == "cooldown"
-        assert s3.objects(bucket, "threshold/") == stored
+        assert profiles_of(s3.objects(bucket, "threshold/")) == stored
         assert restarted.terminate() == 0
     finally:
         restarted.close()
@@ -422,7 +427,7 @@ def test_cluster_two_operators_one_captures_and_a_kill_hands_over_without_a_seco
     )
     replicas = [operator(cluster, tmp / f"replica-{i}", f"replica {i}", "kprof-e2e-ha", *flags) for i in (1, 2)]
     try:
-        wait_until(lambda: s3.objects(bucket, "replicated/"), 120, "the replicated config's capture")
+        wait_until(lambda: profiles_of(s3.objects(bucket, "replicated/")), 120, "the replicated config's capture")
         leaders = [r for r in replicas if r.find_logs(lambda x: x.get("action") == "leader-elected")]
         assert len(leaders) == 1
         standby = next(r for r in replicas if r is not leaders[0])
@@ -439,7 +444,7 @@ def test_cluster_two_operators_one_captures_and_a_kill_hands_over_without_a_seco
             "the new leader's decision",
         )
         assert decision["reason"] == "cooldown"
-        assert len(s3.objects(bucket, "replicated/")) == 1
+        assert len(profiles_of(s3.objects(bucket, "replicated/"))) == 1
         assert standby.terminate() == 0
     finally:
         for replica in replicas:

@@ -222,7 +222,8 @@ def new_tag() -> str:
 
 
 def captured(run: Run) -> list[dict[str, Any]]:
-    return run.workload.s3.objects(run.workload.bucket, f"{run.tag}/")
+    """The run's profiles in S3 (not the captures' summary.json and index.html beside them)."""
+    return [o for o in run.workload.s3.objects(run.workload.bucket, f"{run.tag}/") if o["key"].endswith(".pprof")]
 
 
 def capture_complete(run: Run) -> bool:

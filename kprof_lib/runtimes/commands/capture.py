@@ -1,6 +1,7 @@
 """Capture profiles once, now, without a ProfilingConfig: from a pprof address (`--url`) or from a
 pod (NAMESPACE/POD, through the chosen transport), into a directory (`--out`) or S3 (`--to
-s3://bucket/prefix`). Prints where each profile went; exit 1 if any could not be captured."""
+s3://bucket/prefix`), with the capture's summary.json and index.html beside them. Prints where
+each profile went and what was hot; exit 1 if any could not be captured."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import datetime as dt
 import sys
 from urllib.parse import urlsplit
 
-from kprof_lib.execution import capture, results
+from kprof_lib.execution import capture, results, summaries
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
 from kprof_lib.runtimes import wiring
@@ -110,11 +111,21 @@ def run(args: argparse.Namespace) -> int:
     store = stores.for_spec(plan.spec)
     transport = wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
-    report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
+    keeping = summaries.Keeping(store)
+    try:
+        report = executor.execute(plan, store=keeping, transport=transport, config_name="kprof-capture")
+        written = summaries.write(plan, report, keeping, tracer=executor.tracer, config_name="kprof-capture")
+    finally:
+        keeping.release()
     for profile in report.profiles:
         if profile.status == results.FAILED:
             print(f"{profile.type:<12} FAILED  {profile.error}")
         else:
             print(f"{profile.type:<12} {profile.bytes:>10,} bytes  {profile.seconds:6.1f}s  -> {profile.uri}")
+    for done in written.values():
+        if done.error:
+            print(f"{'summary':<12} FAILED  {done.error}")
+        else:
+            print(f"{'summary':<12} {done.hot() or '(no samples)'}  -> {done.uri}")
     print(report.recap())
     return 1 if any(profile.status == results.FAILED for profile in report.profiles) else 0

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kprof_lib.adapters.kube import events
-from kprof_lib.execution import ports, results
+from kprof_lib.execution import ports, results, summaries
 from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import status as statuses
@@ -148,6 +148,8 @@ class CheckRunner:
             return Outcome("skipped", "deleted during the run", report)
         self._record_events(run, report)
         self._count(run, report)
+        # The run's captures started together; the last pod in the plan's order stands for them.
+        latest = [s for s in report.summaries.values() if s.summary is not None]
         outcome = statuses.Checked(
             kind=run.kind,
             active_pods=report.plan.active_pods,
@@ -156,6 +158,7 @@ class CheckRunner:
             profiles_kept=report.execution.profiles_kept,
             profiles_stored=report.execution.profiles_stored,
             history_error=report.history_error,
+            last_capture=latest[-1].to_status() if latest else None,
         )
         status = self._write_status(run, config, outcome)
         self.instruments.checks.labels(run.key, "ok").inc()
@@ -180,6 +183,7 @@ class CheckRunner:
             raise SpecError([{"path": "spec.selector.labelSelector", "message": str(error)}]) from None
 
     def _record_events(self, run: Run, report: CheckReport) -> None:
+        decisions = {d.key: d for d in report.plan.captures}
         for result in report.execution.results:
             if result.status not in (results.CAPTURED, results.FAILED):
                 continue
@@ -190,7 +194,14 @@ class CheckRunner:
             spooled = [p for p in result.profiles if p.status == results.SPOOLED]
             failed = [p for p in result.profiles if p.status == results.FAILED]
             why = f"{', '.join(result.reasons) or result.reason}, config {run.key}"
-            if stored:
+            written = report.summaries.get(result.key)
+            decision = decisions.get(result.key)
+            if stored and written is not None and written.summary is not None and decision is not None:
+                # What was hot and where the capture is: its folder holds the profiles and the page.
+                types = ", ".join(p.type for p in stored)
+                message = f"{summaries.headline(decision, written)} (config {run.key}; profiles: {types})"
+                self.events.record(involved, events.NORMAL, events.PROFILE_CAPTURED, message)
+            elif stored:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in stored)
                 self.events.record(involved, events.NORMAL, events.PROFILE_CAPTURED, f"Captured ({why}): {places}")
             if spooled:
