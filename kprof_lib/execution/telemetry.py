@@ -3,7 +3,8 @@ tracing set-up that documents them (`kprof_lib.adapters.tracing`) and the tests 
 back. Constants only: no tracer is made here.
 
 Span tree of one cycle: `kprof.check` (one reconcile), under it `kprof.metrics` (reading pod
-metrics) and one `kprof.capture` per profile, each with its `kprof.upload`.
+metrics) and one `kprof.capture` per profile, each with its `kprof.upload`. `kprof capture` has
+no check: its capture and upload spans sit under one `kprof.oneshot` span.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ SPAN_CHECK = "kprof.check"
 SPAN_METRICS = "kprof.metrics"
 SPAN_CAPTURE = "kprof.capture"
 SPAN_UPLOAD = "kprof.upload"
+SPAN_ONESHOT = "kprof.oneshot"  # `kprof capture`: one capture of one target, now
 
 # kprof.check
 ATTR_CONFIG = "kprof.config"  # namespace/name of the ProfilingConfig
