@@ -6,6 +6,7 @@ they belong to; defaults in --help; errors that name the flag."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pty
@@ -87,7 +88,7 @@ def test_capture_on_a_terminal_counts_the_cpu_profile_down_and_shows_each_profil
     assert int(bars[-1][1]) >= 4 and int(bars[0][2]) >= 4 and bars[-1][0].count("#") > bars[0][0].count("#")
     # Nothing silent for more than ~2 s, from the first output to the last.
     times = [at for at, _ in chunks]
-    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 2.0, times
+    assert max(b - a for a, b in itertools.pairwise(times)) < 2.0, times
     # The heap profile landed before the CPU profile started, the CPU profile after its bar.
     lines = lines_of(chunks)
     landed = [line for line in lines if line.startswith("  + ")]
@@ -136,7 +137,7 @@ def test_local_on_a_terminal_counts_the_cpu_profile_down(go_app, tmp_path):
     assert code == 0, text
     assert len(re.findall(r"… cpu +\[[#.]+\] \ds of 4s", text)) >= 4, text
     times = [at for at, _ in chunks]
-    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 2.0, times
+    assert max(b - a for a, b in itertools.pairwise(times)) < 2.0, times
     assert any(line.startswith("  + cpu ") for line in lines_of(chunks))
 
 
@@ -205,7 +206,7 @@ def test_capture_is_traced_into_otlp_and_the_console_with_the_trace_id_in_the_me
         assert lines[at + 1].startswith("  span kprof.capture") and f"profile.type={kind}" in lines[at + 1]
         assert lines[at + 2].startswith("  span kprof.upload") and f"profile.type={kind}" in lines[at + 2]
     assert lines[-2] == "captured: 1  profiles: 2 stored"
-    assert lines[-1].startswith(f"  span kprof.oneshot") and f"trace={root.trace_id}" in lines[-1]
+    assert lines[-1].startswith("  span kprof.oneshot") and f"trace={root.trace_id}" in lines[-1]
 
 
 def test_local_console_spans_follow_the_lines_they_belong_to(go_app, tmp_path):
