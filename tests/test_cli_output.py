@@ -314,3 +314,28 @@ def test_a_cpu_threshold_alone_says_it_also_captures_at_the_default_memory_thres
         str(tmp_path),
     )
     assert "note:" not in both.stdout
+
+
+def test_console_spans_from_the_environment_are_json_or_one_line_each(go_app, tmp_path):
+    args = (
+        "local",
+        "--target",
+        go_app.url,
+        "--on-demand-interval",
+        "30",
+        "--types",
+        "heap",
+        "--check-interval",
+        "1",
+        "--duration",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    as_json = kprof(*args, env={"OTEL_TRACES_EXPORTER": "console"})
+    assert as_json.returncode == 0 and '"name": "kprof.check"' in as_json.stderr, as_json.stderr
+    compact = kprof(*args, env={"OTEL_TRACES_EXPORTER": "console", "KPROF_CONSOLE_SPANS": "compact"})
+    assert compact.returncode == 0
+    span_lines = [line for line in compact.stderr.splitlines() if line.strip()]
+    assert span_lines and all(line.startswith("  span kprof.") for line in span_lines), compact.stderr
+    assert {line.split()[1] for line in span_lines} == {"kprof.check", "kprof.metrics", "kprof.capture", "kprof.upload"}

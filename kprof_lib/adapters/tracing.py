@@ -96,9 +96,11 @@ def make_exporters(
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            compact = env.get(CONSOLE_SPANS_VARIABLE, "").strip().lower() == "compact"
-            formatter = {"formatter": compact_span} if compact else {}
-            exporters.append(ConsoleSpanExporter(out=console_stream or sys.stderr, **formatter))
+            stream = console_stream or sys.stderr
+            if env.get(CONSOLE_SPANS_VARIABLE, "").strip().lower() == "compact":
+                exporters.append(ConsoleSpanExporter(out=stream, formatter=compact_span))
+            else:
+                exporters.append(ConsoleSpanExporter(out=stream))
     return exporters
 
 
