@@ -79,3 +79,12 @@ def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
     assert processes_mentioning(str(REPO_ROOT / ".cache" / "demo" / "sample-app")) == []
     assert processes_mentioning(str(out)) == []
     assert "no demo process left running" in output
+
+    # It ends with next steps, and the commands it gives for the profile work as printed.
+    steps = output[output.index("== next steps") :]
+    assert "docs/GO_PPROF.md" in steps and "docs/QUICKSTART.md" in steps
+    assert f"go tool pprof -http=127.0.0.1:8081 {cpu}" in steps
+    [show] = re.findall(r"^  (\.venv/bin/kprof show \S+ --type cpu)", steps, re.MULTILINE)
+    shown = subprocess.run(show.split(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "main.burnCPU" in shown.stdout, shown.stdout + shown.stderr
+    assert (REPO_ROOT / "docs" / "GO_PPROF.md").is_file()
