@@ -164,8 +164,8 @@ class Console:
 
 
 def status_text(profile_type: str, expected: float | None, elapsed: float) -> str:
-    """`  cpu          [#########...............]  12s of 30s, 18s left` (no bar when `expected`
-    is None: the profile should be quick, so only the time so far)."""
+    """`  … cpu          [##########..............] 12s of 30s, 18s left`; without `expected` (a
+    profile that should be quick) no bar, only the time so far."""
     if not expected:
         return f"  … {profile_type:<12} fetching  {elapsed:.1f}s"
     done = min(1.0, elapsed / expected)
