@@ -11,7 +11,9 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(files: list[tuple[Path, bytes | tuple[bytes, ...]]], *, exclusive: bool = False) -> None:
+def write_atomically(
+    files: list[tuple[Path, bytes | tuple[bytes, ...]]], *, exclusive: bool = False
+) -> None:
     """Write each (target, content): all to temporary files beside their targets first (where a
     full disk shows), then renamed into place in order. On failure no temporary file is left and
     the targets renamed before the failure are removed, so the last target never exists without

@@ -248,7 +248,9 @@ class SpoolingStore:
             self._next_sequence += 1
             self._sizes[name] = size
             self._pending_bytes += size
-        return StoredObject(uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True)
+        return StoredObject(
+            uri=self.inner.uri_for(key), key=key, size=len(data), attempts=cause.attempts, spooled=True
+        )
 
     def _load(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,9 @@ def normalise(destination: str) -> str:
         return f"s3://{bucket}"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"destination {destination!r} is none of: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET, *")
+        raise ValueError(
+            f"destination {destination!r} is none of: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET, *"
+        )
     path = parts.path.strip("/")
     if not path or "/" in path:
         raise ValueError(f"destination {destination!r}: name the bucket after the endpoint (ENDPOINT/BUCKET)")

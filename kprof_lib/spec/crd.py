@@ -58,35 +58,11 @@ PRINTER_COLUMNS = (
 # where they hold schemas).
 KEPT = frozenset(
     {
-        "type",
-        "description",
-        "properties",
-        "items",
-        "required",
-        "enum",
-        "default",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "multipleOf",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "minItems",
-        "maxItems",
-        "minProperties",
-        "maxProperties",
-        "format",
-        "nullable",
-        "example",
-        "x-kubernetes-validations",
-        "x-kubernetes-list-type",
-        "x-kubernetes-list-map-keys",
-        "x-kubernetes-map-type",
-        "x-kubernetes-int-or-string",
-        "x-kubernetes-preserve-unknown-fields",
-        "x-kubernetes-embedded-resource",
+        "type", "description", "properties", "items", "required", "enum", "default", "minimum", "maximum",
+        "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "minItems",
+        "maxItems", "minProperties", "maxProperties", "format", "nullable", "example", "x-kubernetes-validations",
+        "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type", "x-kubernetes-int-or-string",
+        "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource"
     }
 )
 
@@ -108,35 +84,9 @@ DROPPED = {
 # Formats the API server knows (k8s.io/kube-openapi strfmt); others would be ignored with a warning.
 SUPPORTED_FORMATS = frozenset(
     {
-        "bsonobjectid",
-        "uri",
-        "email",
-        "hostname",
-        "ipv4",
-        "ipv6",
-        "cidr",
-        "mac",
-        "uuid",
-        "uuid3",
-        "uuid4",
-        "uuid5",
-        "isbn",
-        "isbn10",
-        "isbn13",
-        "creditcard",
-        "ssn",
-        "hexcolor",
-        "rgbcolor",
-        "byte",
-        "password",
-        "date",
-        "duration",
-        "datetime",
-        "date-time",
-        "int32",
-        "int64",
-        "float",
-        "double",
+        "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid", "uuid3", "uuid4", "uuid5",
+        "isbn", "isbn10", "isbn13", "creditcard", "ssn", "hexcolor", "rgbcolor", "byte", "password", "date",
+        "duration", "datetime", "date-time", "int32", "int64", "float", "double"
     }
 )
 

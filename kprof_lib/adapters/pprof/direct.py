@@ -46,17 +46,15 @@ class DirectTransport:
 
     def __init__(self, *, tls_verify: bool = True) -> None:
         self.tls_verify = tls_verify
-        self._pool = exchange.watch_pools(
-            urllib3.PoolManager(
-                num_pools=MAX_HOSTS,
-                maxsize=CONNECTIONS_PER_HOST,
-                block=False,
-                retries=False,
-                cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
-                # With CERT_NONE, urllib3 would still compare the certificate's names with the IP.
-                assert_hostname=None if tls_verify else False,
-            )
-        )
+        self._pool = exchange.watch_pools(urllib3.PoolManager(
+            num_pools=MAX_HOSTS,
+            maxsize=CONNECTIONS_PER_HOST,
+            block=False,
+            retries=False,
+            cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
+            # With CERT_NONE, urllib3 would still compare the certificate's names with the IP.
+            assert_hostname=None if tls_verify else False,
+        ))
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
