@@ -123,9 +123,8 @@ def _default(*field: str) -> Any:
 
 def threshold_notes(args: argparse.Namespace, given: dict[str, Any]) -> list[str]:
     """What a threshold flag turned on without being asked: `--cpu-threshold 25` alone also
-    captures at the default memory threshold (and the other way round), so say so at start."""
-    if args.cpu_threshold is None and args.memory_threshold is None:
-        return []
+    captures at the default memory threshold (and the other way round; `--cooldown` alone turns on
+    both), so say so at start. Called only when a threshold flag was given."""
     notes = []
     for field, flag, name in (
         ("cpuThresholdPercent", "--cpu-threshold", "CPU"),
