@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,13 @@ def test_capture_from_an_address_into_a_directory(go_app, tmp_path):
     files = sorted(tmp_path.rglob("*.pprof"))
     assert [f.name for f in files] == ["cpu.pprof", "goroutine.pprof", "heap.pprof"]
     assert all(gzip.decompress(f.read_bytes()) for f in files)
-    # Each profile is printed with its size and where it went; then the recap.
+    # Each profile is printed as it lands with its size and where it went; then the recap.
     lines = result.stdout.splitlines()
     for profile in ("heap", "cpu", "goroutine"):
-        [line] = [line for line in lines if line.startswith(profile + " ")]
-        assert f"-> file://{tmp_path}/local/127.0.0.1-{go_app.port}/" in line and line.endswith(f"/{profile}.pprof")
+        [line] = [line for line in lines if line.startswith(f"  + {profile} ")]
+        [size, path] = re.findall(r"([\d,]+) bytes  stored  (\S+)  \(on-demand\)$", line)[0]
+        assert path.startswith(f"{tmp_path}/local/127.0.0.1-{go_app.port}/") and path.endswith(f"/{profile}.pprof")
+        assert Path(path).stat().st_size == int(size.replace(",", ""))
     assert lines[-1] == "captured: 1  profiles: 3 stored"
 
 
@@ -38,7 +41,7 @@ def test_capture_into_s3(go_app, s3, s3_bucket):
     # The capture's summary and page beside it (tests/test_capture_summaries.py reads them).
     start = obj["key"][: -len("heap.pprof")]
     assert sorted(o["key"] for o in s3.objects(s3_bucket)) == [start + "heap.pprof", start + "index.html", start + "summary.json"]
-    assert f"-> s3://{s3_bucket}/{obj['key']}" in result.stdout
+    assert f"stored  s3://{s3_bucket}/{obj['key']}  (on-demand)" in result.stdout
     assert obj["metadata"]["pod"] == f"127.0.0.1-{go_app.port}"
 
 

@@ -20,11 +20,16 @@ THRESHOLD = EXAMPLES / "profilingconfigs" / "threshold.yaml"
 def test_plan_prints_each_pod_and_a_recap(capsys):
     assert main(["plan", "--config", str(THRESHOLD), "--state", str(STATE)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["POD", "ACTION", "REASON", "CPU%", "MEM%", "DETAIL"]
-    rows = {line.split()[0]: line.split()[1:3] for line in out[1:11]}
+    assert out[0] == f"plan for shop-threshold ({THRESHOLD})"
+    assert out[1] == f"now 2026-11-25T10:00:00Z (the state's, {STATE})"
+    assert out[2].split() == ["POD", "ACTION", "REASON", "CPU%", "MEM%", "DETAIL"]
+    rows = {line.split()[0]: line.split()[1:3] for line in out[3:] if line.startswith(("shop/", "kube-system/"))}
+    assert len(rows) == 10
     assert rows["shop/checkout-5d8f7c9b4-kx2lp"] == ["capture", "cpu-threshold"]
     assert rows["shop/checkout-5d8f7c9b4-q7wzn"] == ["none", "cooldown"]
-    assert out[-1] == (
+    # The recap, wrapped to 100 columns.
+    recap = " ".join(line.strip() for line in out[out.index("") + 1 :])
+    assert recap == (
         "active pods: 6  capture: 2 (cpu-threshold: 1, memory-threshold: 1)  none: 8 (below-threshold: 1, cooldown: 1, "
         "invalid-annotation: 1, namespace-mismatch: 1, no-baseline: 1, no-metrics: 1, not-enabled: 1, not-running: 1)"
     )

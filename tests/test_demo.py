@@ -71,7 +71,7 @@ def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
         assert f"  span {span}" in output
     # The exact command to open the CPU profile, and what it shows.
     [cpu] = [Path(path) for kind, _, path in landed if kind == "cpu"]
-    assert f"go tool pprof -top {cpu}" in output
+    assert f"go tool pprof -top -cum {cpu}" in output
     assert re.search(r"^\s+flat\s+flat%\s+sum%\s+cum\s+cum%$", output, re.MULTILINE), output
     assert "main.burnCPU" in output
 
@@ -90,3 +90,13 @@ def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
     assert processes_mentioning(str(REPO_ROOT / ".cache" / "demo" / "sample-app")) == []
     assert processes_mentioning(str(out)) == []
     assert "no demo process left running" in output
+
+    # It ends with next steps, and the commands it gives for the profile work as printed.
+    steps = output[output.index("== next steps") :]
+    assert "docs/GO_PPROF.md" in steps and "docs/QUICKSTART.md" in steps
+    assert f"go tool pprof -http=127.0.0.1:8081 {cpu}" in steps
+    [show] = re.findall(r"^  (\.venv/bin/kprof show \S+ --type cpu)", steps, re.MULTILINE)
+    shown = subprocess.run(show.split(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert re.search(r"^cpu \(cpu, total .*, cpu\.pprof\)$", shown.stdout, re.MULTILINE), shown.stdout
+    assert (REPO_ROOT / "docs" / "GO_PPROF.md").is_file()

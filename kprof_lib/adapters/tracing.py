@@ -7,6 +7,7 @@ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set or `console=True` is passed; OTEL_SDK_
 it off whatever else is set. The SDK and exporters are imported only then, so tracing costs
 nothing when off. It reads OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL (http/protobuf, the default, or
 grpc), _ENDPOINT and _HEADERS, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from `env`; the
+console exporter writes JSON, or one line per span with KPROF_CONSOLE_SPANS=compact; the
 exporters read their remaining settings (timeout, compression, certificates) and
 BatchSpanProcessor its OTEL_BSP_* settings from the process environment themselves. Spans go
 through a BatchSpanProcessor; call `shutdown()` before exit to send the last batch. The provider
@@ -42,6 +43,9 @@ GRPC = "grpc"
 EXPORTERS = ("otlp", "console", "none")
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+
+# KPROF_CONSOLE_SPANS=compact: the console exporter prints one line per span instead of JSON.
+CONSOLE_SPANS_VARIABLE = "KPROF_CONSOLE_SPANS"
 
 _configured: TracerProvider | None = None  # the provider configure() made global, for shutdown()
 
@@ -89,8 +93,33 @@ def make_exporters(
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporters.append(ConsoleSpanExporter(out=console_stream or sys.stderr))
+            stream = console_stream or sys.stderr
+            if env.get(CONSOLE_SPANS_VARIABLE, "").strip().lower() == "compact":
+                exporters.append(ConsoleSpanExporter(out=stream, formatter=compact_span))
+            else:
+                exporters.append(ConsoleSpanExporter(out=stream))
     return exporters
+
+
+# In every span of a session, or repeated by url.full: left out of the compact lines.
+_REPEATED_ATTRIBUTES = frozenset(
+    {"k8s.namespace.name", "k8s.pod.name", "kprof.store", "kprof.object.key", "kprof.transport", "kprof.config"}
+)
+
+
+def compact_span(span: Any) -> str:
+    """One line per span: name, duration, trace id, status when not OK, then its attributes (less
+    those every span of the session repeats)."""
+    seconds = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+    trace_id = trace.format_trace_id(span.context.trace_id)
+    status = span.status.status_code
+    text = f"  span {span.name:<13} {seconds:6.2f}s trace={trace_id}"
+    if status == trace.StatusCode.ERROR:
+        text += f" status=ERROR({span.status.description})"
+    attributes = " ".join(
+        f"{key}={value}" for key, value in (span.attributes or {}).items() if key not in _REPEATED_ATTRIBUTES
+    )
+    return f"{text} {attributes}\n"
 
 
 def build_provider(exporter: SpanExporter, resource: Resource | None = None) -> TracerProvider:

@@ -5,6 +5,7 @@ back. Constants only: no tracer is made here.
 Span tree of one cycle: `kprof.check` (one reconcile), under it `kprof.metrics` (reading pod
 metrics) and one `kprof.capture` per profile, each with its `kprof.upload`; then one
 `kprof.summary` per captured pod (its summary.json and index.html, `execution.summaries`).
+`kprof capture` has no check: its capture and upload spans sit under one `kprof.oneshot` span.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ SPAN_METRICS = "kprof.metrics"
 SPAN_CAPTURE = "kprof.capture"
 SPAN_UPLOAD = "kprof.upload"
 SPAN_SUMMARY = "kprof.summary"
+SPAN_ONESHOT = "kprof.oneshot"  # `kprof capture`: one capture of one target, now
 
 # kprof.check
 ATTR_CONFIG = "kprof.config"  # namespace/name of the ProfilingConfig

@@ -19,23 +19,20 @@ import datetime as dt
 import os
 import signal
 import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import IO, Any
 
 from opentelemetry import trace
 
 from kprof_lib.adapters import podinfo, procfs, tracing
-from kprof_lib.execution import redact, results, summaries
+from kprof_lib.execution import results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
-from kprof_lib.execution.ports import ProfileStore, StoredObject
 from kprof_lib.execution.telemetry import TRACER_NAME
-from kprof_lib.runtimes import wiring
+from kprof_lib.runtimes import progress, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.runtimes.single import SingleTarget, Target, one_pod_state
 from kprof_lib.spec.model import Spec
@@ -60,6 +57,7 @@ class LocalSettings:
     console_spans: bool = False
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     tls_verify: bool = True
+    notes: tuple[str, ...] = ()  # said at start: what the flags turned on without being asked
 
 
 def baselines(
@@ -97,99 +95,18 @@ def default_name(pid: int | None, target: Target, proc: Path = procfs.PROC) -> s
     return f"{command_name(pid, proc)}-{pid}" if pid is not None else f"pprof-{target.port}"
 
 
-class Printer:
-    """Whole lines on one stream, from any thread."""
-
-    def __init__(self, stream: IO[str]):
-        self.stream = stream
-        self._lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        with self._lock:
-            self.stream.write(redact.text(text) + "\n")
-            self.stream.flush()
-
-    def write(self, text: str) -> None:  # the console span exporter's stream interface
-        for part in text.splitlines():
-            self.line(part)
-
-    def flush(self) -> None:
-        pass
-
-
-class LandingStore:
-    """A `ProfileStore` that announces each profile once its store has taken it."""
-
-    def __init__(self, inner: ProfileStore, printer: Printer):
-        self.inner = inner
-        self.printer = printer
-        self.description = inner.description
-        self.bucket = inner.bucket
-
-    def uri_for(self, key: str) -> str:
-        return self.inner.uri_for(key)
-
-    def put(
-        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
-    ) -> StoredObject:
-        stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
-        state = "spooled" if stored.spooled else "stored"
-        kind = metadata.get("profile-type", "?")
-        if kind in (summaries.SUMMARY, summaries.PAGE_KIND):
-            # The capture's summary and page (execution.summaries): what was hot, in one line.
-            if kind == summaries.SUMMARY:
-                hot = "; ".join(f"{name[4:]}: {value}" for name, value in metadata.items() if name.startswith("top-"))
-                self.printer.line(f"  = summary and page {state}  {where(stored.uri)}  {hot}")
-            return stored
-        self.printer.line(
-            f"  + {metadata.get('profile-type', '?'):<12} {len(data):>10,} bytes  {state}  {where(stored.uri)}"
-            f"  ({metadata.get('reason', '?')})"
-        )
-        return stored
-
-
-def where(uri: str | None) -> str:
-    """A file URI as a plain path (what `go tool pprof` takes); other URIs as they are."""
-    if uri and uri.startswith("file://"):
-        return unquote(urlsplit(uri).path)
-    return uri or "-"
-
-
-# In every span of a session, or repeated by url.full: left out of the compact lines.
-_REPEATED_ATTRIBUTES = frozenset(
-    {"k8s.namespace.name", "k8s.pod.name", "kprof.store", "kprof.object.key", "kprof.transport", "kprof.config"}
-)
-
-
-def compact_span(span: Any) -> str:
-    """One line per span: name, duration, trace id, status when not OK, then its attributes (less
-    those every span of the session repeats)."""
-    seconds = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
-    trace_id = trace.format_trace_id(span.context.trace_id)
-    status = span.status.status_code
-    text = f"  span {span.name:<13} {seconds:6.2f}s trace={trace_id}"
-    if status == trace.StatusCode.ERROR:
-        text += f" status=ERROR({span.status.description})"
-    attributes = " ".join(
-        f"{key}={value}" for key, value in (span.attributes or {}).items() if key not in _REPEATED_ATTRIBUTES
-    )
-    return f"{text} {attributes}\n"
-
-
-def build_tracer_provider(*, console: Printer | None, env: Mapping[str, str]) -> Any:
-    """A provider with the compact console exporter (synchronous, so span lines appear in order
-    with the rest) and whatever the OTEL_* environment asks for; None when neither."""
+def build_tracer_provider(*, console: progress.Console | None, env: Mapping[str, str]) -> Any:
+    """A provider with compact span lines on the console (synchronous, each after the line it
+    belongs to) and whatever the OTEL_* environment asks for; None when neither."""
     exporters = tracing.make_exporters(env)
     if console is None and not exporters:
         return None
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     provider = TracerProvider(resource=tracing.build_resource(env, "kprof-local"))
     if console is not None:
-        # The exporter only calls write() and flush(), which Printer has.
-        stream = cast(IO[str], console)
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=stream, formatter=compact_span)))
+        provider.add_span_processor(SimpleSpanProcessor(progress.span_exporter(console, tracing.compact_span)))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -207,7 +124,7 @@ class LocalRun:
         proc: Path = procfs.PROC,
     ):
         self.settings = settings
-        self.printer = Printer(out or sys.stdout)
+        self.printer = progress.Console(out or sys.stdout)
         self.proc = proc
         self.identity = podinfo.PodIdentity(name=settings.name, namespace=NAMESPACE, app_container="app")
         self.pod_key = f"{NAMESPACE}/{settings.name}"
@@ -227,10 +144,10 @@ class LocalRun:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=wiring.transport("direct", tls_verify=settings.tls_verify),
+            transport=progress.Watching(wiring.transport("direct", tls_verify=settings.tls_verify), self.printer),
             history=HistoryBook(),
             interval=settings.check_interval,
-            wrap_store=lambda store: LandingStore(store, self.printer),
+            wrap_store=lambda store: progress.Landing(store, self.printer),
             on_report=self._print_report,
             on_error=self._print_error,
         )
@@ -274,12 +191,11 @@ class LocalRun:
         usage = f"cpu {_percent(cpu)}  mem {_percent(memory)}"
         clock = dt.datetime.now().strftime("%H:%M:%S")
         self.printer.line(f"[{clock}] check {self.loop.checks:<3} {usage}  {report.recap()}")
-        for profile in report.execution.profiles:
-            if profile.status == "failed":
-                self.printer.line(f"  ! {profile.type:<12} FAILED  {profile.error}")
+        self.printer.failures(report.execution.profiles)
         for pod_result in report.execution.results:
             if pod_result.status == results.SKIPPED and pod_result.message:
                 self.printer.line(f"  - {pod_result.message}")
+        self.printer.release()  # the check's own spans, after its lines
 
     def _print_error(self, error: Exception) -> None:
         if isinstance(error, procfs.ProcessGone):
@@ -313,6 +229,8 @@ class LocalRun:
             f"  capture {','.join(spec['profileTypes'])} when {' or '.join(whens) or 'never'}; "
             f"check every {self.loop.check_interval(spec):g}s; baselines: {baseline}"
         )
+        for note in settings.notes:
+            self.printer.line(f"  note: {note}")
         store = self.stores.for_spec(spec)
         self.printer.line(
             f"  profiles go to {store.description}"

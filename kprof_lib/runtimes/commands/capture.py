@@ -1,19 +1,26 @@
 """Capture profiles once, now, without a ProfilingConfig: from a pprof address (`--url`) or from a
 pod (NAMESPACE/POD, through the chosen transport), into a directory (`--out`) or S3 (`--to
-s3://bucket/prefix`), with the capture's summary.json and index.html beside them. Prints where
-each profile went and what was hot; exit 1 if any could not be captured."""
+s3://bucket/prefix`), with the capture's summary.json and index.html beside them. Prints each
+profile as it lands (on a terminal, a countdown while the CPU profile runs), what was hot, one line
+per profile that failed, and a recap; exit 1 if any could not be captured.
+
+Traced like every other command (OTEL_* variables; `--console-spans` prints one line per span): a
+`kprof.oneshot` span over the capture, with the executor's `kprof.capture` and `kprof.upload` spans
+and the `kprof.summary` span under it, and the trace id in each profile's metadata."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
+from typing import Any
 from urllib.parse import urlsplit
 
-from kprof_lib.execution import capture, results, summaries
+from kprof_lib.execution import capture, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
-from kprof_lib.runtimes import wiring
+from kprof_lib.runtimes import logs, progress, wiring
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import PROFILE_TYPES, TRANSPORTS
 
@@ -25,9 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--url", help="capture this pprof address, e.g. http://127.0.0.1:6060 (path defaults to /debug/pprof)"
     )
     parser.add_argument(
-        "--types", default="heap,cpu,goroutine", help=f"comma-separated, from {','.join(PROFILE_TYPES)}"
+        "--types",
+        default="heap,cpu,goroutine",
+        help=f"comma-separated, from {','.join(PROFILE_TYPES)} (default: %(default)s)",
     )
-    parser.add_argument("--seconds", type=int, default=30, help="CPU profile duration (1-300)")
+    parser.add_argument("--seconds", type=int, default=30, help="CPU profile duration, 1-300 (default: %(default)s)")
     destination = parser.add_mutually_exclusive_group()
     destination.add_argument("--out", metavar="DIR", help="store under this directory (default ./profiles)")
     destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3")
@@ -46,7 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", help="kubeconfig for NAMESPACE/POD (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
-    parser.add_argument("--max-bytes", type=int, default=capture.DEFAULT_MAX_BYTES, help="size cap per profile")
+    parser.add_argument(
+        "--max-bytes", type=int, default=capture.DEFAULT_MAX_BYTES, help="size cap per profile (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--console-spans",
+        action="store_true",
+        help="print each span on one line after the profile it belongs to (OTEL_* variables add other exporters)",
+    )
     wiring.add_tls_flag(parser)
 
 
@@ -63,7 +79,8 @@ def as_flags(error: SpecError) -> str:
                 return name + path[len(field) :]
         return path
 
-    return str(SpecError([{"path": flag(p["path"]), "message": p["message"]} for p in error.errors]))
+    problems = [f"{flag(p['path'])}: {p['message']}" for p in error.errors]
+    return "kprof capture: " + "\n  ".join(problems if len(problems) == 1 else ["bad flags:", *problems])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,25 +124,57 @@ def run(args: argparse.Namespace) -> int:
         print(f"kprof capture: {error}", file=sys.stderr)
         return 1
 
-    stores = wiring.Stores(local_dir=args.out or "profiles")
-    store = stores.for_spec(plan.spec)
-    transport = wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify)
-    executor = Executor(concurrency=1, max_bytes=args.max_bytes)
-    keeping = summaries.Keeping(store)
+    console = progress.Console(sys.stdout)
     try:
-        report = executor.execute(plan, store=keeping, transport=transport, config_name="kprof-capture")
-        written = summaries.write(plan, report, keeping, tracer=executor.tracer, config_name="kprof-capture")
+        provider = tracer_provider(console if args.console_spans else None)
+    except ValueError as error:  # a tracing setting that cannot be honoured
+        print(f"kprof capture: {error}", file=sys.stderr)
+        return 2
+    # The console reports each failure once; the executor's log line of it would say it again.
+    logs.configure("warning", "text").addFilter(progress.not_reported)
+    stores = wiring.Stores(local_dir=args.out or "profiles")
+    store = progress.Landing(stores.for_spec(plan.spec), console)
+    transport = progress.Watching(
+        wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify), console
+    )
+    tracer = provider.get_tracer(telemetry.TRACER_NAME) if provider else None
+    executor = Executor(concurrency=1, max_bytes=args.max_bytes, tracer=tracer)
+    keeping = summaries.Keeping(store)  # the summary line is printed as the store takes it
+    try:
+        with executor.tracer.start_as_current_span(telemetry.SPAN_ONESHOT) as span:
+            span.set_attribute(telemetry.ATTR_CONFIG, CONFIG_NAME)
+            report = executor.execute(plan, store=keeping, transport=transport, config_name=CONFIG_NAME)
+            written = summaries.write(plan, report, keeping, tracer=executor.tracer, config_name=CONFIG_NAME)
+        console.failures(report.profiles)
+        for done in written.values():
+            if done.error:
+                console.line(f"  ! {'summary':<12} FAILED  {done.error}")
+        console.line(report.recap(), about=progress.ALL)
     finally:
         keeping.release()
-    for profile in report.profiles:
-        if profile.status == results.FAILED:
-            print(f"{profile.type:<12} FAILED  {profile.error}")
-        else:
-            print(f"{profile.type:<12} {profile.bytes:>10,} bytes  {profile.seconds:6.1f}s  -> {profile.uri}")
-    for done in written.values():
-        if done.error:
-            print(f"{'summary':<12} FAILED  {done.error}")
-        else:
-            print(f"{'summary':<12} {done.hot() or '(no samples)'}  -> {done.uri}")
-    print(report.recap())
+        if provider is not None:
+            provider.shutdown()
+        console.close()
     return 1 if any(profile.status == results.FAILED for profile in report.profiles) else 0
+
+
+CONFIG_NAME = "kprof-capture"
+
+
+def tracer_provider(console: progress.Console | None) -> Any:
+    """A provider with compact span lines on `console` (if given) and whatever the OTEL_*
+    environment asks for; None when neither (then nothing of the SDK is imported)."""
+    from kprof_lib.adapters import tracing
+
+    exporters = tracing.make_exporters(os.environ)
+    if console is None and not exporters:
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=tracing.build_resource(os.environ, "kprof-capture"))
+    if console is not None:
+        provider.add_span_processor(SimpleSpanProcessor(progress.span_exporter(console, tracing.compact_span)))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider

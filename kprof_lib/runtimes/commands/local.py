@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
 from kprof_lib.execution import redact
-from kprof_lib.runtimes import documents, localmode, logs, wiring
+from kprof_lib.runtimes import documents, localmode, logs, progress, wiring
 from kprof_lib.runtimes.single import SettingsError, parse_target
+from kprof_lib.spec import schemas
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.validation import validate_spec
@@ -51,9 +52,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ProfilingConfig or bare spec (YAML/JSON); its selector is ignored, flags override it",
     )
     when = parser.add_argument_group("when to capture (override the config)")
-    when.add_argument("--cpu-threshold", type=float, metavar="PERCENT", help="CPU %% of the baseline (1-1000)")
-    when.add_argument("--memory-threshold", type=float, metavar="PERCENT", help="memory %% of the baseline (1-1000)")
-    when.add_argument("--cooldown", type=int, metavar="SECONDS", help="between threshold captures (60-604800)")
+    when.add_argument(
+        "--cpu-threshold",
+        type=float,
+        metavar="PERCENT",
+        help="CPU %% of the baseline, 1-1000 "
+        f"(default with thresholds on: {_default('thresholds', 'cpuThresholdPercent')})",
+    )
+    when.add_argument(
+        "--memory-threshold",
+        type=float,
+        metavar="PERCENT",
+        help="memory %% of the baseline, 1-1000 "
+        f"(default with thresholds on: {_default('thresholds', 'memoryThresholdPercent')})",
+    )
+    when.add_argument(
+        "--cooldown",
+        type=int,
+        metavar="SECONDS",
+        help=f"between threshold captures, 60-604800 (default: {_default('thresholds', 'cooldownSeconds')})",
+    )
     when.add_argument(
         "--on-demand-interval", type=int, metavar="SECONDS", help="also capture on this schedule (30-86400)"
     )
@@ -70,8 +88,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     baseline.add_argument("--memory-request", metavar="QUANTITY", help="bytes or e.g. 512Mi")
     baseline.add_argument("--memory-limit", metavar="QUANTITY", help="used when no --memory-request is given")
     what = parser.add_argument_group("what to capture and where")
-    what.add_argument("--types", help="comma-separated: heap,cpu,goroutine,mutex,block,allocs,threadcreate")
-    what.add_argument("--cpu-seconds", type=int, help="CPU profile duration (1-300)")
+    what.add_argument(
+        "--types",
+        help=f"comma-separated, from {','.join(schemas.PROFILE_TYPES)} "
+        f"(default: the config's, else {','.join(_default('profileTypes'))})",
+    )
+    what.add_argument(
+        "--cpu-seconds",
+        type=int,
+        metavar="SECONDS",
+        help=f"CPU profile duration, 1-300 (default: the config's, else {_default('cpuProfileSeconds')})",
+    )
     destination = what.add_mutually_exclusive_group()
     destination.add_argument("--out", metavar="DIR", help="local store directory (default ./profiles)")
     destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3 instead")
@@ -85,17 +112,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print each span on one line (OTEL_* variables add other exporters)",
     )
-    parser.add_argument("--log-level", choices=logs.LEVELS, default="warning")
-    parser.add_argument("--log-format", choices=logs.FORMATS, default="text")
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="warning", help="(default: %(default)s)")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text", help="(default: %(default)s)")
+
+
+def _default(*field: str) -> Any:
+    """The schema's default of a spec field: what applies when neither the config nor a flag says."""
+    return schemas.spec_field(*field)["default"]
+
+
+def threshold_notes(args: argparse.Namespace, given: dict[str, Any]) -> list[str]:
+    """What a threshold flag turned on without being asked: `--cpu-threshold 25` alone also
+    captures at the default memory threshold (and the other way round; `--cooldown` alone turns on
+    both), so say so at start. Called only when a threshold flag was given."""
+    notes = []
+    for field, flag, name in (
+        ("cpuThresholdPercent", "--cpu-threshold", "CPU"),
+        ("memoryThresholdPercent", "--memory-threshold", "memory"),
+    ):
+        if field not in given:
+            notes.append(
+                f"{name} threshold {_default('thresholds', field)}% is the default "
+                f"(not given by {flag} or the config); set {flag} to change it"
+            )
+    return notes
 
 
 class UsageError(ValueError):
     """Flags that cannot be used together or values out of range; exit code 2."""
 
 
-def build_spec(args: argparse.Namespace, config: Any = None) -> Spec:
+def build_spec(args: argparse.Namespace, config: Any = None) -> tuple[Spec, list[str]]:
     """The spec: the config's (selector and transport dropped: the process is given), then the
-    flags on top; validated, defaults applied. `SpecError` paths are those of the spec."""
+    flags on top; validated, defaults applied; and notes for the start (`threshold_notes`).
+    `SpecError` paths are those of the spec."""
     spec: dict[str, Any] = {}
     if config is not None:
         if not isinstance(config, dict):
@@ -111,10 +161,12 @@ def build_spec(args: argparse.Namespace, config: Any = None) -> Spec:
         "memoryThresholdPercent": args.memory_threshold,
         "cooldownSeconds": args.cooldown,
     }
+    notes: list[str] = []
     if any(value is not None for value in threshold_flags.values()):
         thresholds = spec.setdefault("thresholds", {})
         if isinstance(thresholds, dict):
             thresholds.update({key: value for key, value in threshold_flags.items() if value is not None})
+            notes = threshold_notes(args, thresholds)
     if args.on_demand_interval is not None:
         spec["onDemand"] = {"enabled": True, "intervalSeconds": args.on_demand_interval}
     if args.types is not None:
@@ -141,7 +193,7 @@ def build_spec(args: argparse.Namespace, config: Any = None) -> Spec:
             "nothing to capture: give --cpu-threshold/--memory-threshold, --on-demand-interval, "
             "or a config with thresholds or onDemand"
         )
-    return validated
+    return validated, notes
 
 
 def _check_quantity(flag: str, value: str | None) -> None:
@@ -177,7 +229,7 @@ def settings_from(args: argparse.Namespace) -> localmode.LocalSettings:
     ):
         _check_quantity(flag, value)
     config = documents.load_one(args.config) if args.config else None
-    spec = build_spec(args, config)
+    spec, notes = build_spec(args, config)
     if args.pid is not None:
         try:
             procfs.read_stat(args.pid)
@@ -203,6 +255,7 @@ def settings_from(args: argparse.Namespace) -> localmode.LocalSettings:
         console_spans=args.console_spans,
         max_profile_bytes=args.max_profile_bytes,
         tls_verify=not args.insecure_skip_tls_verify,
+        notes=tuple(notes),
     )
 
 
@@ -223,7 +276,10 @@ def _explain(error: SpecError) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    logs.configure(args.log_level, args.log_format)
+    handler = logs.configure(args.log_level, args.log_format)
+    if args.log_format == "text":
+        # Each failure is on stdout once (the check's `!` line); a JSON log keeps every record.
+        handler.addFilter(progress.not_reported)
     try:
         settings = settings_from(args)
     except UsageError as error:

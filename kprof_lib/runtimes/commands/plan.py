@@ -1,17 +1,21 @@
 """Show what kprof would do (check mode): each pod's action and reason under a ProfilingConfig, over a
-cluster state file (now, pods, podMetrics, history), and a recap line. Nothing is captured."""
+cluster state file (now, pods, podMetrics, history), and a recap line. Nothing is captured. The
+text output names the config and the `now` each plan is for and fits in `WIDTH` columns."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 from kprof_lib.planning.plan import Plan
 from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.runtimes import documents
 from kprof_lib.spec.errors import InputError
+
+WIDTH = 100  # a terminal's usual width; longer details and the recap wrap below their row
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         print()
         return 0
-    for name, plan in plans:
-        if len(plans) > 1:
-            print(f"== {name}")
+    for index, (name, plan) in enumerate(plans):
+        if index:
+            print()
+        print(f"plan for {name} ({args.config})")
+        print(f"now {plan.now} (the state's, {args.state})")
         print(render(plan))
     return 0
 
@@ -75,8 +81,20 @@ def render(plan: Plan) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(widths[i]) if i < 5 else cell for i, cell in enumerate(row)).rstrip() for row in rows]
-    return "\n".join([*lines, "", f"active pods: {plan.active_pods}  {plan.recap()}"])
+    lines = []
+    for row in rows:
+        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])).rstrip()
+        detail = row[5]
+        if detail and len(line) + 2 + len(detail) <= WIDTH:
+            line = f"{line.ljust(sum(widths) + 8)}  {detail}"
+            detail = ""
+        lines.append(line)
+        if detail:  # too long beside the row: on its own lines below it
+            lines += textwrap.wrap(
+                detail, WIDTH, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+            )
+    recap = f"active pods: {plan.active_pods}  {plan.recap()}"
+    return "\n".join([*lines, "", *textwrap.wrap(recap, WIDTH, subsequent_indent="    ", break_on_hyphens=False)])
 
 
 def _percent(value: float | None) -> str:
