@@ -66,7 +66,7 @@ def test_capture_into_a_directory_writes_the_summary_and_page_beside_the_profile
     assert page.startswith("<!DOCTYPE html>") and "main.allocateHeld" in page
     assert " src=" not in page and "<link" not in page  # self-contained: nothing to fetch
     # What was hot, printed by the capture itself.
-    assert any(line.startswith("summary ") and str(folder) in line for line in done.stdout.splitlines())
+    assert any(line.startswith("  = summary and page stored") and str(folder) in line for line in done.stdout.splitlines())
     # kprof ls lists the real capture.
     listed = json.loads(kprof("ls", str(tmp_path), "-o", "json").stdout)
     assert [(Path(r["capture"]), r["types"]) for r in listed] == [(folder, ["cpu", "heap"])]

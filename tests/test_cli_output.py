@@ -188,24 +188,26 @@ def test_capture_is_traced_into_otlp_and_the_console_with_the_trace_id_in_the_me
     )
     assert result.returncode == 0, result.stderr
     [root] = otlp_receiver.wait_for(lambda span: span.name == "kprof.oneshot")
-    spans = otlp_receiver.wait_for(lambda span: span.trace_id == root.trace_id, count=5)
+    spans = otlp_receiver.wait_for(lambda span: span.trace_id == root.trace_id, count=6)
     assert sorted(span.name for span in spans) == [
         "kprof.capture",
         "kprof.capture",
         "kprof.oneshot",
+        "kprof.summary",
         "kprof.upload",
         "kprof.upload",
     ]
     for meta in tmp_path.rglob("*.pprof.json"):
         assert json.loads(meta.read_text())["metadata"]["trace-id"] == root.trace_id
-    # On the console: each profile's spans right after the line that says it landed; the root
-    # span after the recap.
+    # On the console: each profile's spans right after the line that says it landed; the summary's
+    # and the root span after the recap.
     lines = result.stdout.splitlines()
     for kind in ("heap", "goroutine"):
         at = next(i for i, line in enumerate(lines) if line.startswith(f"  + {kind} "))
         assert lines[at + 1].startswith("  span kprof.capture") and f"profile.type={kind}" in lines[at + 1]
         assert lines[at + 2].startswith("  span kprof.upload") and f"profile.type={kind}" in lines[at + 2]
-    assert lines[-2] == "captured: 1  profiles: 2 stored"
+    assert lines[-3] == "captured: 1  profiles: 2 stored"
+    assert lines[-2].startswith("  span kprof.summary") and f"trace={root.trace_id}" in lines[-2]
     assert lines[-1].startswith("  span kprof.oneshot") and f"trace={root.trace_id}" in lines[-1]
 
 
@@ -230,8 +232,9 @@ def test_local_console_spans_follow_the_lines_they_belong_to(go_app, tmp_path):
     landed = next(i for i, line in enumerate(lines) if line.startswith("  + heap "))
     assert lines[landed + 1].startswith("  span kprof.capture") and lines[landed + 2].startswith("  span kprof.upload")
     check = next(i for i, line in enumerate(lines) if re.match(r"\[\d\d:\d\d:\d\d\] check 1 ", line))
-    assert check == landed + 3, lines
-    assert lines[check + 1].startswith("  span kprof.metrics") and lines[check + 2].startswith("  span kprof.check")
+    assert lines[landed + 3].startswith("  = summary and page stored"), lines
+    assert check == landed + 4, lines
+    assert [line.split()[1] for line in lines[check + 1 : check + 4]] == ["kprof.metrics", "kprof.summary", "kprof.check"]
 
 
 def test_plan_names_its_config_and_now_and_fits_100_columns():
@@ -338,4 +341,10 @@ def test_console_spans_from_the_environment_are_json_or_one_line_each(go_app, tm
     assert compact.returncode == 0
     span_lines = [line for line in compact.stderr.splitlines() if line.strip()]
     assert span_lines and all(line.startswith("  span kprof.") for line in span_lines), compact.stderr
-    assert {line.split()[1] for line in span_lines} == {"kprof.check", "kprof.metrics", "kprof.capture", "kprof.upload"}
+    assert {line.split()[1] for line in span_lines} == {
+        "kprof.check",
+        "kprof.metrics",
+        "kprof.capture",
+        "kprof.upload",
+        "kprof.summary",
+    }
