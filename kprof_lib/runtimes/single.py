@@ -6,7 +6,8 @@ the terminal) are this runtime with their own spec source, target and reporter.
 Each check is the operator's own cycle (`runtimes.checkloop` runs `run_check`) over a one-pod
 cluster state: the target as a stand-in pod and, while its process is measured, the PodMetrics of
 that process from /proc. The main thread only waits for the loop, so a signal handler never
-interrupts a thread that holds the loop's locks; the check in progress is finished first.
+interrupts a thread that holds the loop's locks; the check in progress is finished first. After
+`CheckLoop.abort()` (a second Ctrl-C) the main thread waits only a moment for the loop's thread.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.runtimes import interrupts
 from kprof_lib.runtimes.checkloop import CheckLoop
 from kprof_lib.state import optin
 
@@ -99,7 +101,12 @@ class SingleTarget:
         try:
             worker.start()
             while worker.is_alive():
-                worker.join(0.5)
+                worker.join(0.05 if self.loop.aborted else 0.5)
+                if self.loop.aborted:
+                    # Cut captures end their threads in milliseconds; a store write in progress
+                    # gets a moment, then the process goes.
+                    worker.join(interrupts.ABORT_WAIT_SECONDS)
+                    break
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -1,18 +1,23 @@
 """Capture profiles once, now, without a ProfilingConfig: from a pprof address (`--url`) or from a
 pod (NAMESPACE/POD, through the chosen transport), into a directory (`--out`) or S3 (`--to
-s3://bucket/prefix`). Prints where each profile went; exit 1 if any could not be captured."""
+s3://bucket/prefix`). Prints where each profile went. Before the first capture it checks that the
+destination takes a file (or the bucket answers) and that the address serves pprof. Exit codes: 0
+when every profile was stored, 1 when one failed or the start-up check did, 2 for bad usage, 130
+after Ctrl-C (the first lets the profile in flight finish and starts no other, the second cuts it)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import sys
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.execution import capture, results
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
-from kprof_lib.runtimes import wiring
+from kprof_lib.runtimes import interrupts, preflight, wiring
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import PROFILE_TYPES, TRANSPORTS
 
@@ -106,15 +111,49 @@ def run(args: argparse.Namespace) -> int:
         print(f"kprof capture: {error}", file=sys.stderr)
         return 1
 
-    stores = wiring.Stores(local_dir=args.out or "profiles")
+    local_dir = Path(args.out or "profiles")
+    stores = wiring.Stores(local_dir=local_dir)
     store = stores.for_spec(plan.spec)
-    transport = wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify)
+    tls_verify = not args.insecure_skip_tls_verify
+    problem = startup_problem(plan, store, local_dir, args, tls_verify=tls_verify)
+    if problem is not None:
+        print(f"kprof capture: {problem}", file=sys.stderr)
+        return 1
+    transport = wiring.transport(transport_name, api, tls_verify=tls_verify)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
-    report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
+
+    def first(_signum: int) -> None:
+        executor.drain()
+        print(f"stopping: {interrupts.finishing(executor)}", file=sys.stderr, flush=True)
+
+    def second(_signum: int) -> None:
+        executor.abort()
+        print("aborting: in-flight captures cut, nothing more stored", file=sys.stderr, flush=True)
+
+    stages = interrupts.TwoStages(first, second)
+    with stages.installed():
+        report = executor.execute(plan, store=store, transport=transport, config_name="kprof-capture")
     for profile in report.profiles:
         if profile.status == results.FAILED:
             print(f"{profile.type:<12} FAILED  {profile.error}")
+        elif profile.status == results.CANCELLED:
+            print(f"{profile.type:<12} cancelled  ({profile.error})")
         else:
             print(f"{profile.type:<12} {profile.bytes:>10,} bytes  {profile.seconds:6.1f}s  -> {profile.uri}")
     print(report.recap())
-    return 1 if any(profile.status == results.FAILED for profile in report.profiles) else 0
+    if stages.received:
+        return interrupts.EXIT_INTERRUPTED
+    return 0 if all(profile.status == results.STORED for profile in report.profiles) else 1
+
+
+def startup_problem(
+    plan: Any, store: Any, local_dir: Path, args: argparse.Namespace, *, tls_verify: bool
+) -> preflight.Problem | None:
+    """What can be checked before capturing: the destination, and a --url's pprof index."""
+    problem = preflight.bucket(store, "--to") if args.to else preflight.directory(local_dir, "--out")
+    if problem is None and args.url:
+        decision = plan.captures[0]
+        endpoint = decision.endpoint
+        index = preflight.pprof_index(endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path)
+        problem = preflight.target(index, "--url", tls_verify=tls_verify)
+    return problem

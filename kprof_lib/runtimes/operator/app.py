@@ -68,6 +68,11 @@ class BoundedTransport:
         with self._slots, self.inner.open(request, timeout) as response:
             yield response
 
+    def abort(self) -> None:
+        cut = getattr(self.inner, "abort", None)
+        if cut is not None:
+            cut()
+
 
 class Operator:
     def __init__(

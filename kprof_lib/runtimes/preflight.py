@@ -1,0 +1,99 @@
+"""Cheap checks a runtime makes before its first capture, so that a wrong port, an unwritable
+directory, a missing bucket or credentials that do not work are said at start, once, naming the
+flag or field that sets them, rather than found at every capture. Used by `kprof capture`,
+`kprof local` and `kprof sidecar`; each returns a `Problem` or None.
+
+A problem is `permanent` when waiting cannot help (no such bucket, access denied, a directory that
+cannot be written): the CLI runtimes refuse to start. A temporary one (S3 not answering now) is
+only a warning where a spool keeps the profiles until the store is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import urllib3
+
+from kprof_lib.execution import redact
+from kprof_lib.execution.ports import StoreError
+
+TARGET_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    permanent: bool = True
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def directory(path: Path, flag: str) -> Problem | None:
+    """`path` (created if missing) takes a file: a probe file is created and removed."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path, prefix=".kprof-probe-", suffix=".tmp")
+        os.close(handle)
+        os.unlink(name)
+    except OSError as error:
+        return Problem(f"{flag} {path}: cannot write there: {error.strerror or error}")
+    return None
+
+
+def bucket(store: object, flag: str) -> Problem | None:
+    """The store's bucket answers a HeadBucket with the credentials of the default chain. `store`
+    is an S3 store (or one spooling in front of it); any other store has nothing to check."""
+    inner = getattr(store, "inner", store)
+    check = getattr(inner, "check", None)
+    if check is None:
+        return None
+    try:
+        check()
+    except StoreError as error:
+        return Problem(f"{flag}: {redact.text(str(error))}", permanent=not error.retryable)
+    return None
+
+
+def pprof_index(scheme: str, host: str, port: int, path: str) -> str:
+    """The URL of the pprof index page under `path` (Go's net/http/pprof serves it at `path/`)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{where}{path.rstrip('/')}/"
+
+
+def target(url: str, flag: str, *, tls_verify: bool = True, timeout: float = TARGET_TIMEOUT_SECONDS) -> Problem | None:
+    """`url` (the pprof index, e.g. http://127.0.0.1:6060/debug/pprof/) answers a GET with a 2xx
+    within `timeout` seconds."""
+    pool = urllib3.PoolManager(
+        retries=False,
+        cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
+        assert_hostname=None if tls_verify else False,
+    )
+    shown = redact.text(url)
+    try:
+        response = pool.request(
+            "GET", url, timeout=urllib3.Timeout(total=timeout), preload_content=False, redirect=False
+        )
+    except urllib3.exceptions.HTTPError as error:
+        reason = getattr(error, "reason", None) or error
+        text = str(reason)
+        if "refused" in text.lower():
+            why = "connection refused (nothing listens on that port?)"
+        elif isinstance(reason, urllib3.exceptions.TimeoutError) or "timed out" in text.lower():
+            why = f"no answer within {timeout:g} s"
+        elif "certificate verify failed" in text.lower():
+            why = "TLS certificate not verified (--insecure-skip-tls-verify accepts any certificate)"
+        else:
+            why = redact.text(text)
+        return Problem(f"{flag} {shown}: {why}")
+    finally:
+        pool.clear()
+    with contextlib.closing(response):
+        status = response.status
+    if not 200 <= status < 300:
+        return Problem(f"{flag} {shown}: answered HTTP {status} (is net/http/pprof served at that path?)")
+    return None
