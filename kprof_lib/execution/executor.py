@@ -15,7 +15,8 @@ drain is waiting for and how long it may take at most.
 
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
 The report carries the history updates the caller must persist (the plan's `now` for each kind of
-capture that produced at least one profile), so cooldowns and on-demand intervals hold.
+capture that produced at least one profile; for a pod whose capture failed, when it failed and when
+its run of failures began), so cooldowns, on-demand intervals and retry backoff hold.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from kprof_lib.execution.ports import (
 )
 from kprof_lib.planning.plan import ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
 from kprof_lib.spec.model import KeyLayout
-from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
+from kprof_lib.state.cluster import FAILED_KEY, FAILING_SINCE_KEY, ON_DEMAND_KEY, THRESHOLD_KEY
 
 log = logging.getLogger("kprof.executor")
 
@@ -264,7 +265,7 @@ class Executor:
             )
             for decision in plan.results
         ]
-        history = {} if check_mode else _history_updates(plan.now, report)
+        history = {} if check_mode else _history_updates(plan, report)
         return results.ExecutionReport(plan.now, check_mode, report, history)
 
     # One pod -----------------------------------------------------------------------------------
@@ -561,9 +562,19 @@ def record_error(span: trace.Span, error: Exception, message: str) -> None:
     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
 
 
-def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+def _history_updates(plan: Plan, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+    now = plan.now
+    decisions = {decision.key: decision for decision in plan.captures}
     updates: dict[str, dict[str, str]] = {}
     for result in report:
+        decision = decisions.get(result.key)
+        if result.status == results.FAILED and decision is not None:
+            # The pod is retried with backoff (planning.cadence.retry_due), not at every check.
+            failed = {FAILED_KEY: now}
+            if not decision.failing:
+                failed[FAILING_SINCE_KEY] = now
+            updates[result.key] = failed
+            continue
         if result.status != results.CAPTURED:
             continue
         update = {}

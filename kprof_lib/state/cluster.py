@@ -19,12 +19,19 @@ from kprof_lib.state.errors import StateError
 
 THRESHOLD_KEY = "lastThresholdCapture"
 ON_DEMAND_KEY = "lastOnDemandCapture"
+# A run of failed captures: when the last one failed, and when the first of the run did (the
+# backoff grows with the run's length; see planning.cadence.retry_due).
+FAILED_KEY = "lastFailedCapture"
+FAILING_SINCE_KEY = "failingSince"
+TIME_KEYS = (THRESHOLD_KEY, ON_DEMAND_KEY, FAILED_KEY, FAILING_SINCE_KEY)
 
 
 @dataclass(frozen=True)
 class History:
     last_threshold: dt.datetime | None = None
     last_on_demand: dt.datetime | None = None
+    last_failed: dt.datetime | None = None
+    failing_since: dt.datetime | None = None
 
 
 @dataclass
@@ -163,7 +170,7 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             problems.append({"path": path, "message": f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"})
             continue
         times = {}
-        for field_name in (THRESHOLD_KEY, ON_DEMAND_KEY):
+        for field_name in TIME_KEYS:
             raw = entry.get(field_name)
             if raw is None:
                 continue
@@ -171,7 +178,9 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
                 times[field_name] = parse_time(raw)
             except ValueError as error:
                 problems.append({"path": f"{path}.{field_name}", "message": str(error)})
-        history[key] = History(times.get(THRESHOLD_KEY), times.get(ON_DEMAND_KEY))
+        history[key] = History(
+            times.get(THRESHOLD_KEY), times.get(ON_DEMAND_KEY), times.get(FAILED_KEY), times.get(FAILING_SINCE_KEY)
+        )
     return history
 
 
