@@ -476,7 +476,7 @@ def test_a_failed_capture_is_a_warning_event_and_no_history(tmp_path):
     [(_, event_type, reason, message)] = h.events.recorded
     assert (event_type, reason) == ("Warning", "ProfileCaptureFailed") and "404" in message
     # No capture time (no cooldown starts), but the failure: the pod is retried with backoff.
-    [(config_key, entries)] = h.history.entries.items()
+    [(_config, entries)] = h.history.entries.items()
     [(pod, entry)] = entries.items()
     assert pod == "shop/hot-1" and set(entry) == {"lastFailedCapture", "failingSince"}
     assert entry["lastFailedCapture"] == entry["failingSince"]

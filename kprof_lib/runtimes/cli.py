@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     command = command_in(argv)
-    args = build_parser([command] if command else []).parse_args(argv)
     try:
+        # Inside: a Ctrl-C while the command's libraries load ends it quietly too.
+        args = build_parser([command] if command else []).parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:
         return 130
