@@ -509,12 +509,56 @@ def test_sigterm_lets_the_capture_in_progress_finish(kube_emulator, s3, s3_bucke
         operator.wait_for_log(
             lambda r: r.get("action") == "capture" and r.get("pod") == "jobs/worker-1", 30, "the capture decision"
         )
+        time.sleep(1.0)  # the decision is logged just before the CPU profile starts; SIGTERM starts none
         exit_code = operator.terminate()
         assert exit_code == 0, operator.output()
         [obj] = s3.objects(s3_bucket, "jobs/")
         assert obj["key"].endswith("/cpu.pprof") and obj["size"] > 0
         actions = [r.get("action") for r in operator.logs]
         assert actions.index("stored") < actions.index("stopped")
+        assert lease_holder(kube_emulator) == ""
+    finally:
+        operator.close()
+
+
+def test_sigterm_cuts_the_capture_in_flight_when_the_grace_period_is_over(kube_emulator, s3, s3_bucket, go_app, tmp_path):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "slow-cpu",
+            "jobs",
+            {
+                "onDemand": {"enabled": True, "intervalSeconds": 300},
+                "profileTypes": ["cpu"],
+                "cpuProfileSeconds": 30,
+                "s3Config": s3_config(s3, s3_bucket, "jobs"),
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+    operator = OperatorProcess(
+        kubeconfig,
+        tmp_path / "op",
+        env=aws_environment(tmp_path),
+        args=[*allow_s3(s3, s3_bucket), "--grace-period", "1"],
+        name="operator",
+    )
+    try:
+        operator.wait_for_log(
+            lambda r: r.get("action") == "capture" and r.get("pod") == "jobs/worker-1", 30, "the capture decision"
+        )
+        time.sleep(1.0)
+        sent = time.monotonic()
+        exit_code = operator.terminate()
+        took = time.monotonic() - sent
+        assert exit_code == 0, operator.output()
+        # The grace period, the cut, the Lease released: seconds, not the profile's 30.
+        assert took < 6.0, f"{took:.1f} s\n{operator.output()}"
+        assert s3.objects(s3_bucket, "jobs/") == []
+        assert operator.find_logs(lambda r: r.get("reason") == "grace-period-over"), operator.output()
+        [stopped] = operator.find_logs(lambda r: r.get("action") == "stopped")
+        assert stopped["clean"] is True, operator.output()
         assert lease_holder(kube_emulator) == ""
     finally:
         operator.close()
