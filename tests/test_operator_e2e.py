@@ -671,3 +671,51 @@ def test_kprof_run_against_the_standalone_emulator(tmp_path):
         emulator.wait(10)
         for stream in (emulator.stdout, emulator.stderr):
             stream.close()
+
+
+# A destination that cannot take profiles ---------------------------------------------------------
+
+
+def test_a_bucket_that_does_not_exist_is_reported_in_status_not_at_every_capture(kube_emulator, s3, go_app, tmp_path):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "lost",
+            "jobs",
+            {
+                "thresholds": {"checkIntervalSeconds": 10},
+                "onDemand": {"enabled": True, "intervalSeconds": 30},
+                "profileTypes": ["heap"],
+                "s3Config": s3_config(s3, "no-such-bucket", "jobs"),
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+    runner = OperatorThread(
+        kubeconfig, tmp_path, leader_elect=False, allowed_destinations=(f"{s3.endpoint_url}/no-such-bucket",)
+    )
+    try:
+        runner.start()
+        status = wait_until(
+            lambda: (
+                (s := status_of_emulator(kube_emulator, "jobs", "lost"))
+                and condition(s, "Ready").get("status") == "False"
+                and s
+            ),
+            30,
+            "Ready=False for the missing bucket",
+        )
+        message = condition(status, "Ready")["message"]
+        assert "spec.s3Config.bucket" in message and "the bucket does not exist" in message, message
+        assert status.get("totalProfiles", 0) == 0
+        # The next checks fail at once too, and nothing is captured into the void.
+        wait_until(
+            lambda: metric_value(runner.metrics(), "kprof_checks_total", config="jobs/lost", result="error") >= 2,
+            30,
+            "a second check",
+        )
+        assert metric_value(runner.metrics(), "kprof_captures_total", type="heap", reason="on-demand",
+                            result="failed") == 0
+    finally:
+        runner.stop()

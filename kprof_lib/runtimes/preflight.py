@@ -3,9 +3,10 @@ directory, a missing bucket or credentials that do not work are said at start, o
 flag or field that sets them, rather than found at every capture. Used by `kprof capture`,
 `kprof local` and `kprof sidecar`; each returns a `Problem` or None.
 
-A problem is `permanent` when waiting cannot help (no such bucket, access denied, a directory that
-cannot be written): the CLI runtimes refuse to start. A temporary one (S3 not answering now) is
-only a warning where a spool keeps the profiles until the store is back.
+A problem is `permanent` when waiting cannot help (no such bucket, no credentials at all, a
+directory that cannot be written): the runtimes refuse to start. Otherwise it is a warning: S3 not
+answering now (a spool keeps the profiles until the store is back), or HeadBucket refused with 403
+(which a least-privilege role without s3:ListBucket gets even where its puts work).
 """
 
 from __future__ import annotations
@@ -55,8 +56,26 @@ def bucket(store: object, flag: str) -> Problem | None:
     try:
         check()
     except StoreError as error:
+        if _status_of(error.__cause__) == 403:
+            # HeadBucket needs s3:ListBucket, which a least-privilege role does not have
+            # (docs/IRSA_SETUP.md): a refusal here does not mean that puts are refused.
+            where = getattr(inner, "description", "the bucket")
+            return Problem(
+                f"{flag}: HeadBucket on {redact.text(where)} was refused (403): the credentials lack the "
+                "optional s3:ListBucket, or do not work; a failed upload will say which",
+                permanent=False,
+            )
         return Problem(f"{flag}: {redact.text(str(error))}", permanent=not error.retryable)
     return None
+
+
+def _status_of(error: BaseException | None) -> int | None:
+    """The HTTP status of a botocore ClientError (read from its response, without botocore)."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
 
 
 def pprof_index(scheme: str, host: str, port: int, path: str) -> str:

@@ -116,9 +116,11 @@ def run(args: argparse.Namespace) -> int:
     store = stores.for_spec(plan.spec)
     tls_verify = not args.insecure_skip_tls_verify
     problem = startup_problem(plan, store, local_dir, args, tls_verify=tls_verify)
-    if problem is not None:
+    if problem is not None and problem.permanent:
         print(f"kprof capture: {problem}", file=sys.stderr)
         return 1
+    if problem is not None:
+        print(f"kprof capture: warning: {problem}", file=sys.stderr)
     transport = wiring.transport(transport_name, api, tls_verify=tls_verify)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
 
@@ -149,11 +151,12 @@ def run(args: argparse.Namespace) -> int:
 def startup_problem(
     plan: Any, store: Any, local_dir: Path, args: argparse.Namespace, *, tls_verify: bool
 ) -> preflight.Problem | None:
-    """What can be checked before capturing: the destination, and a --url's pprof index."""
+    """What can be checked before capturing: the destination, and a --url's pprof index. A
+    warning (not `permanent`) is returned only when nothing worse was found."""
     problem = preflight.bucket(store, "--to") if args.to else preflight.directory(local_dir, "--out")
-    if problem is None and args.url:
+    if (problem is None or not problem.permanent) and args.url:
         decision = plan.captures[0]
         endpoint = decision.endpoint
         index = preflight.pprof_index(endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path)
-        problem = preflight.target(index, "--url", tls_verify=tls_verify)
+        problem = preflight.target(index, "--url", tls_verify=tls_verify) or problem
     return problem
