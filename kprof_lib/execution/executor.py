@@ -384,7 +384,7 @@ class Executor:
                 data = capture.fetch_profile(
                     job.transport, request, timeout=timeout, max_bytes=self.max_bytes, reserve=held.reserve
                 )
-            except (TargetBusy, CaptureError) as error:
+            except CaptureError as error:  # TargetBusy among them
                 if self.aborted:
                     # Cut by abort(): not the target's fault, and nothing of it is kept.
                     span.set_attribute(telemetry.ATTR_RESULT, results.CANCELLED)
