@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from kprof_lib.execution.executor import Executor
 
@@ -18,6 +20,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command ended
 # How long a process that aborted waits for its capture threads before it returns anyway: cut
 # sockets end them in milliseconds, and a store write in progress is given a moment to finish.
 ABORT_WAIT_SECONDS = 0.8
+
+
+def later(say: Callable[..., None], *args: object, **kwargs: Any) -> None:
+    """Run `say(*args)` (a print, a log line) on a thread of its own, not in the signal handler: a
+    second signal may come while the first handler is writing, and a handler that writes to the
+    same stream again would deadlock on its lock (or be refused by the buffered writer). Not a
+    daemon thread, so the line is out before the process exits."""
+    threading.Thread(target=say, args=args, kwargs=kwargs, name="kprof-signal-line").start()
 
 
 def finishing(executor: Executor, *, again: str = "Ctrl-C again to abort") -> str:

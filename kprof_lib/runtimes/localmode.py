@@ -367,12 +367,12 @@ class LocalRun:
     def _on_signal(self, signum: int) -> None:
         self._interrupts += 1
         if self._interrupts > 1:
-            self.printer.line("aborting: captures in flight cut, nothing more stored")
             self.loop.abort()
+            interrupts.later(self.printer.line, "aborting: captures in flight cut, nothing more stored")
             return
         self.executor.drain()
         self.loop.stop()
-        self.printer.line(f"stopping: {interrupts.finishing(self.executor)}")
+        interrupts.later(self.printer.line, f"stopping: {interrupts.finishing(self.executor)}")
 
 
 def _human(resource: str, quantity: str) -> str:

@@ -298,15 +298,19 @@ class Sidecar:
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals > 1:
-            log.info(
-                "%s received again: cutting the captures in flight", name, extra={"pod": self.pod_key, "action": "stop"}
-            )
             self.loop.abort()
+            interrupts.later(
+                log.info,
+                "%s received again: cutting the captures in flight",
+                name,
+                extra={"pod": self.pod_key, "action": "stop"},
+            )
             return
         self.executor.drain()
         self.loop.stop()
         grace = self.settings.grace_period
-        log.info(
+        interrupts.later(
+            log.info,
             "%s received: no new capture; %s (cut after the grace period of %g s)",
             name,
             interrupts.finishing(self.executor, again=""),

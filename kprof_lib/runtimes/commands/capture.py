@@ -124,13 +124,16 @@ def run(args: argparse.Namespace) -> int:
     transport = wiring.transport(transport_name, api, tls_verify=tls_verify)
     executor = Executor(concurrency=1, max_bytes=args.max_bytes)
 
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     def first(_signum: int) -> None:
         executor.drain()
-        print(f"stopping: {interrupts.finishing(executor)}", file=sys.stderr, flush=True)
+        interrupts.later(say, f"stopping: {interrupts.finishing(executor)}")
 
     def second(_signum: int) -> None:
         executor.abort()
-        print("aborting: in-flight captures cut, nothing more stored", file=sys.stderr, flush=True)
+        interrupts.later(say, "aborting: in-flight captures cut, nothing more stored")
 
     stages = interrupts.TwoStages(first, second)
     with stages.installed():
