@@ -86,7 +86,9 @@ def test_a_plan_with_a_bad_template_fails_each_pod_and_the_executor_still_report
 
     assert [(r.pod, r.status) for r in report.results] == [("a-1", "failed"), ("b-1", "failed")]
     assert all("{bogus} is unknown" in p.error for r in report.results for p in r.profiles)
-    assert report.history_updates == {}
+    # No capture time (no cooldown); the failures, so both pods back off.
+    failed = {"lastFailedCapture": good.now, "failingSince": good.now}
+    assert report.history_updates == {"shop/a-1": failed, "shop/b-1": failed}
 
 
 class Flaky(LocalStore):
@@ -109,4 +111,7 @@ def test_an_unexpected_store_error_is_that_profiles_failure(tmp_path):
     assert outcome["fine-1"].status == "captured"
     assert outcome["broken-1"].status == "failed"
     assert "internal error: RuntimeError: disk controller on fire" in outcome["broken-1"].message
-    assert list(report.history_updates) == ["shop/fine-1"]
+    assert report.history_updates == {
+        "shop/broken-1": {"lastFailedCapture": NOW, "failingSince": NOW},
+        "shop/fine-1": {"lastOnDemandCapture": NOW},
+    }

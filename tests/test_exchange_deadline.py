@@ -5,6 +5,7 @@ port-forward."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -15,7 +16,7 @@ from kprof_lib.adapters.pprof.direct import DirectTransport
 from kprof_lib.adapters.pprof.portforward import PortForwardTransport
 from kprof_lib.adapters.pprof.proxy import ProxyTransport
 from kprof_lib.execution.capture import fetch_profile
-from kprof_lib.execution.ports import CaptureTimeout, ProfileRequest
+from kprof_lib.execution.ports import CaptureError, CaptureTimeout, ProfileRequest
 from tests.kube_emulator import make_pod
 from tests.support.rawhttp import ScriptedServer
 
@@ -85,3 +86,32 @@ def test_portforward_cuts_a_pod_that_trickles_its_headers(kube_emulator, kube_ap
     kube_emulator.create(make_pod("app-1", annotations={"profiling.io/enabled": "true",
                                                          "profiling.io/port": str(trickling.port)}))
     assert_cut_at_the_deadline(PortForwardTransport(kube_api), request_for(trickling.port))
+
+
+def test_abort_cuts_every_capture_of_a_transport_at_once(go_app):
+    """`abort()` (a process stopping) cuts the exchanges in flight well before their deadlines,
+    and any started afterwards at once; a CPU profile of the real Go app is the capture cut."""
+    transport = DirectTransport()
+    cpu = ProfileRequest(namespace="local", pod="app", pod_ip="127.0.0.1", scheme="http", port=go_app.port,
+                         base_path="/debug/pprof", profile_type="cpu", cpu_seconds=20)
+    errors: list[Exception] = []
+
+    def fetch() -> None:
+        try:
+            fetch_profile(transport, cpu, timeout=40)
+        except Exception as error:  # the cut is the expected outcome
+            errors.append(error)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    time.sleep(1.0)
+    cut = time.monotonic()
+    transport.abort()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - cut < 0.5
+    assert len(errors) == 1 and isinstance(errors[0], CaptureError), errors
+    started = time.monotonic()
+    heap = dataclasses.replace(cpu, profile_type="heap")
+    with pytest.raises(CaptureError):
+        fetch_profile(transport, heap, timeout=40)
+    assert time.monotonic() - started < 0.5

@@ -89,7 +89,13 @@ def test_a_failing_pod_does_not_stop_the_others(go_app, bad_server, tmp_path):
     assert outcome["a-refused"][0] == "failed" and "refused" in outcome["a-refused"][1]
     assert outcome["c-html"][0] == "failed" and "non-pprof content" in outcome["c-html"][1] and "<html>" not in outcome["c-html"][1]
     assert outcome["d-missing"][0] == "failed" and "404" in outcome["d-missing"][1]
-    assert list(report.history_updates) == ["shop/b-good"], "a failed capture must be retried next check, not cooled down"
+    # A failed capture starts its pod's backoff (planning.cadence.retry_due), not its cooldown.
+    updates = report.history_updates
+    assert set(updates) == {"shop/a-refused", "shop/b-good", "shop/c-html", "shop/d-missing"}
+    now = report.now
+    for failed in ("shop/a-refused", "shop/c-html", "shop/d-missing"):
+        assert updates[failed] == {"lastFailedCapture": now, "failingSince": now}, failed
+    assert "lastFailedCapture" not in updates["shop/b-good"] and updates["shop/b-good"]
 
 
 class CountingClock:

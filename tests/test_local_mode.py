@@ -113,7 +113,7 @@ def test_ctrl_c_finishes_the_capture_in_progress(go_app, kprof, tmp_path):
         "--types",
         "cpu",
         "--cpu-seconds",
-        "3",
+        "4",
         "--out",
         str(tmp_path),
         "--console-spans",
@@ -127,7 +127,9 @@ def test_ctrl_c_finishes_the_capture_in_progress(go_app, kprof, tmp_path):
     [(kind, size, path, reason)] = landed(run.stdout)
     assert (kind, reason) == ("cpu", "on-demand") and path.stat().st_size == size
     assert path.is_relative_to(tmp_path / "local" / "checkout")
-    assert any(line.startswith("stopping: finishing the check in progress") for line in run.stdout)
+    stopping = [line for line in run.stdout if line.startswith("stopping: ")]
+    assert stopping and stopping[0].startswith("stopping: finishing cpu of local/checkout (about "), run.output()
+    assert stopping[0].endswith("; Ctrl-C again to abort")
     assert run.stdout[-1] == "stopped after 1 check(s)"
     spans = [line.split()[1] for line in run.stdout if line.startswith("  span ")]
     # Each span after the line it belongs to: the profile's after it landed, the check's after the check.
@@ -203,17 +205,22 @@ def test_bad_flags_are_refused_naming_the_flag(flags, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_a_config_file_gives_the_rules_and_flags_override_it(tmp_path, capsys):
+def test_a_config_file_gives_the_rules_and_flags_override_it(go_app, tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(
         "apiVersion: profiling.io/v1alpha1\nkind: ProfilingConfig\nmetadata: {name: c}\n"
         "spec:\n  selector: {namespace: shop}\n  thresholds: {cpuThresholdPercent: 80, cooldownSeconds: 10}\n"
         "  profileTypes: [heap]\n"
     )
-    base = ["local", "--target", "http://127.0.0.1:9", "--pid", str(os.getpid()), "--config", str(config)]
-    # The config's cooldown is invalid and reported by its field, with the flag that sets it.
-    assert cli.main(base) == 2
-    assert "spec.thresholds.cooldownSeconds (--cooldown): 10 is less than the minimum of 60" in capsys.readouterr().err
+    base = ["local", "--target", go_app.url, "--pid", str(os.getpid()), "--config", str(config)]
+    # The config's cooldown is invalid: exit 1 and the line `kprof validate` prints for it.
+    assert cli.main(base) == 1
+    validated = cli.main(["validate", str(config)])
+    said = capsys.readouterr().err
+    assert validated == 1
+    line = f"{config} document 1 (c): spec.thresholds.cooldownSeconds: 10 is less than the minimum of 60"
+    assert said.count(line) == 2, said
+    config.write_text(config.read_text().replace("cooldownSeconds: 10", "cooldownSeconds: 60"))
 
     # Flags on top; the selector is ignored (the process is given), so the pod is measured, not
     # left out as namespace-mismatch. 1000% of one core is out of reach on this machine.

@@ -20,6 +20,7 @@ import datetime as dt
 import gzip
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -518,6 +519,51 @@ def test_cooldown_and_the_on_demand_interval_hold_across_a_restart(first_run):
     assert len(first_run.batch_objects_after_restart) == len(first_run.batch_both)
 
 
+def test_sigterm_cuts_the_capture_in_flight_when_the_grace_period_is_over(
+    kube_emulator, kube_api, s3, s3_bucket, go_app, tmp_path
+):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "slow-cpu",
+            "jobs",
+            {
+                "onDemand": {"enabled": True, "intervalSeconds": 300},
+                "profileTypes": ["cpu"],
+                "cpuProfileSeconds": 30,
+                "s3Config": s3_config(s3, s3_bucket, "jobs"),
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+    operator = OperatorProcess(
+        kubeconfig,
+        tmp_path / "op",
+        env=aws_environment(tmp_path),
+        args=[*allow_s3(s3, s3_bucket), "--grace-period", "1"],
+        name="operator",
+    )
+    try:
+        operator.wait_for_log(
+            lambda r: r.get("action") == "capture" and r.get("pod") == "jobs/worker-1", 30, "the capture decision"
+        )
+        time.sleep(1.0)
+        sent = time.monotonic()
+        exit_code = operator.terminate()
+        took = time.monotonic() - sent
+        assert exit_code == 0, operator.output()
+        # The grace period, the cut, the Lease released: seconds, not the profile's 30.
+        assert took < 6.0, f"{took:.1f} s\n{operator.output()}"
+        assert s3.objects(s3_bucket, "jobs/") == []
+        assert operator.find_logs(lambda r: r.get("reason") == "grace-period-over"), operator.output()
+        [stopped] = operator.find_logs(lambda r: r.get("action") == "stopped")
+        assert stopped["clean"] is True, operator.output()
+        assert lease_holder(kube_api, OPERATOR_NAMESPACE) == ""
+    finally:
+        operator.close()
+
+
 # API faults -------------------------------------------------------------------------------------
 
 
@@ -594,3 +640,51 @@ def test_the_operator_recovers_from_api_faults_and_misses_nothing(kube_emulator,
 def status_of_emulator(emulator: KubeEmulator, namespace: str, name: str) -> dict[str, Any]:
     obj = emulator.get("profiling.io/v1alpha1", "ProfilingConfig", namespace, name)
     return (obj or {}).get("status") or {}
+
+
+# A destination that cannot take profiles ---------------------------------------------------------
+
+
+def test_a_bucket_that_does_not_exist_is_reported_in_status_not_at_every_capture(kube_emulator, s3, go_app, tmp_path):
+    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
+    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    kube_emulator.create(
+        profiling_config(
+            "lost",
+            "jobs",
+            {
+                "thresholds": {"checkIntervalSeconds": 10},
+                "onDemand": {"enabled": True, "intervalSeconds": 30},
+                "profileTypes": ["heap"],
+                "s3Config": s3_config(s3, "no-such-bucket", "jobs"),
+            },
+        )
+    )
+    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+    runner = OperatorThread(
+        kubeconfig, tmp_path, leader_elect=False, allowed_destinations=(f"{s3.endpoint_url}/no-such-bucket",)
+    )
+    try:
+        runner.start()
+        status = wait_until(
+            lambda: (
+                (s := status_of_emulator(kube_emulator, "jobs", "lost"))
+                and condition(s, "Ready").get("status") == "False"
+                and s
+            ),
+            30,
+            "Ready=False for the missing bucket",
+        )
+        message = condition(status, "Ready")["message"]
+        assert "spec.s3Config.bucket" in message and "the bucket does not exist" in message, message
+        assert status.get("totalProfiles", 0) == 0
+        # The next checks fail at once too, and nothing is captured into the void.
+        wait_until(
+            lambda: metric_value(runner.metrics(), "kprof_checks_total", config="jobs/lost", result="error") >= 2,
+            30,
+            "a second check",
+        )
+        assert metric_value(runner.metrics(), "kprof_captures_total", type="heap", reason="on-demand",
+                            result="failed") == 0
+    finally:
+        runner.stop()

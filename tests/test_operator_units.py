@@ -485,7 +485,11 @@ def test_a_failed_capture_is_a_warning_event_and_no_history(tmp_path):
     h.run()
     [(_, event_type, reason, message)] = h.events.recorded
     assert (event_type, reason) == ("Warning", "ProfileCaptureFailed") and "404" in message
-    assert h.history.entries == {}
+    # No capture time (no cooldown starts), but the failure: the pod is retried with backoff.
+    [(_config, entries)] = h.history.entries.items()
+    [(pod, entry)] = entries.items()
+    assert pod == "shop/hot-1" and set(entry) == {"lastFailedCapture", "failingSince"}
+    assert entry["lastFailedCapture"] == entry["failingSince"]
     assert (h.config["status"]["totalProfiles"], h.config["status"]["totalUploads"]) == (0, 0)
     text = h.instruments.exposition().decode()
     assert metric_value(text, "kprof_captures_total", type="heap", reason="cpu-threshold", result="failed") == 1

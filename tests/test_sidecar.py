@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import signal
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -170,13 +171,18 @@ def test_on_demand_threshold_and_cooldown_survive_a_restart(app, kprof, tmp_path
 
 
 def test_sigterm_finishes_the_capture_in_progress(app, kprof, tmp_path):
-    spec = {"onDemand": {"enabled": True, "intervalSeconds": 30}, "profileTypes": ["cpu"], "cpuProfileSeconds": 3}
+    spec = {"onDemand": {"enabled": True, "intervalSeconds": 30}, "profileTypes": ["cpu"], "cpuProfileSeconds": 4}
     env = sidecar_env(tmp_path, podinfo_dir(tmp_path, app.port), spec)
     run = kprof("sidecar", "--app-process", app.process_name, "--health-addr", "127.0.0.1:0", env=env)
-    # check.py logs the decision before the executor starts capturing.
+    # check.py logs the decision just before the executor starts capturing; a moment later the CPU
+    # profile is in flight.
     run.wait_for(lambda line: "capture (on-demand)" in line, stream="stderr")
+    time.sleep(1.0)
     run.send(signal.SIGTERM)
     assert run.wait() == 0, run.output()
+    [stopping] = [r["msg"] for r in run.json_logs() if r["msg"].startswith("SIGTERM received")]
+    assert stopping.startswith("SIGTERM received: no new capture; finishing cpu of "), stopping
+    assert stopping.endswith("(cut after the grace period of 25 s)"), stopping
     [record] = check_logs(run)
     [profile] = record["profiles"]
     assert profile["status"] == "stored" and profile["type"] == "cpu"
@@ -198,7 +204,8 @@ def test_an_explicit_annotation_can_switch_the_sidecar_off(app, kprof, tmp_path)
     wait_for_check(run, "not-enabled")
     run.send(signal.SIGTERM)
     assert run.wait() == 0
-    assert not (tmp_path / "var" / "profiles").exists()
+    # The start-up check made the folder (and removed its probe file); nothing was captured into it.
+    assert list((tmp_path / "var" / "profiles").rglob("*")) == []
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,16 @@ schedule) waits for the first to end, then runs. A failed capture is reported an
 When Go's CPU profiler is held by another profiler, that capture is retried at the end of the pod's
 turn with backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.
 
+Stopping: `drain()` (a first Ctrl-C, SIGTERM) starts no new profile, in this execute() or any
+later one, and lets those in flight end; `abort()` (a second Ctrl-C, the grace period over) also
+cuts those in flight through their transports' `abort()`, at once, and stores nothing more. A
+profile not started or cut is reported `cancelled`, never `failed`; `in_flight()` says what a
+drain is waiting for and how long it may take at most.
+
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
 The report carries the history updates the caller must persist (the plan's `now` for each kind of
-capture that produced at least one profile), so cooldowns and on-demand intervals hold.
+capture that produced at least one profile; for a pod whose capture failed, when it failed and when
+its run of failures began), so cooldowns, on-demand intervals and retry backoff hold.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import itertools
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +53,7 @@ from kprof_lib.execution.ports import (
 )
 from kprof_lib.planning.plan import ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
 from kprof_lib.spec.model import KeyLayout
-from kprof_lib.state.cluster import ON_DEMAND_KEY, THRESHOLD_KEY
+from kprof_lib.state.cluster import FAILED_KEY, FAILING_SINCE_KEY, ON_DEMAND_KEY, THRESHOLD_KEY
 
 log = logging.getLogger("kprof.executor")
 
@@ -53,6 +61,7 @@ log = logging.getLogger("kprof.executor")
 # That one ends by its own deadlines; waiting, rather than skipping, is what keeps two configs on
 # the same schedule from starving the second one forever.
 POD_WAIT_SECONDS = 600.0
+STOP_POLL_SECONDS = 0.1
 MILLISECOND = dt.timedelta(milliseconds=1)
 
 
@@ -91,16 +100,17 @@ class PodLocks:
             return now
 
     @contextmanager
-    def hold(self, key: str, wait: float = 0.0) -> Iterator[bool]:
+    def hold(self, key: str, wait: float = 0.0, stopping: Callable[[], bool] = lambda: False) -> Iterator[bool]:
         """Yields True when the pod is held (it was free, or became free within `wait` seconds),
-        False when another capture kept it the whole time."""
+        False when another capture kept it the whole time or `stopping()` became true."""
         deadline = time.monotonic() + wait
         with self._freed:
-            while key in self._busy:
+            while key in self._busy and not stopping():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._freed.wait(remaining)
+                # In slices, so a stop is seen within a moment without anyone notifying.
+                self._freed.wait(min(remaining, STOP_POLL_SECONDS))
             taken = key in self._busy
             if not taken:
                 self._busy.add(key)
@@ -111,6 +121,17 @@ class PodLocks:
                 with self._freed:
                     self._busy.discard(key)
                     self._freed.notify_all()
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A profile being fetched: of which pod, which type, how long until its deadline, and for a
+    CPU profile how long until the target is due to answer (its seconds are up)."""
+
+    pod: str
+    profile_type: str
+    seconds_left: float
+    expected_left: float | None = None
 
 
 class Executor:
@@ -147,6 +168,50 @@ class Executor:
         self.pod_wait = pod_wait
         # The global tracer is a no-op until a runtime installs an SDK; tests pass a private one.
         self.tracer = tracer or trace.get_tracer(telemetry.TRACER_NAME)
+        self._draining = threading.Event()
+        self._aborted = threading.Event()
+        # Re-entrant: drain() and abort() run in signal handlers, on the thread that may hold it.
+        self._lock = threading.RLock()
+        self._in_flight: dict[int, tuple[str, str, float, float | None]] = {}
+        self._ids = itertools.count()
+        self._transports: list[Transport] = []
+
+    # Stopping ----------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Start no new profile from now on; those in flight go on. Safe from a signal handler."""
+        self._draining.set()
+
+    def abort(self) -> None:
+        """`drain()`, and cut every profile in flight now (the transports' `abort()`); nothing
+        more is stored. Safe from a signal handler."""
+        self._draining.set()
+        self._aborted.set()
+        with self._lock:
+            transports = list(self._transports)
+        for transport in transports:
+            cut = getattr(transport, "abort", None)
+            if cut is not None:
+                cut()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def in_flight(self) -> list[InFlight]:
+        """The profiles being fetched now, the one with the most time left first."""
+        now = time.monotonic()
+        with self._lock:
+            entries = list(self._in_flight.values())
+        found = [
+            InFlight(pod, kind, max(0.0, deadline - now), None if due is None else max(0.0, due - now))
+            for pod, kind, deadline, due in entries
+        ]
+        return sorted(found, key=lambda entry: -entry.seconds_left)
 
     def execute(
         self,
@@ -162,6 +227,9 @@ class Executor:
         parent = otel_context.get_current()
         due = plan.captures
         outcomes: dict[str, results.PodResult] = {}
+        with self._lock:
+            if transport not in self._transports:
+                self._transports.append(transport)
 
         def run(decision: PodDecision) -> results.PodResult:
             token = otel_context.attach(parent)
@@ -197,7 +265,7 @@ class Executor:
             )
             for decision in plan.results
         ]
-        history = {} if check_mode else _history_updates(plan.now, report)
+        history = {} if check_mode else _history_updates(plan, report)
         return results.ExecutionReport(plan.now, check_mode, report, history)
 
     # One pod -----------------------------------------------------------------------------------
@@ -215,7 +283,11 @@ class Executor:
 
     def _capture_pod(self, job: _PodJob) -> results.PodResult:
         pod_result = job.result(results.FAILED)
-        with self.pod_locks.hold(pod_result.key, self.pod_wait) as free:
+        with self.pod_locks.hold(pod_result.key, self.pod_wait, self._draining.is_set) as free:
+            if not free and self.draining:
+                pod_result.status = results.CANCELLED
+                pod_result.message = "not started: stopping"
+                return pod_result
             if not free:
                 pod_result.status = results.SKIPPED
                 pod_result.message = f"another capture of this pod was still in progress after {self.pod_wait:g} s"
@@ -226,6 +298,9 @@ class Executor:
             job = dataclasses.replace(job, captured_at=self.pod_locks.start_time(pod_result.key, self.clock.now()))
             busy: list[ProfileRequest] = []
             for request in job.requests():
+                if self.draining:
+                    pod_result.profiles.append(_cancelled(request, "not started: stopping"))
+                    continue
                 outcome = self._capture_contained(job, request)
                 if outcome is None:
                     busy.append(request)
@@ -237,7 +312,11 @@ class Executor:
 
         kept = [p for p in pod_result.profiles if p.status in (results.STORED, results.SPOOLED)]
         failed = [p for p in pod_result.profiles if p.status == results.FAILED]
-        pod_result.status = results.CAPTURED if kept else results.FAILED
+        cancelled = any(p.status == results.CANCELLED for p in pod_result.profiles)
+        if kept:
+            pod_result.status = results.CAPTURED
+        else:
+            pod_result.status = results.CANCELLED if cancelled and not failed else results.FAILED
         if failed:
             pod_result.message = "; ".join(f"{p.type}: {p.error}" for p in failed)
         return pod_result
@@ -256,8 +335,12 @@ class Executor:
 
     def _retry_busy(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult:
         for delay in self.busy_retry.delays():
+            if self.draining:
+                return _cancelled(request, "not retried: stopping")
             job.log("retry", f"cpu profiler busy, retrying in {delay:g} s", level=logging.INFO)
-            self.clock.sleep(delay)
+            self._sleep(delay)
+            if self.draining:
+                return _cancelled(request, "not retried: stopping")
             outcome = self._capture_contained(job, request)
             if outcome is not None:
                 return outcome
@@ -270,6 +353,22 @@ class Executor:
     ) -> results.ProfileResult | None:
         timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
         started = self.clock.monotonic()
+        entry = next(self._ids)
+        with self._lock:
+            begun = time.monotonic()
+            due = begun + request.cpu_seconds if request.profile_type == "cpu" else None
+            self._in_flight[entry] = (job.decision.key, request.profile_type, begun + timeout, due)
+        try:
+            return self._fetch_and_store_tracked(job, request, held, timeout, started)
+        finally:
+            with self._lock:
+                self._in_flight.pop(entry, None)
+
+    def _fetch_and_store_tracked(
+        self, job: _PodJob, request: ProfileRequest, held: budget.Holding, timeout: float, started: float
+    ) -> results.ProfileResult | None:
+        if self.aborted:  # abort() came between the check of the loop and here
+            return _cancelled(request, "not started: stopping")
         with self.tracer.start_as_current_span(telemetry.SPAN_CAPTURE) as span:
             span.set_attributes(
                 {
@@ -285,11 +384,17 @@ class Executor:
                 data = capture.fetch_profile(
                     job.transport, request, timeout=timeout, max_bytes=self.max_bytes, reserve=held.reserve
                 )
-            except TargetBusy as error:
-                span.set_attribute(telemetry.ATTR_RESULT, "busy")
-                span.add_event("target busy", {"message": redact.text(str(error))})
-                return None
-            except CaptureError as error:
+            except CaptureError as error:  # TargetBusy among them
+                if self.aborted:
+                    # Cut by abort(): not the target's fault, and nothing of it is kept.
+                    span.set_attribute(telemetry.ATTR_RESULT, results.CANCELLED)
+                    span.add_event("cancelled", {"message": "the process was stopping"})
+                    job.log("cancelled", "cut: stopping", profile=request.profile_type, level=logging.INFO)
+                    return _cancelled(request, "cut: stopping", seconds=self._since(started))
+                if isinstance(error, TargetBusy):
+                    span.set_attribute(telemetry.ATTR_RESULT, "busy")
+                    span.add_event("target busy", {"message": redact.text(str(error))})
+                    return None
                 message = redact.text(str(error))
                 span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
                 record_error(span, error, message)
@@ -305,6 +410,8 @@ class Executor:
             span.set_attribute(telemetry.ATTR_RESULT, "captured")
             context = span.get_span_context()
             trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        if self.aborted:
+            return _cancelled(request, "not stored: stopping", seconds=self._since(started))
         return self._store(job, request, data, self._since(started), trace_id)
 
     def _store(
@@ -359,6 +466,14 @@ class Executor:
             )
         job.log(status, stored.uri, profile=request.profile_type, bytes=len(data))
         return outcome(status, uri=stored.uri, key=stored.key, attempts=stored.attempts)
+
+    def _sleep(self, seconds: float) -> None:
+        # The system clock's sleep would hold a stopping process for up to a whole backoff delay;
+        # other clocks (tests') keep their own sleep.
+        if isinstance(self.clock, SystemClock):
+            self._draining.wait(seconds)
+        else:
+            self.clock.sleep(seconds)
 
     def _since(self, started: float) -> float:
         return round(self.clock.monotonic() - started, 3)
@@ -434,6 +549,12 @@ class _PodJob:
         )
 
 
+def _cancelled(request: ProfileRequest, why: str, *, seconds: float = 0.0) -> results.ProfileResult:
+    return results.ProfileResult(
+        request.profile_type, results.CANCELLED, error=why, target=request.target, seconds=seconds
+    )
+
+
 def record_error(span: trace.Span, error: Exception, message: str) -> None:
     """The error on the span, its message and stack trace with credentials in URLs redacted."""
     stacktrace = redact.text("".join(traceback.format_exception(error)))
@@ -441,9 +562,19 @@ def record_error(span: trace.Span, error: Exception, message: str) -> None:
     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
 
 
-def _history_updates(now: str, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+def _history_updates(plan: Plan, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+    now = plan.now
+    decisions = {decision.key: decision for decision in plan.captures}
     updates: dict[str, dict[str, str]] = {}
     for result in report:
+        decision = decisions.get(result.key)
+        if result.status == results.FAILED and decision is not None:
+            # The pod is retried with backoff (planning.cadence.retry_due), not at every check.
+            failed = {FAILED_KEY: now}
+            if not decision.failing:
+                failed[FAILING_SINCE_KEY] = now
+            updates[result.key] = failed
+            continue
         if result.status != results.CAPTURED:
             continue
         update = {}

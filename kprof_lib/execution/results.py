@@ -12,16 +12,18 @@ CAPTURED = "captured"  # at least one profile stored (or spooled to be stored)
 FAILED = "failed"  # a capture was due and no profile could be kept
 SKIPPED = "skipped"  # nothing was due (the plan said none), or another capture of the pod was running
 PLANNED = "planned"  # check mode: what would be captured
+CANCELLED = "cancelled"  # the process was stopping: no profile kept, none failed
 
 # Profile statuses
 STORED = "stored"
 SPOOLED = "spooled"  # kept in the local spool; uploaded when the store is back
+# (CANCELLED: not started, or cut, because the process was stopping; nothing of it was stored)
 
 
 @dataclass
 class ProfileResult:
     type: str
-    status: str  # stored | spooled | failed | planned
+    status: str  # stored | spooled | failed | cancelled | planned
     bytes: int = 0
     uri: str | None = None
     key: str | None = None
@@ -76,7 +78,8 @@ class ExecutionReport:
     def recap(self) -> str:
         """`captured: 2  failed: 1  skipped: 7  profiles: 6 stored, 1 spooled, 1 failed`."""
         pods = "  ".join(
-            f"{status}: {self.count(status)}" for status in (PLANNED, CAPTURED, FAILED, SKIPPED) if self.count(status)
+            f"{status}: {self.count(status)}" for status in (PLANNED, CAPTURED, FAILED, CANCELLED, SKIPPED)
+            if self.count(status)
         )
         by_status = Counter(profile.status for profile in self.profiles)
         profiles = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))

@@ -1,5 +1,6 @@
 """When checks and on-demand captures fall due, computed here once for reconcile, the operator's
-scheduler and the single-target check loop. Pure: every time is given.
+scheduler and the single-target check loop; and when a pod whose capture failed may be tried
+again. Pure: every time is given.
 """
 
 from __future__ import annotations
@@ -36,6 +37,31 @@ def earliest_on_demand_due(
         except ValueError:
             continue
     return min(times) + dt.timedelta(seconds=interval) if times else None
+
+
+# A pod whose capture failed is tried again after RETRY_FIRST_SECONDS, then after as long as its
+# failures have lasted (so the wait doubles), never more than RETRY_MAX_SECONDS apart.
+RETRY_FIRST_SECONDS = 30
+RETRY_MAX_SECONDS = 900
+
+
+def failing(history: cluster.History) -> bool:
+    """Whether the pod's last capture failed: a failure later than its last successful capture."""
+    if history.last_failed is None or history.failing_since is None:
+        return False
+    successes = [t for t in (history.last_threshold, history.last_on_demand) if t is not None]
+    return not successes or history.last_failed > max(successes)
+
+
+def retry_due(history: cluster.History) -> dt.datetime | None:
+    """When a pod whose captures have been failing may be tried again; None: it is not failing.
+    Exponential with a cap, per pod: each wait is as long as the failures have lasted so far."""
+    if not failing(history):
+        return None
+    assert history.last_failed is not None and history.failing_since is not None
+    lasted = max(0.0, (history.last_failed - history.failing_since).total_seconds())
+    wait = min(RETRY_MAX_SECONDS, max(RETRY_FIRST_SECONDS, lasted))
+    return history.last_failed + dt.timedelta(seconds=wait)
 
 
 def check_interval(spec: Spec | None) -> int:

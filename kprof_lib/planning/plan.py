@@ -62,6 +62,9 @@ class PodDecision:
     thresholds: Thresholds | None = None
     service: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The pod's previous captures failed (a retry after backoff): its failure run goes on if this
+    # one fails too. Not part of the plan's JSON.
+    failing: bool = False
 
     @property
     def key(self) -> str:

@@ -9,8 +9,9 @@ Order of decisions for one pod (the first that fails names the "none" reason):
 selection (namespace-mismatch, label-mismatch, not-enabled, not-running, invalid-annotation), then
 captures due (cpu-threshold, memory-threshold, on-demand, in that precedence; then baseline: with
 spec.baseline, one pod of a workload found below every threshold whose latest baseline or healthy
-capture is older than the interval), then why not (cooldown, no-metrics, no-baseline,
-below-threshold, not-due).
+capture is older than the interval), held back while the pod's last capture failed and its retry is
+not due yet (backoff, `planning.cadence.retry_due`), then why not (cooldown, no-metrics,
+no-baseline, below-threshold, not-due).
 
 `kinds` says which kinds of capture this check decides (threshold, on-demand; both by default): the
 operator runs its threshold checks and its on-demand runs on their own schedules, each deciding
@@ -148,6 +149,19 @@ class _Decider:
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
         metadata = pod["metadata"]
         uid = metadata.get("uid")
+        retry = cadence.retry_due(history)
+        if reasons and retry is not None and self.state.now < retry:
+            assert history.last_failed is not None
+            return PodDecision(
+                namespace,
+                name,
+                NONE,
+                "backoff",
+                uid=uid,
+                crossed=crossed,
+                observed=observed if thresholds is not None else None,
+                message=f"the last capture failed at {_stamp(history.last_failed)}; next attempt from {_stamp(retry)}",
+            )
         if reasons:
             return PodDecision(
                 namespace,
@@ -165,6 +179,7 @@ class _Decider:
                 thresholds=thresholds,
                 service=naming.service_name(metadata),
                 labels=dict(metadata.get("labels") or {}),
+                failing=retry is not None,
             )
         if thresholds is None:
             return PodDecision(namespace, name, NONE, "not-due", uid=uid)
@@ -177,6 +192,10 @@ class _Decider:
         else:
             reason = "below-threshold"
         return PodDecision(namespace, name, NONE, reason, uid=uid, crossed=crossed, observed=observed)
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _round(value: float | None) -> float | None:

@@ -115,6 +115,7 @@ class CheckLoop:
     checks: int = field(default=0, init=False)
     completed: bool = field(default=False, init=False)  # run() ended as asked (stop() or its duration), not by an error
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _aborted: threading.Event = field(default_factory=threading.Event, init=False)
     _last_start: float | None = field(default=None, init=False)
 
     # Control ------------------------------------------------------------------------------------
@@ -123,9 +124,20 @@ class CheckLoop:
         """Ends `run()` after the check in progress, if any. Safe from a signal handler."""
         self._stop.set()
 
+    def abort(self) -> None:
+        """Ends `run()` now: the executor cuts what is in flight (`Executor.abort`), and the spools
+        are not flushed on the way out (what they hold waits there for the next start)."""
+        self._aborted.set()
+        self._stop.set()
+        self.executor.abort()
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
 
     def run(self, *, duration: float | None = None) -> None:
         """Checks until `stop()` or, with `duration`, until that many seconds have passed; then
@@ -184,6 +196,8 @@ class CheckLoop:
             return None
 
     def flush_spools(self) -> None:
+        if self._aborted.is_set():
+            return
         for spooled in self.stores.spooling():
             with contextlib.suppress(Exception):  # the spool logs its own failures
                 spooled.flush()

@@ -3,8 +3,9 @@
 Each command module has `add_arguments(parser)` and `run(args) -> int` (the exit code); its
 docstring is its description and `COMMANDS` below its one-line help. Only the module of the command
 being run is imported, so `kprof --version`, `kprof validate` and `kprof plan` start without loading
-the kubernetes client, boto3 or OpenTelemetry (tests/test_layers.py checks it). Exit codes: 0
-success, 1 invalid input or a failed action, 2 bad usage.
+the kubernetes client, boto3 or OpenTelemetry (tests/test_layers.py checks it). Exit codes, the
+same for every command: 0 when everything asked for was done (every profile stored), 1 for
+invalid input or anything that failed, 2 for bad usage, 130 when Ctrl-C ended it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     command = command_in(argv)
-    args = build_parser([command] if command else []).parse_args(argv)
     try:
+        # Inside: a Ctrl-C while the command's libraries load ends it quietly too.
+        args = build_parser([command] if command else []).parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:
         return 130

@@ -10,14 +10,21 @@ the machine's memory: the percentages are those `top` shows for the process.
 
 Output, on stdout: one line per check (time, usage, the plan's and the execution's recap), one line
 per profile as it lands (type, size, where), and with --console-spans one compact line per span.
-Ctrl-C (or SIGTERM) finishes the check in progress and exits 0; a second Ctrl-C aborts.
+Before the first check, the destination is checked (the directory takes a file; the bucket answers
+a HeadBucket) and so is the target (its pprof index answers): a problem that waiting cannot fix
+stops the session with one line naming the flag. With `--to s3://...`, profiles wait in a spool
+folder while S3 is unreachable and are uploaded when it is back, as in the operator.
+
+Ctrl-C (or SIGTERM) starts no new capture, says what is being finished and how long that may take,
+and exits when it is done; a second one cuts the captures in flight at once (nothing half-written is
+left) and exits 130. Otherwise the exit code is 0 when every profile asked for was stored (or
+spooled), 1 when one failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,12 +34,12 @@ from typing import IO, Any
 from opentelemetry import trace
 
 from kprof_lib.adapters import podinfo, procfs, tracing
-from kprof_lib.execution import results
+from kprof_lib.execution import redact, results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.telemetry import TRACER_NAME
-from kprof_lib.runtimes import progress, wiring
+from kprof_lib.runtimes import interrupts, preflight, progress, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.runtimes.single import SingleTarget, Target, one_pod_state
 from kprof_lib.spec.model import Spec
@@ -58,6 +65,7 @@ class LocalSettings:
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     tls_verify: bool = True
     notes: tuple[str, ...] = ()  # said at start: what the flags turned on without being asked
+    spool_dir: Path | None = None  # where profiles for S3 wait while it is unreachable
 
 
 def baselines(
@@ -136,7 +144,7 @@ class LocalRun:
         self.provider = build_tracer_provider(console=self.printer if settings.console_spans else None, env=env)
         tracer = self.provider.get_tracer(TRACER_NAME) if self.provider else trace.NoOpTracer()
         self.executor = Executor(concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracer)
-        self.stores = wiring.Stores(local_dir=settings.out_dir)
+        self.stores = wiring.Stores(local_dir=settings.out_dir, spool_dir=settings.spool_dir)
         self.loop = loop = CheckLoop(
             config_name=f"{NAMESPACE}/{settings.name}",
             load_spec=lambda: settings.spec,
@@ -156,6 +164,7 @@ class LocalRun:
         )
         self.exit_code = 0
         self._interrupts = 0
+        self.failed_profiles = 0
 
     def _locate(self) -> int | None:
         pid = self.settings.pid
@@ -191,6 +200,7 @@ class LocalRun:
         usage = f"cpu {_percent(cpu)}  mem {_percent(memory)}"
         clock = dt.datetime.now().strftime("%H:%M:%S")
         self.printer.line(f"[{clock}] check {self.loop.checks:<3} {usage}  {report.recap()}")
+        self.failed_profiles += sum(1 for profile in report.execution.profiles if profile.status == results.FAILED)
         self.printer.failures(report.execution.profiles)
         for pod_result in report.execution.results:
             if pod_result.status == results.SKIPPED and pod_result.message:
@@ -240,20 +250,54 @@ class LocalRun:
 
     # Lifecycle ----------------------------------------------------------------------------------
 
+    def startup_problem(self) -> preflight.Problem | None:
+        """What can be checked before the first check: the destination, then the target. A
+        temporary S3 problem is printed and the session goes on (the spool keeps the profiles)."""
+        spec, settings = self.settings.spec, self.settings
+        store = self.stores.for_spec(spec)
+        if spec.get("s3Config"):
+            problem = preflight.bucket(store, "--to")
+            if problem is not None and not problem.permanent:
+                where = f" in {settings.spool_dir}" if settings.spool_dir else ""
+                self.printer.line(f"warning: {problem}; profiles wait{where} until it answers")
+                problem = None
+        else:
+            problem = preflight.directory(settings.out_dir, "--out")
+        if problem is None:
+            target = settings.target
+            index = preflight.pprof_index(target.scheme, target.host, target.port, target.path)
+            problem = preflight.target(index, "--target", tls_verify=settings.tls_verify)
+        return problem
+
     def run(self) -> int:
+        problem = self.startup_problem()
+        if problem is not None:
+            print(redact.text(f"kprof local: {problem}"), file=sys.stderr)
+            if self.provider is not None:
+                tracing.shutdown(self.provider)
+            return 1
         self._print_start()
         completed = self.runtime.run(duration=self.settings.duration)
-        self.printer.line(f"stopped after {self.loop.checks} check(s)")
+        if self.loop.aborted:
+            self.printer.line(f"aborted after {self.loop.checks} check(s)")
+            return interrupts.EXIT_INTERRUPTED
+        self.printer.line(
+            f"stopped after {self.loop.checks} check(s)"
+            + (f"; {self.failed_profiles} profile(s) failed" if self.failed_profiles else "")
+        )
         if not completed:
             return 1  # the loop died of an error, already reported on stderr
-        return self.exit_code
+        return 1 if self.failed_profiles else self.exit_code
 
     def _on_signal(self, signum: int) -> None:
         self._interrupts += 1
-        if self._interrupts > 1 and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.printer.line("stopping: finishing the check in progress (Ctrl-C again to abort)")
+        if self._interrupts > 1:
+            self.loop.abort()
+            interrupts.later(self.printer.line, "aborting: captures in flight cut, nothing more stored")
+            return
+        self.executor.drain()
         self.loop.stop()
+        interrupts.later(self.printer.line, f"stopping: {interrupts.finishing(self.executor)}")
 
 
 def _human(resource: str, quantity: str) -> str:

@@ -184,6 +184,12 @@ class Watching:
         self.console = console
         self.name = inner.name
 
+    def abort(self) -> None:
+        """Cut what the wrapped transport has in flight (`Executor.abort`), when it can."""
+        cut = getattr(self.inner, "abort", None)
+        if cut is not None:
+            cut()
+
     def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]:
         return self._open(request, timeout)
 

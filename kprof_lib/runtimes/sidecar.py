@@ -11,8 +11,16 @@ while S3 is unreachable) or to the local directory. The capture history lives in
 JSON file beside the spool, so a restarted sidecar keeps its cooldowns.
 
 The spec comes from a file (a ConfigMap volume; re-read when it changes, a broken edit is logged
-and the last good spec kept) or from inline YAML/JSON. SIGTERM or SIGINT: the check in progress is
-finished, the spool flushed, and the process exits 0. docs/SIDECAR.md lists the pod settings.
+and the last good spec kept) or from inline YAML/JSON. SIGTERM or SIGINT: no new capture
+starts, the one in flight gets up to the grace period (`--grace-period`, inside the pod's
+terminationGracePeriodSeconds) and is cut after it, the spool is flushed, and the process exits 0;
+a second signal cuts at once and exits 130.
+
+At start the destination is checked: the local and spool folders take a file, the bucket answers a
+HeadBucket with the pod's credentials. A bucket that does not exist or refuses the credentials, or
+a folder that cannot be written, stops the sidecar with one log line naming the field or flag; S3
+not answering is logged and the spool keeps the profiles. A target that does not answer yet is
+logged only: the app container may start after the sidecar. docs/SIDECAR.md lists the pod settings.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from kprof_lib.adapters import podinfo, procfs, tracing
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
-from kprof_lib.runtimes import endpoints, wiring
+from kprof_lib.runtimes import endpoints, interrupts, preflight, wiring
 from kprof_lib.runtimes.checkloop import CheckLoop, HistoryBook
 from kprof_lib.runtimes.single import SettingsError, SingleTarget, Target, one_pod_state
 from kprof_lib.spec.errors import SpecError
@@ -50,6 +58,8 @@ DEFAULT_LOCAL_DIR = "/var/lib/kprof/profiles"
 DEFAULT_SPOOL_DIR = "/var/lib/kprof/spool"
 DEFAULT_CONFIG_FILE = "/etc/kprof/config.yaml"
 DEFAULT_PODINFO_DIR = "/etc/kprof/podinfo"
+# Inside a pod's default terminationGracePeriodSeconds (30), with room to flush and exit.
+DEFAULT_GRACE_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class SidecarSettings:
     health_addr: str
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     tls_verify: bool = True
+    grace_period: float = DEFAULT_GRACE_SECONDS
 
 
 class SpecSource:
@@ -162,6 +173,8 @@ class Sidecar:
             loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-sidecar-loop"
         )
         self._running = threading.Event()
+        self._signals = 0
+        self._grace_timer: threading.Timer | None = None
 
     # What a check sees --------------------------------------------------------------------------
 
@@ -249,6 +262,8 @@ class Sidecar:
             log.error("cannot start: %s", error, extra={"action": "start", "reason": "InvalidConfig"})
             return 1
         self._log_start(spec)
+        if not self._startup_checks(spec):
+            return 1
         try:
             server = endpoints.Endpoints(
                 endpoints.parse_address(self.settings.health_addr), endpoints.health_routes(self.ready), "health"
@@ -268,6 +283,11 @@ class Sidecar:
         finally:
             self._running.clear()
             server.stop()
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+        if self.loop.aborted and self._signals > 1:
+            log.info("aborted", extra={"pod": self.pod_key, "action": "stop", "reason": "second-signal"})
+            return interrupts.EXIT_INTERRUPTED
         if not completed:  # the loop died of an error: worth a restart of the container
             log.error("the check loop ended unexpectedly", extra={"pod": self.pod_key, "action": "stop"})
             return 1
@@ -275,12 +295,69 @@ class Sidecar:
         return 0
 
     def _on_signal(self, signum: int) -> None:
-        log.info(
-            "%s received: finishing the check in progress",
-            signal.Signals(signum).name,
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals > 1:
+            self.loop.abort()
+            interrupts.later(
+                log.info,
+                "%s received again: cutting the captures in flight",
+                name,
+                extra={"pod": self.pod_key, "action": "stop"},
+            )
+            return
+        self.executor.drain()
+        self.loop.stop()
+        grace = self.settings.grace_period
+        interrupts.later(
+            log.info,
+            "%s received: no new capture; %s (cut after the grace period of %g s)",
+            name,
+            interrupts.finishing(self.executor, again=""),
+            grace,
             extra={"pod": self.pod_key, "action": "stop"},
         )
-        self.loop.stop()
+        self._grace_timer = threading.Timer(grace, self._grace_over)
+        self._grace_timer.daemon = True
+        self._grace_timer.start()
+
+    def _grace_over(self) -> None:
+        log.warning(
+            "grace period over: cutting the captures in flight",
+            extra={"pod": self.pod_key, "action": "stop", "reason": "grace-period-over"},
+        )
+        self.loop.abort()
+
+    def _startup_checks(self, spec: Spec) -> bool:
+        """The destination (and, as a warning only, the target) before the first check."""
+        settings = self.settings
+        problems = [preflight.directory(settings.spool_dir, "--spool-dir")]
+        if spec.get("s3Config"):
+            problems.append(preflight.bucket(self.stores.for_spec(spec), "spec.s3Config.bucket"))
+        else:
+            problems.append(preflight.directory(settings.local_dir, "--local-dir"))
+        for problem in problems:
+            if problem is None:
+                continue
+            if problem.permanent:
+                log.error("cannot start: %s", problem, extra={"action": "start", "reason": "destination"})
+                return False
+            log.warning(
+                "%s; profiles wait in the spool until it answers",
+                problem,
+                extra={"action": "start", "reason": "store-unreachable"},
+            )
+        target = settings.target
+        if target is not None:
+            index = preflight.pprof_index(target.scheme, target.host, target.port, target.path)
+            problem = preflight.target(index, "--target", tls_verify=settings.tls_verify)
+            if problem is not None:
+                log.warning(
+                    "%s; checked again at every capture (the app may still be starting)",
+                    problem,
+                    extra={"action": "start", "reason": "target-not-answering"},
+                )
+        return True
 
     def _log_start(self, spec: Spec) -> None:
         store = self.stores.for_spec(spec)

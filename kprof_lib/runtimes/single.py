@@ -6,7 +6,8 @@ the terminal) are this runtime with their own spec source, target and reporter.
 Each check is the operator's own cycle (`runtimes.checkloop` runs `run_check`) over a one-pod
 cluster state: the target as a stand-in pod and, while its process is measured, the PodMetrics of
 that process from /proc. The main thread only waits for the loop, so a signal handler never
-interrupts a thread that holds the loop's locks; the check in progress is finished first.
+interrupts a thread that holds the loop's locks; the check in progress is finished first. After
+`CheckLoop.abort()` (a second Ctrl-C) the main thread waits only a moment for the loop's thread.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import datetime as dt
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.runtimes import interrupts
 from kprof_lib.runtimes.checkloop import CheckLoop
 from kprof_lib.state import optin
 
@@ -87,19 +89,34 @@ class SingleTarget:
     provider: Any
     on_signal: Callable[[int], None]
     thread_name: str
+    _wake: threading.Event = field(default_factory=threading.Event, init=False)
 
     def run(self, *, duration: float | None = None) -> bool:
         """True when the loop ended as asked; False when it died of an error (reported already)."""
         previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         if self.meter is not None:
             self.meter.measure()  # opens the first CPU window
-        worker = threading.Thread(
-            target=self.loop.run, kwargs={"duration": duration}, name=self.thread_name, daemon=True
-        )
+
+        def checks() -> None:
+            try:
+                self.loop.run(duration=duration)
+            finally:
+                self._wake.set()
+
+        worker = threading.Thread(target=checks, name=self.thread_name, daemon=True)
         try:
             worker.start()
             while worker.is_alive():
-                worker.join(0.5)
+                # A wait resumes after a signal handler for the rest of its timeout: the handler
+                # sets the event when it aborted, so the abort is not held up by it.
+                self._wake.wait(0.5)
+                if self.loop.aborted:
+                    # Cut captures end their threads in milliseconds; a store write in progress
+                    # gets a moment, then the process goes.
+                    worker.join(interrupts.ABORT_WAIT_SECONDS)
+                    break
+                if self._wake.is_set():  # the loop is ending: its thread is about done
+                    worker.join(0.5)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -109,3 +126,5 @@ class SingleTarget:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.on_signal(signum)
+        if self.loop.aborted:
+            self._wake.set()

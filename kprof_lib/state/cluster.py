@@ -26,6 +26,11 @@ BASELINE_KEY = "lastBaselineCapture"
 HEALTHY_TIME_KEY = "lastHealthyCapture"
 HEALTHY_KEY = "healthyCapture"
 WORKLOAD_KEY = "workload"
+# A run of failed captures: when the last one failed, and when the first of the run did (the
+# backoff grows with the run's length; see planning.cadence.retry_due).
+FAILED_KEY = "lastFailedCapture"
+FAILING_SINCE_KEY = "failingSince"
+TIME_KEYS = (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, HEALTHY_TIME_KEY, FAILED_KEY, FAILING_SINCE_KEY)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class History:
     last_on_demand: dt.datetime | None = None
     last_baseline: dt.datetime | None = None  # the later of its baseline and healthy captures
     workload: str | None = None
+    last_failed: dt.datetime | None = None
+    failing_since: dt.datetime | None = None
 
 
 @dataclass
@@ -177,7 +184,7 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             problems.append({"path": path, "message": f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"})
             continue
         times = {}
-        for field_name in (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, HEALTHY_TIME_KEY):
+        for field_name in TIME_KEYS:
             raw = entry.get(field_name)
             if raw is None:
                 continue
@@ -188,10 +195,12 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
         baselines = [t for t in (times.get(BASELINE_KEY), times.get(HEALTHY_TIME_KEY)) if t is not None]
         workload = entry.get(WORKLOAD_KEY)
         history[key] = History(
-            times.get(THRESHOLD_KEY),
-            times.get(ON_DEMAND_KEY),
-            max(baselines) if baselines else None,
-            workload if isinstance(workload, str) else None,
+            last_threshold=times.get(THRESHOLD_KEY),
+            last_on_demand=times.get(ON_DEMAND_KEY),
+            last_baseline=max(baselines) if baselines else None,
+            workload=workload if isinstance(workload, str) else None,
+            last_failed=times.get(FAILED_KEY),
+            failing_since=times.get(FAILING_SINCE_KEY),
         )
     return history
 

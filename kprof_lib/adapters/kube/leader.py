@@ -217,7 +217,27 @@ class LeaderElector:
         self._observe(written.get("spec") or {})
         return True
 
-    def _create(self, now: str) -> bool:
+    def missing_namespace(self) -> bool:
+        """Whether the Lease's namespace does not exist (checked once at start: a Lease that is not
+        there yet is created by the campaign, a namespace is not). A GET of a missing Lease says
+        404 either way, so a dry-run create asks the API server, which refuses it 404 with the
+        namespace's kind when the namespace is missing. Other errors are the campaign's to log."""
+        try:
+            get_json(self._api, self.path, timeout=self._timeout)
+            return False
+        except errors.APINotFound:
+            pass
+        except errors.APIError:
+            return False
+        try:
+            self._create(micro_time(), dry_run=True)
+        except errors.APINotFound as error:
+            return "namespace" in str(error.message).lower()
+        except errors.APIError:
+            return False
+        return False
+
+    def _create(self, now: str, *, dry_run: bool = False) -> bool:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -232,8 +252,11 @@ class LeaderElector:
         }
         leases = self.path.rpartition("/")[0]
         try:
-            created = send_json(self._api, "POST", leases, body, timeout=self._timeout)
+            dry = [("dryRun", "All")] if dry_run else None
+            created = send_json(self._api, "POST", leases, body, query=dry, timeout=self._timeout)
         except errors.APIConflict:  # another candidate created it first
+            return False
+        if dry_run:
             return False
         self._observe(created.get("spec") or {})
         return True

@@ -4,7 +4,8 @@ Socket timeouts bound each read, not the whole body: a server that sends one byt
 trips them. So each transport registers its connection with the process-wide `WATCHDOG` once the
 response has started; when the capture's deadline passes, the watchdog shuts the socket down,
 which makes any blocked read return at once, and the transport reports a timeout. One thread
-serves every capture and ends itself after a short idle spell.
+serves every capture and ends itself after a short idle spell. A `Group` (one per transport) lets
+a stopping process cut all of a transport's captures at once, before their deadlines.
 """
 
 from __future__ import annotations
@@ -22,12 +23,23 @@ from typing import Any
 IDLE_EXIT_SECONDS = 5.0
 
 
+class Group:
+    """Watches that are cut together by `Watchdog.cut_group`: a transport's, when its process stops.
+    Once cut, a group stays cut: a watch added later fires at once."""
+
+    __slots__ = ("cut",)
+
+    def __init__(self) -> None:
+        self.cut = False
+
+
 class Watch:
     """One registered deadline. `fired` tells whether the watchdog cut the connection."""
 
-    __slots__ = ("_cut", "_owner", "done", "fired")
+    __slots__ = ("_cut", "_owner", "done", "fired", "group")
 
-    def __init__(self, owner: Watchdog, cut: Callable[[], None]):
+    def __init__(self, owner: Watchdog, cut: Callable[[], None], group: Group | None = None):
+        self.group = group
         self._owner = owner
         self._cut: Callable[[], None] | None = cut
         self.fired = False
@@ -69,9 +81,12 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._sleeping_until = math.inf
 
-    def watch(self, deadline: float, cut: Callable[[], None]) -> Watch:
-        """Call `cut` at `deadline` unless the returned watch is cancelled first."""
-        entry = Watch(self, cut)
+    def watch(self, deadline: float, cut: Callable[[], None], group: Group | None = None) -> Watch:
+        """Call `cut` at `deadline` (or when `group` is cut) unless the returned watch is cancelled
+        first."""
+        entry = Watch(self, cut, group)
+        if group is not None and group.cut:
+            deadline = -math.inf
         with self.lock:
             heapq.heappush(self._heap, (deadline, next(self._order), entry))
             self._live += 1
@@ -82,6 +97,16 @@ class Watchdog:
             elif deadline < self._sleeping_until:
                 self._changed.notify()
         return entry
+
+    def cut_group(self, group: Group) -> int:
+        """Cut every live watch of `group` now, and any added to it later; how many were cut."""
+        with self.lock:
+            group.cut = True
+            due = [entry for _, _, entry in self._heap if entry.group is group and not entry.done]
+            for entry in due:
+                self._live -= 1
+                entry._fire()
+        return len(due)
 
     @property
     def running(self) -> bool:

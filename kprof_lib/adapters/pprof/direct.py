@@ -23,7 +23,8 @@ from contextlib import contextmanager
 import urllib3
 
 from kprof_lib.adapters.pprof import exchange, streaming
-from kprof_lib.execution.ports import CaptureTimeout, ProfileRequest, Response
+from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Group
+from kprof_lib.execution.ports import CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 # Pods captured at once are distinct hosts; each host gets its own pool within the manager.
 MAX_HOSTS = 512
@@ -37,6 +38,7 @@ class DirectTransport:
 
     def __init__(self, *, tls_verify: bool = True) -> None:
         self.tls_verify = tls_verify
+        self._group = Group()
         self._pool = exchange.watch_pools(
             urllib3.PoolManager(
                 num_pools=MAX_HOSTS,
@@ -55,7 +57,7 @@ class DirectTransport:
         where = streaming.host_port(request.pod_ip, request.port)
         url = f"{request.scheme}://{where}{streaming.path_and_query(request)}"
         streaming.confine(url, request.base_path.rstrip("/") + "/", request)
-        with exchange.watched(deadline) as watched:
+        with exchange.watched(deadline, self._group) as watched:
             try:
                 response = self._pool.request(
                     "GET",
@@ -68,6 +70,8 @@ class DirectTransport:
                     timeout=urllib3.Timeout(total=timeout),
                 )
             except (urllib3.exceptions.HTTPError, OSError) as error:
+                if self._group.cut:
+                    raise CaptureFailed(f"cancelled: the process is stopping ({request.target})") from error
                 if watched.cut:
                     raise CaptureTimeout(f"timed out after {timeout:g} s waiting for {request.target}") from error
                 unverified = "certificate verify failed" in str(error).lower()
@@ -77,6 +81,10 @@ class DirectTransport:
                 ) from error
             with streaming.streamed_urllib3(response, request, timeout, watched) as streamed:
                 yield streamed
+
+    def abort(self) -> None:
+        """Cut every capture in flight through this transport now, and any started later."""
+        WATCHDOG.cut_group(self._group)
 
     def close(self) -> None:
         """Close idle pooled connections."""

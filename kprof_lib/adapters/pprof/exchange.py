@@ -8,7 +8,8 @@ exchange of the calling thread, the connection classes below (installed in a Poo
 `watch_pools`) attach themselves to it as they connect or send, and when the deadline passes the
 watchdog shuts the connection's socket, which makes the blocked read return at once. Once the
 response is in, the response itself is cut instead (urllib3 refuses that after the connection went
-back to its pool, so a late deadline never cuts a connection another capture reuses).
+back to its pool, so a late deadline never cuts a connection another capture reuses). A transport
+passes its `Group`, and cuts all its exchanges at once when its process stops (`abort`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Watch, shutdown_socket
+from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Group, Watch, shutdown_socket
 
 _current = threading.local()
 
@@ -69,12 +70,12 @@ def _shut(connection: Any) -> None:
 
 
 @contextlib.contextmanager
-def watched(deadline: float) -> Iterator[Exchange]:
+def watched(deadline: float, group: Group | None = None) -> Iterator[Exchange]:
     """The calling thread's next urllib3 exchange (through a `watch_pools` PoolManager) is cut at
-    `deadline` (a `time.monotonic()` value). The caller cancels `exchange.watch` before it lets go
-    of the response."""
+    `deadline` (a `time.monotonic()` value), or when `group` is cut. The caller cancels
+    `exchange.watch` before it lets go of the response."""
     exchange = Exchange()
-    exchange.watch = WATCHDOG.watch(deadline, exchange.cut_now)
+    exchange.watch = WATCHDOG.watch(deadline, exchange.cut_now, group)
     previous = getattr(_current, "exchange", None)
     _current.exchange = exchange
     try:

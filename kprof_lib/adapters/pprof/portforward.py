@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
 from kprof_lib.adapters.pprof import streaming
-from kprof_lib.adapters.pprof.deadlines import WATCHDOG, shutdown_socket
+from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Group, shutdown_socket
 from kprof_lib.execution.ports import CaptureFailed, CaptureTimeout, ProfileRequest, Response
 
 # How long closing waits for the client's forwarding thread to let go of the tunnel.
@@ -42,6 +42,11 @@ class PortForwardTransport:
     def __init__(self, api_client: ApiClient, *, tls_verify: bool = True) -> None:
         self._core = CoreV1Api(api_client)
         self.tls_verify = tls_verify
+        self._group = Group()
+
+    def abort(self) -> None:
+        """Cut every capture in flight through this transport now, and any started later."""
+        WATCHDOG.cut_group(self._group)
 
     @contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
@@ -54,7 +59,7 @@ class PortForwardTransport:
         # connect(), which is never called here; TLS needs the socket itself.
         sock: socket.socket = getattr(end, "_socket", end)
         sock.settimeout(timeout)
-        watch = WATCHDOG.watch(deadline, lambda: shutdown_socket(sock))
+        watch = WATCHDOG.watch(deadline, lambda: shutdown_socket(sock), self._group)
         connection = http.client.HTTPConnection("localhost", request.port, timeout=timeout)
         response: http.client.HTTPResponse | None = None
         try:

@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kprof_lib.adapters.kube import reads
 from kprof_lib.adapters.pprof import exchange
+from kprof_lib.adapters.pprof.deadlines import WATCHDOG, Group
 from kprof_lib.adapters.pprof.streaming import REQUEST_HEADERS, api_status, confine, request_error, streamed_urllib3
 from kprof_lib.execution import redact
 from kprof_lib.execution.ports import CaptureError, CaptureFailed, CaptureTimeout, ProfileRequest, Response
@@ -41,6 +42,7 @@ class ProxyTransport:
 
     def __init__(self, api_client: ApiClient) -> None:
         self._api = _without_retries(api_client)
+        self._group = Group()
         host = self._api.configuration.host
         self._api_server = redact.text(host).split("://", 1)[-1].split("/", 1)[0] if host else host
 
@@ -68,7 +70,7 @@ class ProxyTransport:
         confine(host + path, inside, request)
         via = f"{request.target} via the API server at {self._api_server}"
         answer: Response | None
-        with exchange.watched(deadline) as watched:
+        with exchange.watched(deadline, self._group) as watched:
             try:
                 query, headers = list(request.query.items()), dict(REQUEST_HEADERS)
                 response = reads.open_response(self._api, "GET", path, query=query, headers=headers, timeout=timeout)
@@ -94,6 +96,10 @@ class ProxyTransport:
                 return
             with streamed_urllib3(response, request, timeout, watched) as streamed:
                 yield streamed
+
+    def abort(self) -> None:
+        """Cut every capture in flight through this transport now, and any started later."""
+        WATCHDOG.cut_group(self._group)
 
     def close(self) -> None:
         self._api.close()

@@ -1,8 +1,11 @@
 """Capture profiles once, now, without a ProfilingConfig: from a pprof address (`--url`) or from a
 pod (NAMESPACE/POD, through the chosen transport), into a directory (`--out`) or S3 (`--to
-s3://bucket/prefix`), with the capture's summary.json and index.html beside them. Prints each
-profile as it lands (on a terminal, a countdown while the CPU profile runs), what was hot, one line
-per profile that failed, and a recap; exit 1 if any could not be captured.
+s3://bucket/prefix`), with the capture's summary.json and index.html beside them. Before the first
+capture it checks that the destination takes a file (or the bucket answers) and that the address
+serves pprof. Prints each profile as it lands (on a terminal, a countdown while the CPU profile
+runs), what was hot, one line per profile that failed, and a recap. Exit codes: 0 when every
+profile was stored, 1 when one failed or the start-up check did, 2 for bad usage, 130 after Ctrl-C
+(the first lets the profile in flight finish and starts no other, the second cuts it).
 
 Traced like every other command (OTEL_* variables; `--console-spans` prints one line per span): a
 `kprof.oneshot` span over the capture, with the executor's `kprof.capture` and `kprof.upload` spans
@@ -14,13 +17,14 @@ import argparse
 import datetime as dt
 import os
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.execution import capture, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
-from kprof_lib.runtimes import logs, progress, wiring
+from kprof_lib.runtimes import interrupts, logs, preflight, progress, wiring
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import PROFILE_TYPES, TRANSPORTS
 
@@ -124,6 +128,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"kprof capture: {error}", file=sys.stderr)
         return 1
 
+    local_dir = Path(args.out or "profiles")
+    stores = wiring.Stores(local_dir=local_dir)
+    destination = stores.for_spec(plan.spec)
+    tls_verify = not args.insecure_skip_tls_verify
+    problem = startup_problem(plan, destination, local_dir, args, tls_verify=tls_verify)
+    if problem is not None and problem.permanent:
+        print(f"kprof capture: {problem}", file=sys.stderr)
+        return 1
+    if problem is not None:
+        print(f"kprof capture: warning: {problem}", file=sys.stderr)
     console = progress.Console(sys.stdout)
     try:
         provider = tracer_provider(console if args.console_spans else None)
@@ -132,20 +146,35 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # The console reports each failure once; the executor's log line of it would say it again.
     logs.configure("warning", "text").addFilter(progress.not_reported)
-    stores = wiring.Stores(local_dir=args.out or "profiles")
-    store = progress.Landing(stores.for_spec(plan.spec), console)
-    transport = progress.Watching(
-        wiring.transport(transport_name, api, tls_verify=not args.insecure_skip_tls_verify), console
-    )
+    store = progress.Landing(destination, console)
+    transport = progress.Watching(wiring.transport(transport_name, api, tls_verify=tls_verify), console)
     tracer = provider.get_tracer(telemetry.TRACER_NAME) if provider else None
     executor = Executor(concurrency=1, max_bytes=args.max_bytes, tracer=tracer)
+
+    def first(_signum: int) -> None:
+        executor.drain()
+        interrupts.later(console.line, f"stopping: {interrupts.finishing(executor)}")
+
+    def second(_signum: int) -> None:
+        executor.abort()
+        interrupts.later(console.line, "aborting: in-flight captures cut, nothing more stored")
+
+    stages = interrupts.TwoStages(first, second)
     keeping = summaries.Keeping(store)  # the summary line is printed as the store takes it
     try:
-        with executor.tracer.start_as_current_span(telemetry.SPAN_ONESHOT) as span:
+        with stages.installed(), executor.tracer.start_as_current_span(telemetry.SPAN_ONESHOT) as span:
             span.set_attribute(telemetry.ATTR_CONFIG, CONFIG_NAME)
             report = executor.execute(plan, store=keeping, transport=transport, config_name=CONFIG_NAME)
-            written = summaries.write(plan, report, keeping, tracer=executor.tracer, config_name=CONFIG_NAME)
+            aborted = stages.received > 1
+            written = (
+                {}
+                if aborted
+                else summaries.write(plan, report, keeping, tracer=executor.tracer, config_name=CONFIG_NAME)
+            )
         console.failures(report.profiles)
+        for profile in report.profiles:
+            if profile.status == results.CANCELLED:
+                console.line(f"  - {profile.type:<12} cancelled  ({profile.error})", about=profile.type)
         for done in written.values():
             if done.error:
                 console.line(f"  ! {'summary':<12} FAILED  {done.error}")
@@ -155,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
         if provider is not None:
             provider.shutdown()
         console.close()
-    return 1 if any(profile.status == results.FAILED for profile in report.profiles) else 0
+    if stages.received:
+        return interrupts.EXIT_INTERRUPTED
+    return 0 if all(profile.status == results.STORED for profile in report.profiles) else 1
 
 
 CONFIG_NAME = "kprof-capture"
@@ -178,3 +209,17 @@ def tracer_provider(console: progress.Console | None) -> Any:
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def startup_problem(
+    plan: Any, store: Any, local_dir: Path, args: argparse.Namespace, *, tls_verify: bool
+) -> preflight.Problem | None:
+    """What can be checked before capturing: the destination, and a --url's pprof index. A
+    warning (not `permanent`) is returned only when nothing worse was found."""
+    problem = preflight.bucket(store, "--to") if args.to else preflight.directory(local_dir, "--out")
+    if (problem is None or not problem.permanent) and args.url:
+        decision = plan.captures[0]
+        endpoint = decision.endpoint
+        index = preflight.pprof_index(endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path)
+        problem = preflight.target(index, "--url", tls_verify=tls_verify) or problem
+    return problem

@@ -3,12 +3,16 @@
 every --on-demand-interval seconds. Prints one line per check and one per stored profile; runs
 until Ctrl-C or --duration. Percentages are of one core and of the machine's memory (what `top`
 shows) unless --cpu-request/--cpu-limit and --memory-request/--memory-limit give other baselines.
---check-interval may go down to 1 second here (the schema's minimum of 10 applies to clusters)."""
+--check-interval may go down to 1 second here (the schema's minimum of 10 applies to clusters).
+Exit codes: 0 when every profile asked for was stored, 1 when one failed, the start-up check of the
+destination or target failed, or the --config file is invalid (as `kprof validate` says it), 2 for
+bad flags, 130 after a second Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,11 @@ from kprof_lib.runtimes.single import SettingsError, parse_target
 from kprof_lib.spec import schemas
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
-from kprof_lib.spec.validation import validate_spec
+from kprof_lib.spec.validation import validate_document, validate_spec
 from kprof_lib.state import quantities
+
+# Outside the profiles folder, so a spooled profile is never mistaken for a stored one.
+DEFAULT_SPOOL_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kprof" / "spool"
 
 # Spec fields a flag sets, for error messages that name the flag.
 FLAG_OF_FIELD = {
@@ -103,6 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     destination.add_argument("--out", metavar="DIR", help="local store directory (default ./profiles)")
     destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3 instead")
     what.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
+    what.add_argument(
+        "--spool-dir",
+        metavar="DIR",
+        help="with --to: where profiles wait while S3 is unreachable (default: %(default)s)",
+        default=str(DEFAULT_SPOOL_DIR),
+    )
     what.add_argument("--region", help="S3 region (default: from the environment)")
     wiring.add_max_bytes_flag(what)
     wiring.add_tls_flag(parser)
@@ -140,6 +153,28 @@ def threshold_notes(args: argparse.Namespace, given: dict[str, Any]) -> list[str
 
 class UsageError(ValueError):
     """Flags that cannot be used together or values out of range; exit code 2."""
+
+
+class ConfigInvalid(ValueError):
+    """The --config file does not validate on its own; exit code 1, as `kprof validate` gives."""
+
+    def __init__(self, path: str, name: str | None, error: SpecError):
+        where = f"{path} document 1" + (f" ({name})" if name else "")
+        super().__init__("\n".join(f"{where}: {p['path']}: {p['message']}" for p in error.errors))
+
+
+def check_config(path: str, config: Any) -> None:
+    """The config as `kprof validate` judges it: a whole ProfilingConfig, or a bare spec."""
+    name = None
+    try:
+        if isinstance(config, dict) and ("kind" in config or "apiVersion" in config):
+            metadata = config.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            validate_document(config)
+        elif isinstance(config, dict):
+            validate_spec(config.get("spec") if "spec" in config else config)
+    except SpecError as error:
+        raise ConfigInvalid(path, name if isinstance(name, str) else None, error) from None
 
 
 def build_spec(args: argparse.Namespace, config: Any = None) -> tuple[Spec, list[str]]:
@@ -229,6 +264,8 @@ def settings_from(args: argparse.Namespace) -> localmode.LocalSettings:
     ):
         _check_quantity(flag, value)
     config = documents.load_one(args.config) if args.config else None
+    if config is not None:
+        check_config(args.config, config)
     spec, notes = build_spec(args, config)
     if args.pid is not None:
         try:
@@ -256,6 +293,7 @@ def settings_from(args: argparse.Namespace) -> localmode.LocalSettings:
         max_profile_bytes=args.max_profile_bytes,
         tls_verify=not args.insecure_skip_tls_verify,
         notes=tuple(notes),
+        spool_dir=Path(args.spool_dir),
     )
 
 
@@ -288,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as error:
         print(redact.text(f"kprof local: invalid settings:\n{_explain(error)}"), file=sys.stderr)
         return 2
-    except documents.DocumentError as error:
+    except (documents.DocumentError, ConfigInvalid) as error:
         print(redact.text(f"kprof local: {error}"), file=sys.stderr)
         return 1
     try:

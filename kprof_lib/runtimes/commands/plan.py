@@ -14,6 +14,7 @@ from kprof_lib.planning.plan import Plan
 from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.runtimes import documents
 from kprof_lib.spec.errors import InputError
+from kprof_lib.state.errors import StateError
 
 WIDTH = 100  # a terminal's usual width; longer details and the recap wrap below their row
 
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         spec = config.get("spec") if isinstance(config, dict) and "spec" in config else config
         try:
             plans.append((name, reconcile(spec, state)))
+        except StateError as error:
+            # The state is the same for every config: its problems are the state file's.
+            print(f"{args.state}: {error}", file=sys.stderr)
+            return 1
         except InputError as error:
             print(f"{args.config} ({name}): {error}", file=sys.stderr)
             return 1

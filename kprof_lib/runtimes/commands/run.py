@@ -1,7 +1,10 @@
 """Run the kprof operator: watch ProfilingConfigs and pods, check them on schedule, capture profiles,
 report through status, Events, metrics and logs, until SIGTERM or SIGINT. Writes nothing but log
-lines (JSON by default) to stderr. Exit codes: 0 after SIGTERM or SIGINT, 1 when it cannot start
-(no kubeconfig and not in a cluster, an address already in use), 2 for bad flags. An API server
+lines (JSON by default) to stderr. On SIGTERM or SIGINT no new capture starts, checks in progress
+get --grace-period seconds, then what is still in flight is cut; the Lease is released on the way
+out. A second signal cuts at once. Exit codes: 0 after SIGTERM or SIGINT, 1 when it cannot start
+(no kubeconfig and not in a cluster, an address already in use, a --namespace that does not
+exist), 2 for bad flags. An API server
 that does not answer is not fatal: the watches retry and /readyz says what they wait for."""
 
 from __future__ import annotations
@@ -261,15 +264,21 @@ def run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     received: list[str] = []
+    started: list[Any] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         received.append(signal.Signals(signum).name)
+        if stop.is_set() and started:
+            # A second signal: the grace period is not waited out.
+            started[0].abort()
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        operator = Operator(settings, tracer_provider=provider).start()
+        operator = Operator(settings, tracer_provider=provider)
+        started.append(operator)
+        operator.start()
     except Exception as error:  # no kubeconfig, an address in use: say which, do not trace back
         log.error("cannot start: %s", error, extra={"action": "exit", "reason": "start-failed"})
         tracing.shutdown()

@@ -1,6 +1,7 @@
 """Show what was hot in one stored capture: the top functions of each profile type (flat and cum,
 as `go tool pprof -top` counts them), read from a capture folder in a local directory or an
-`s3://bucket/prefix/…/` prefix. `--html FILE` writes the capture's flame-graph page."""
+`s3://bucket/prefix/…/` prefix. `--html FILE` writes the capture's flame-graph page. Exit 1 when
+the capture or a profile asked for cannot be read (the others are still shown), 2 for bad usage."""
 
 from __future__ import annotations
 
@@ -43,4 +44,6 @@ def run(args: argparse.Namespace) -> int:
         captures.print_json(result)
     else:
         print(text.show(result, kind=args.kind, sample_type=args.sample_type, n=args.n))
-    return 1 if result["errors"] and not result["profiles"] else 0
+    # 1 when a profile asked for could not be read, as every command says "something failed".
+    unread = args.kind in result["errors"] if args.kind else bool(result["errors"])
+    return 1 if unread else 0

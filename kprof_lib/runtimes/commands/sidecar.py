@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=sidecar.DEFAULT_HEALTH_ADDR,
         help="serves /healthz and /readyz (default %(default)s)",
     )
+    parser.add_argument(
+        "--grace-period",
+        type=float,
+        metavar="SECONDS",
+        default=sidecar.DEFAULT_GRACE_SECONDS,
+        help="on SIGTERM, how long a capture in flight may take before it is cut; keep it below the "
+        "pod's terminationGracePeriodSeconds (default %(default)g)",
+    )
     wiring.add_max_bytes_flag(parser)
     wiring.add_tls_flag(parser)
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info")
@@ -89,6 +97,8 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> sidecar.S
         except re.error as error:
             raise SettingsError(f"--app-process {pattern!r}: not a regular expression: {error}") from None
     info_dir = args.podinfo_dir or env.get("KPROF_PODINFO_DIR", "").strip() or sidecar.DEFAULT_PODINFO_DIR
+    if not args.grace_period >= 0:
+        raise SettingsError(f"--grace-period: must be 0 or more seconds, not {args.grace_period:g}")
     address = args.health_addr or sidecar.DEFAULT_HEALTH_ADDR
     try:
         endpoints.parse_address(address)
@@ -106,6 +116,7 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> sidecar.S
         health_addr=address,
         max_profile_bytes=args.max_profile_bytes,
         tls_verify=not args.insecure_skip_tls_verify,
+        grace_period=args.grace_period,
     )
 
 

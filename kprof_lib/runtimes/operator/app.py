@@ -4,9 +4,11 @@ the HTTP endpoints. `kprof run` builds one from its flags; the end-to-end tests 
 test process when the scenario is not about processes.
 
 Start order: endpoints (so probes answer at once), watches, the scheduler, then the campaign for
-the Lease. `stop()` is the SIGTERM path: no new runs, runs in progress get the grace period, the
-spools are flushed once, the Lease is released (a standby takes over at once), then everything
-else stops. Only the leader checks; a standby keeps its caches warm and its jobs scheduled, and
+the Lease. `stop()` is the SIGTERM path: no new runs and no new profile within the runs in progress
+(`Executor.drain`), which get the grace period; then what is still in flight is cut
+(`Executor.abort`: nothing half-written, nothing more stored), the spools are flushed once, the
+Lease is released (a standby takes over at once), then everything else stops. `abort()` (a second
+signal) cuts at once. Only the leader checks; a standby keeps its caches warm and its jobs scheduled, and
 when it gains the Lease it reads the capture history afresh and checks every config at once.
 """
 
@@ -54,6 +56,14 @@ def default_identity() -> str:
     return f"{base}_{uuid.uuid4().hex[:8]}"
 
 
+# After the captures in flight were cut, how long their checks get to record what happened.
+ABORT_WAIT_SECONDS = 2.0
+
+
+class StartError(RuntimeError):
+    """The operator cannot start as set; the message names the flag."""
+
+
 class BoundedTransport:
     """A transport that lets at most `limit` profiles stream at once across every check, so
     `--concurrency` bounds the whole operator, not each config."""
@@ -67,6 +77,11 @@ class BoundedTransport:
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         with self._slots, self.inner.open(request, timeout) as response:
             yield response
+
+    def abort(self) -> None:
+        cut = getattr(self.inner, "abort", None)
+        if cut is not None:
+            cut()
 
 
 class Operator:
@@ -155,6 +170,13 @@ class Operator:
     # Lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> Operator:
+        """Starts everything; raises `StartError` when the Lease's namespace does not exist."""
+        if self.elector is not None and self.elector.missing_namespace():
+            namespace = self.settings.namespace
+            raise StartError(
+                f"namespace {namespace!r} does not exist: the Lease and the capture history live there; "
+                "create it, or set --namespace (default: $POD_NAMESPACE, else the in-cluster namespace)"
+            )
         for endpoint in self.endpoints:
             endpoint.start()
         self.pods.start()
@@ -176,12 +198,23 @@ class Operator:
             return True
         self._stopped.set()
         grace = self.settings.grace_period
-        extra = {"action": "stop", "in_flight": self.scheduler.in_flight}
-        log.info("stopping: waiting up to %ss for checks in progress", grace, extra=extra)
+        self.executor.drain()
+        flying = self.executor.in_flight()
+        log.info(
+            "stopping: no new capture; waiting up to %ss for checks in progress (%s)",
+            grace,
+            ", ".join(f"{entry.profile_type} of {entry.pod}" for entry in flying) or "no profile in flight",
+            extra={"action": "stop", "in_flight": self.scheduler.in_flight},
+        )
         finished = self.scheduler.stop(grace)
         if not finished:
-            abandoned = "grace period over with %d check(s) still running; they are abandoned"
-            log.warning(abandoned, self.scheduler.in_flight, extra={"action": "stop", "reason": "grace-period-over"})
+            log.warning(
+                "grace period over with %d check(s) still running; cutting their captures",
+                self.scheduler.in_flight,
+                extra={"action": "stop", "reason": "grace-period-over"},
+            )
+            self.executor.abort()
+            finished = self.scheduler.wait_idle(ABORT_WAIT_SECONDS)
         for store in self.stores.spooling():
             try:
                 report = store.flush()
@@ -200,6 +233,10 @@ class Operator:
             endpoint.stop()
         log.info("operator stopped", extra={"action": "stopped", "clean": finished})
         return finished
+
+    def abort(self) -> None:
+        """Cut every capture in flight now (a second signal); `stop()` still does the rest."""
+        self.executor.abort()
 
     def wait_synced(self, timeout: float) -> bool:
         return self.pods.wait_synced(timeout) and self.configs.wait_synced(timeout)

@@ -9,7 +9,9 @@ says otherwise, allowed destinations); asking for more makes it invalid. Only th
 An invalid spec is reported (condition Valid=False with the SpecError's
 text, Ready=False, an InvalidConfig Event on the ProfilingConfig) and never stops other configs.
 A check that cannot gather (metrics-server down, history unreadable) captures nothing, sets
-Ready=False with the reason and is tried again at the next interval.
+Ready=False with the reason and is tried again at the next interval; so does a check whose S3
+destination does not exist or refuses the credentials (`operator.destinations`, looked at again
+with backoff).
 
 The two kinds of run decide one kind of capture each over the same spec (`kinds_for_run`): a
 "check" run decides threshold captures, an "on-demand" run scheduled captures (and reads no
@@ -32,6 +34,7 @@ from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import status as statuses
 from kprof_lib.planning import tenancy
 from kprof_lib.planning.plan import CPU_THRESHOLD, KINDS, MEMORY_THRESHOLD, ON_DEMAND, THRESHOLD
+from kprof_lib.runtimes.operator.destinations import DestinationChecks, DestinationUnusable
 from kprof_lib.runtimes.operator.monitoring import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND as ON_DEMAND_RUN
 from kprof_lib.runtimes.operator.scheduling import Run
@@ -89,6 +92,7 @@ class CheckRunner:
     # added to, newer than the watch cache right after a write.
     _written: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
     _written_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _destinations: DestinationChecks = field(default_factory=DestinationChecks, init=False)
 
     def __call__(self, run: Run) -> Outcome:
         if not self.is_leader():
@@ -124,6 +128,9 @@ class CheckRunner:
 
         try:
             store = self.store_for(spec)
+            unusable = self._destinations.problem(store)
+            if unusable is not None:
+                raise DestinationUnusable(unusable)
             transport = self.transport_for(spec.transport or self.default_transport)
             report = run_check(
                 config_name=run.key,
