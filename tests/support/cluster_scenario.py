@@ -142,8 +142,9 @@ class Run:
         return [line for line in self.operator.output_lines() if reports_forbidden(line)]
 
 
-# A whole "403" only: a random port such as 127.0.0.1:40325 in a log line is not a refusal.
-_FORBIDDEN = re.compile(r"(?<!\d)403(?!\d)|forbidden", re.IGNORECASE)
+# A whole "403" only: a random port such as 127.0.0.1:40325 in a log line is not a refusal, nor
+# are the milliseconds of a timestamp such as 22:58:23.403Z.
+_FORBIDDEN = re.compile(r"(?<![\d.])403(?![\d])|forbidden", re.IGNORECASE)
 
 
 def reports_forbidden(line: str) -> bool:
