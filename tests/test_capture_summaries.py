@@ -12,6 +12,8 @@ import gzip
 import http.server
 import json
 import logging
+import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -289,3 +291,28 @@ def test_document_metadata_stays_within_s3s_limit():
     assert sum(len(k) + len(v) for k, v in meta.items()) <= keys.MAX_METADATA_BYTES
     assert list(meta)[-3:] == ["top-cpu", "top-heap", "top-goroutine"] and "top-allocs" not in meta
     assert len(meta["top-cpu"]) == keys.MAX_TOP_CHARS
+
+
+@pytest.mark.parametrize("command", ["capture", "local"])
+def test_the_page_links_its_trace_when_a_jaeger_url_is_set(go_app, tmp_path, command):
+    jaeger = "http://127.0.0.1:16686/"
+    if command == "capture":
+        args = ["capture", "--url", go_app.url, "--types", "heap"]
+    else:
+        args = ["local", "--target", go_app.url, "--types", "heap", "--on-demand-interval", "30", "--duration", "2"]
+    done = subprocess.run(
+        [profiles_support.KPROF, *args, "--out", str(tmp_path), "--console-spans"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "KPROF_JAEGER_URL": jaeger},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [meta] = tmp_path.rglob("heap.pprof.json")
+    trace_id = json.loads(meta.read_text())["metadata"]["trace-id"]
+    assert len(trace_id) == 32 and set(trace_id) != {"0"}, trace_id
+    link = f"http://127.0.0.1:16686/trace/{trace_id}"
+    [summary] = tmp_path.rglob("summary.json")
+    assert json.loads(summary.read_text())["capture"]["traceUrl"] == link
+    [page] = tmp_path.rglob("index.html")
+    assert f'<a href="{link}">' in page.read_text()

@@ -63,6 +63,7 @@ def run_check(
     report: Callable[[CheckReport], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     check_mode: bool = False,
+    jaeger_url: str | None = None,
 ) -> CheckReport:
     """Runs one check. `gather()` returns the cluster state (now, pods, podMetrics, history); it
     may raise, and so may reconcile (`SpecError`, `StateError`): the error is recorded on the span
@@ -71,7 +72,8 @@ def run_check(
     After executing: unless `cancelled()` (the report is then marked `discarded`, and nothing is
     saved, flushed or reported), the history updates go to `save_history` (an exception there
     becomes `history_error`). Then each capture's summary and page are written (discarded or not:
-    they belong with the stored profiles), a healthy capture's reference goes to `save_history`
+    they belong with the stored profiles; with `jaeger_url` each page links its trace), a healthy
+    capture's reference goes to `save_history`
     too, `flush()` runs (its exceptions are logged), and `report(check_report)`."""
     tracer = executor.tracer
     with tracer.start_as_current_span(telemetry.SPAN_CHECK) as span:
@@ -133,7 +135,13 @@ def run_check(
                 _save(save_history, execution.history_updates, config_name, done)
             if not check_mode:
                 done.summaries = summaries.write(
-                    plan, execution, keeping, tracer=tracer, config_name=config_name, history=state.get("history")
+                    plan,
+                    execution,
+                    keeping,
+                    tracer=tracer,
+                    config_name=config_name,
+                    history=state.get("history"),
+                    jaeger_url=jaeger_url,
                 )
         finally:
             keeping.release()

@@ -204,12 +204,13 @@ def write(
     max_decoded_bytes: int = MAX_DECODED_BYTES,
     config_name: str | None = None,
     history: Mapping[str, Any] | None = None,
+    jaeger_url: str | None = None,
 ) -> dict[str, CaptureSummary]:
     """Summarises and stores the summary and page of every captured pod; {"ns/pod": CaptureSummary}.
     `history` is the capture history the check read: a threshold capture is compared with the
     latest healthy capture of its workload found there, and a healthy capture's `history_fields`
-    make it that reference. Never raises for one pod's failure; lets the kept bytes go before
-    returning."""
+    make it that reference. With `jaeger_url`, each page links its trace there. Never raises for
+    one pod's failure; lets the kept bytes go before returning."""
     tracer = tracer or trace.get_tracer(telemetry.TRACER_NAME)
     decisions = {d.key: d for d in plan.captures}
     done: dict[str, CaptureSummary] = {}
@@ -225,7 +226,9 @@ def write(
                 )
                 base = baseline_for(decision, history) if decision.reason in THRESHOLD_REASONS else None
                 try:
-                    done[result.key] = _one(plan, decision, kept, keeping, time_budget, max_decoded_bytes, base)
+                    done[result.key] = _one(
+                        plan, decision, kept, keeping, time_budget, max_decoded_bytes, base, jaeger_url
+                    )
                 except Exception as error:
                     message = redact.text(f"{type(error).__name__}: {error}")
                     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
@@ -255,6 +258,7 @@ def _one(
     time_budget: float,
     max_decoded_bytes: int,
     base: Baseline | None = None,
+    jaeger_url: str | None = None,
 ) -> CaptureSummary:
     started = time.monotonic()
     parts: dict[str, dict[str, Any]] = {}
@@ -316,6 +320,8 @@ def _one(
     summary_key, page_key = key_for(SUMMARY, ".json"), key_for(PAGE, ".html")
     folder = _folder(keeping.uri_for(summary_key))
     facts = _facts(decision, metadata, folder)
+    if jaeger_url and facts["traceId"]:
+        facts["traceUrl"] = page.trace_url(jaeger_url, facts["traceId"])
     summary = summaries.assemble(parts, capture=facts, errors=errors)
     compare = None
     if base is not None:

@@ -28,6 +28,11 @@ _FACTS = (
 )
 
 
+def trace_url(jaeger_url: str, trace_id: str) -> str:
+    """The link to a trace in the Jaeger UI at `jaeger_url`."""
+    return f"{jaeger_url.rstrip('/')}/trace/{trace_id}"
+
+
 def render(
     summary: Mapping[str, Any],
     flames: Mapping[str, Mapping[str, Any]],

@@ -14,8 +14,14 @@ from typing import Any
 from kprof_lib import profiles
 from kprof_lib.adapters import captures
 from kprof_lib.profiles import flame, summary
+from kprof_lib.profiles.page import trace_url
 
 JAEGER_URL_VARIABLE = "KPROF_JAEGER_URL"
+
+
+def jaeger_url() -> str | None:
+    """The Jaeger UI that trace links point to ($KPROF_JAEGER_URL), for the runtimes' pages."""
+    return os.environ.get(JAEGER_URL_VARIABLE) or None
 
 
 def add_location_flags(parser: argparse.ArgumentParser) -> None:
@@ -70,10 +76,6 @@ def capture_facts(capture: captures.Capture, args: argparse.Namespace) -> dict[s
     if facts["traceId"] and args.jaeger_url:
         facts["traceUrl"] = trace_url(args.jaeger_url, facts["traceId"])
     return {k: v for k, v in facts.items() if v}
-
-
-def trace_url(jaeger_url: str, trace_id: str) -> str:
-    return f"{jaeger_url.rstrip('/')}/trace/{trace_id}"
 
 
 def flames(decoded: dict[str, profiles.Profile]) -> dict[str, dict[str, Any]]:

@@ -32,7 +32,7 @@ from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import Clock, ProfileStore, Transport
 from kprof_lib.planning import cadence
-from kprof_lib.runtimes import wiring
+from kprof_lib.runtimes import captures, wiring
 from kprof_lib.spec.model import Spec
 from kprof_lib.state import cluster
 
@@ -112,6 +112,7 @@ class CheckLoop:
     on_report: Callable[[CheckReport], None] | None = None
     on_error: Callable[[Exception], None] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    jaeger_url: str | None = field(default_factory=captures.jaeger_url)  # the pages link their traces there
     checks: int = field(default=0, init=False)
     completed: bool = field(default=False, init=False)  # run() ended as asked (stop() or its duration), not by an error
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -190,6 +191,7 @@ class CheckLoop:
                 save_history=self.history.merge,
                 flush=self.flush_spools,
                 report=self.on_report,
+                jaeger_url=self.jaeger_url,
             )
         except Exception as error:
             self._report_error(error)

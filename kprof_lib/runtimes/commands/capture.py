@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from kprof_lib.execution import capture, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
-from kprof_lib.runtimes import interrupts, logs, preflight, progress, wiring
+from kprof_lib.runtimes import captures, interrupts, logs, preflight, progress, wiring
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.schemas import PROFILE_TYPES, TRANSPORTS
 
@@ -169,7 +169,14 @@ def run(args: argparse.Namespace) -> int:
             written = (
                 {}
                 if aborted
-                else summaries.write(plan, report, keeping, tracer=executor.tracer, config_name=CONFIG_NAME)
+                else summaries.write(
+                    plan,
+                    report,
+                    keeping,
+                    tracer=executor.tracer,
+                    config_name=CONFIG_NAME,
+                    jaeger_url=captures.jaeger_url(),
+                )
             )
         console.failures(report.profiles)
         for profile in report.profiles:

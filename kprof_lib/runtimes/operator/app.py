@@ -40,7 +40,7 @@ from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
 from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
 from kprof_lib.planning import cadence, tenancy
-from kprof_lib.runtimes import endpoints, wiring
+from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.runtimes.operator.runner import CheckRunner
 from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
@@ -144,6 +144,7 @@ class Operator:
             selector_string=to_selector_string,
             flush=self._flush_spool,
             policy=tenancy.Policy.of(settings.cluster_wide_namespaces, settings.allowed_destinations),
+            jaeger_url=captures.jaeger_url(),
         )
         self.scheduler = ConfigScheduler(
             self.runner,

@@ -88,6 +88,7 @@ class CheckRunner:
     flush: Callable[[ports.ProfileStore], None] | None = None  # e.g. upload what the store's spool holds
     # What configs may reach (namespaces, destinations); None: the default, strict one.
     policy: tenancy.Policy | None = None
+    jaeger_url: str | None = None  # where the capture pages link their traces
     # The latest status this process wrote per config (uid, status): the base the totals are
     # added to, newer than the watch cache right after a write.
     _written: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
@@ -143,6 +144,7 @@ class CheckRunner:
                 save_history=lambda updates: self.history.merge(run.key, updates),
                 flush=None if self.flush is None else functools.partial(self.flush, store),
                 cancelled=run.cancelled,
+                jaeger_url=self.jaeger_url,
             )
         except Exception as error:
             if isinstance(error, SpecError):  # the spec passed validation; a selector or state may not
