@@ -46,7 +46,11 @@ class Loaded:
 def load(location: str, args: argparse.Namespace, *, n: int = summary.TOP) -> Loaded:
     """Read the capture at `location` and summarise it; a profile that does not decode is listed
     under the summary's `errors` and the others are still shown. Raises CaptureError."""
-    capture = captures.read(location, endpoint=args.s3_endpoint, region=args.region)
+    return summarized(captures.read(location, endpoint=args.s3_endpoint, region=args.region), args, n=n)
+
+
+def summarized(capture: captures.Capture, args: argparse.Namespace, *, n: int = summary.TOP) -> Loaded:
+    """A capture already read, decoded and summarised (its facts from `capture_facts`)."""
     decoded, parts, errors = {}, {}, {}
     for kind, (name, data) in capture.profiles.items():
         try:

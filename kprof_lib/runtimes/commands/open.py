@@ -19,7 +19,6 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from kprof_lib import profiles
 from kprof_lib.adapters import captures as stored
 from kprof_lib.adapters.captures import CaptureError
 from kprof_lib.execution import keys
@@ -86,19 +85,8 @@ def _cached(capture: stored.Capture, root: Path) -> Path:
 
 
 def _make_page(capture: stored.Capture) -> bytes:
-    from kprof_lib.profiles import summary
-
-    decoded, parts, errors = {}, {}, {}
-    for kind, (name, data) in capture.profiles.items():
-        try:
-            decoded[kind] = profiles.decode(data)
-        except profiles.ProfileError as error:
-            errors[kind] = f"{name}: {error}"
-            continue
-        parts[kind] = (name, len(data), decoded[kind])
-    facts = captures.capture_facts(capture, argparse.Namespace(jaeger_url=os.environ.get(captures.JAEGER_URL_VARIABLE)))
-    made = summary.summarize(parts, capture=facts, errors=errors)
-    return page.render(made, captures.flames(decoded)).encode()
+    loaded = captures.summarized(capture, argparse.Namespace(jaeger_url=captures.jaeger_url()))
+    return page.render(loaded.summary, captures.flames(loaded.decoded)).encode()
 
 
 def _pprof(args: argparse.Namespace, folder: Path, capture: stored.Capture, done: dict[str, Any]) -> int:
