@@ -515,17 +515,7 @@ class _PodJob:
         ]
 
     def key(self, request: ProfileRequest) -> str:
-        return keys.object_key(
-            layout=self.layout.layout,
-            template=self.layout.template,
-            prefix=self.layout.prefix,
-            namespace=request.namespace,
-            pod=request.pod,
-            service=self.decision.service,
-            profile_type=request.profile_type,
-            reason=self.decision.reason,
-            captured_at=self.captured_at,
-        )
+        return keys.capture_key(self.layout, self.decision, request.profile_type, self.captured_at)
 
     def log(self, action: str, detail: str, *, level: int | None = None, **extra: Any) -> None:
         """One structured line per action: config, pod, action, reason, detail."""

@@ -27,8 +27,13 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from kprof_lib.spec import keytemplates
+
+if TYPE_CHECKING:
+    from kprof_lib.planning.plan import PodDecision
+    from kprof_lib.spec.model import KeyLayout
 
 LAYOUTS = {
     "pod": "{prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof",
@@ -101,6 +106,22 @@ def object_key(
         if keytemplates.fits(key):
             return key
     raise keytemplates.too_long(template)
+
+
+def capture_key(layout: KeyLayout, decision: PodDecision, profile_type: str, captured_at: dt.datetime) -> str:
+    """The key of one file of a pod's capture: its `profile_type` profile, or (with `document_key`)
+    the summary and page named like one."""
+    return object_key(
+        layout=layout.layout,
+        template=layout.template,
+        prefix=layout.prefix,
+        namespace=decision.namespace,
+        pod=decision.pod,
+        service=decision.service,
+        profile_type=profile_type,
+        reason=decision.reason,
+        captured_at=captured_at,
+    )
 
 
 def format_timestamp(when: dt.datetime) -> str:

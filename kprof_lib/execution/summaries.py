@@ -301,21 +301,9 @@ def _one(
     if captured_at is None:
         # The time is in every key of the capture: without it the summary cannot be put beside them.
         raise RuntimeError("the profiles' metadata (captured-at) was not kept by the store")
-    layout = plan.key_layout
 
     def key_for(name: str, suffix: str) -> str:
-        named = keys.object_key(
-            layout=layout.layout,
-            template=layout.template,
-            prefix=layout.prefix,
-            namespace=decision.namespace,
-            pod=decision.pod,
-            service=decision.service,
-            profile_type=name,
-            reason=decision.reason,
-            captured_at=captured_at,
-        )
-        return keys.document_key(named, suffix)
+        return keys.document_key(keys.capture_key(plan.key_layout, decision, name, captured_at), suffix)
 
     summary_key, page_key = key_for(SUMMARY, ".json"), key_for(PAGE, ".html")
     folder = _folder(keeping.uri_for(summary_key))
