@@ -103,23 +103,6 @@ def default_name(pid: int | None, target: Target, proc: Path = procfs.PROC) -> s
     return f"{command_name(pid, proc)}-{pid}" if pid is not None else f"pprof-{target.port}"
 
 
-def build_tracer_provider(*, console: progress.Console | None, env: Mapping[str, str]) -> Any:
-    """A provider with compact span lines on the console (synchronous, each after the line it
-    belongs to) and whatever the OTEL_* environment asks for; None when neither."""
-    exporters = tracing.make_exporters(env)
-    if console is None and not exporters:
-        return None
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-
-    provider = TracerProvider(resource=tracing.build_resource(env, "kprof-local"))
-    if console is not None:
-        provider.add_span_processor(SimpleSpanProcessor(progress.span_exporter(console, tracing.compact_span)))
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
-
-
 class LocalRun:
     """One `kprof local` session: `run()` returns the exit code."""
 
@@ -141,7 +124,7 @@ class LocalRun:
             if settings.pid is not None
             else None
         )
-        self.provider = build_tracer_provider(console=self.printer if settings.console_spans else None, env=env)
+        self.provider = progress.tracer_provider(self.printer if settings.console_spans else None, env, "kprof-local")
         tracer = self.provider.get_tracer(TRACER_NAME) if self.provider else trace.NoOpTracer()
         self.executor = Executor(concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracer)
         self.stores = wiring.Stores(local_dir=settings.out_dir, spool_dir=settings.spool_dir)

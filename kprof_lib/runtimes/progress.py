@@ -252,3 +252,23 @@ def span_exporter(console: Console, formatter: Callable[[Any], str]) -> Any:
             return SpanExportResult.SUCCESS
 
     return ConsoleSpans()
+
+
+def tracer_provider(console: Console | None, env: Mapping[str, str], service_name: str) -> Any:
+    """A provider with compact span lines on `console` (if given; synchronous, each after the line
+    it belongs to) and whatever the OTEL_* environment asks for; None when neither (then nothing
+    of the SDK is imported). ValueError for a tracing setting that cannot be honoured."""
+    from kprof_lib.adapters import tracing
+
+    exporters = tracing.make_exporters(env)
+    if console is None and not exporters:
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=tracing.build_resource(env, service_name))
+    if console is not None:
+        provider.add_span_processor(SimpleSpanProcessor(span_exporter(console, tracing.compact_span)))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kprof capture: warning: {problem}", file=sys.stderr)
     console = progress.Console(sys.stdout)
     try:
-        provider = tracer_provider(console if args.console_spans else None)
+        provider = progress.tracer_provider(console if args.console_spans else None, os.environ, "kprof-capture")
     except ValueError as error:  # a tracing setting that cannot be honoured
         print(f"kprof capture: {error}", file=sys.stderr)
         return 2
@@ -165,10 +165,9 @@ def run(args: argparse.Namespace) -> int:
         with stages.installed(), executor.tracer.start_as_current_span(telemetry.SPAN_ONESHOT) as span:
             span.set_attribute(telemetry.ATTR_CONFIG, CONFIG_NAME)
             report = executor.execute(plan, store=keeping, transport=transport, config_name=CONFIG_NAME)
-            aborted = stages.received > 1
             written = (
                 {}
-                if aborted
+                if executor.aborted
                 else summaries.write(
                     plan,
                     report,
@@ -197,25 +196,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 CONFIG_NAME = "kprof-capture"
-
-
-def tracer_provider(console: progress.Console | None) -> Any:
-    """A provider with compact span lines on `console` (if given) and whatever the OTEL_*
-    environment asks for; None when neither (then nothing of the SDK is imported)."""
-    from kprof_lib.adapters import tracing
-
-    exporters = tracing.make_exporters(os.environ)
-    if console is None and not exporters:
-        return None
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-
-    provider = TracerProvider(resource=tracing.build_resource(os.environ, "kprof-capture"))
-    if console is not None:
-        provider.add_span_processor(SimpleSpanProcessor(progress.span_exporter(console, tracing.compact_span)))
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
 
 
 def startup_problem(
