@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -97,3 +98,13 @@ def test_check_interval_from_the_spec_or_the_schema_default():
     assert cadence.check_interval(validate_spec({"thresholds": {"checkIntervalSeconds": 45}})) == 45
     assert cadence.check_interval(validate_spec({})) == 30
     assert cadence.check_interval(None) == 30
+
+
+def test_a_successful_baseline_capture_ends_a_run_of_failures():
+    from kprof_lib.state.cluster import History
+
+    start = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+    failed = History(last_failed=start + dt.timedelta(minutes=5), failing_since=start)
+    assert cadence.failing(failed) and cadence.retry_due(failed) == start + dt.timedelta(minutes=10)
+    healthy = dataclasses.replace(failed, last_baseline=start + dt.timedelta(minutes=6))
+    assert not cadence.failing(healthy) and cadence.retry_due(healthy) is None
