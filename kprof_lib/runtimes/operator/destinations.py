@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kprof_lib.execution.ports import ProfileStore
+from kprof_lib.planning import cadence
 from kprof_lib.runtimes import preflight
 
 log = logging.getLogger("kprof.operator.destinations")
 
 FIELD = "spec.s3Config.bucket"
-FIRST_RETRY_SECONDS = 30.0
-MAX_RETRY_SECONDS = 900.0
+# The same backoff as a pod's failed captures: 30 s first, doubling, at most 15 minutes.
+FIRST_RETRY_SECONDS = float(cadence.RETRY_FIRST_SECONDS)
+MAX_RETRY_SECONDS = float(cadence.RETRY_MAX_SECONDS)
 # A destination found usable is looked at again after this long (a bucket may be deleted).
 RECHECK_OK_SECONDS = 300.0
 
