@@ -163,9 +163,12 @@ def test_sigterm_lets_the_capture_in_progress_finish(
             60,
             "a capture decision",
         )
+        pod = decision["pod"].split("/")[1]
+        # A decision is logged before its fetch starts; the signal must come while the profile is
+        # being taken, which only the target itself can tell.
+        wait_until(workload.apps[pod].serving_cpu_profile, 15, operator.output, 0.05)
         assert operator.terminate() == 0, operator.output()
         stored = [o for o in workload.s3.objects(workload.bucket, f"{tag}/") if o["key"].endswith(".pprof")]
-        pod = decision["pod"].split("/")[1]
         assert [o for o in stored if f"/{pod}/" in o["key"]], f"nothing stored for {pod}:\n{operator.output()}"
         assert all(o["key"].endswith("/cpu.pprof") and o["size"] > 0 for o in stored)
         actions = [r.get("action") for r in operator.logs]

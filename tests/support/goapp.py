@@ -303,6 +303,11 @@ class GoApp:
             timeout = 30.0 + float(query.get("seconds", 0))  # type: ignore[arg-type]
         return self.get(path, timeout=timeout)
 
+    def serving_cpu_profile(self) -> bool:
+        """Whether a /debug/pprof/profile request is being answered right now, as the app's own
+        goroutine dump shows: the handler sleeps for the profile's seconds inside pprof.Profile."""
+        return b"net/http/pprof.Profile(" in self.pprof("goroutine", debug=2, timeout=10.0)
+
     def load(
         self,
         cpu_seconds: float,
