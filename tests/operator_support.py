@@ -18,11 +18,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tests.kube_emulator import KubeEmulator, make_pod
 from tests.support.s3server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 from tests.support.s3server import REGION as S3_REGION
+
+if TYPE_CHECKING:
+    from tests.kube_emulator import KubeFront
+    from tests.support.controlplane import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_VERSION = "profiling.io/v1alpha1"
@@ -56,20 +59,23 @@ def profiling_config(name: str, namespace: str, spec: Mapping[str, Any]) -> dict
     }
 
 
-def profiled_pod(name: str, namespace: str, port: int, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run_profiled_pod(
+    plane: ControlPlane, namespace: str, name: str, port: int, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A running pod at 127.0.0.1 that opts in, its pprof endpoint on `port`; requests 100m CPU
     and 64Mi memory, so usage of 500m is 500% of requests."""
-    return make_pod(
-        name,
+    return plane.run_pod(
         namespace,
+        name,
+        port=port,
         labels=dict(labels or {"app": name.rsplit("-", 1)[0]}),
         annotations={"profiling.io/enabled": "true", "profiling.io/port": str(port)},
     )
 
 
-def set_usage(emulator: KubeEmulator, namespace: str, pod: str, cpu: str, memory: str) -> None:
-    """What metrics-server reports for the pod's one container ("app")."""
-    emulator.set_pod_metrics(namespace, pod, [{"name": "app", "usage": {"cpu": cpu, "memory": memory}}])
+def set_usage(front: KubeFront, namespace: str, pod: str, cpu: str, memory: str) -> None:
+    """What the metrics API reports for the pod's one container ("app")."""
+    front.set_pod_metrics(namespace, pod, {"app": {"cpu": cpu, "memory": memory}})
 
 
 def status_of(api: Any, namespace: str, name: str) -> dict[str, Any]:

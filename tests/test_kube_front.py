@@ -199,9 +199,9 @@ def test_closed_connection_fault(kube_front: KubeFront, kube_api: client.ApiClie
     core = client.CoreV1Api(kube_api)
     with pytest.raises(urllib3.exceptions.HTTPError):
         core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "state"}})
-    assert core.list_namespaced_config_map(kube_namespace, field_selector="metadata.name=state").items == []
     assert kube_front.count("POST", r"/configmaps$") == 1
     assert kube_front.requests[-1].status == 0
+    assert core.list_namespaced_config_map(kube_namespace, field_selector="metadata.name=state").items == []
 
 
 def test_watch_from_a_compacted_resource_version_gets_410(

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from kubernetes.client import ApiClient
-
-from tests.support.controlplane import ControlPlane
 
 from .front import KubeFront
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from tests.support.controlplane import ControlPlane
 
 
 @pytest.fixture

@@ -222,7 +222,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_response(self, code: int, message: str | None = None) -> None:
         super().send_response(code, message)
-        self.status = code
+        self._record(code)
+
+    def _record(self, status: int) -> None:
+        """Logged once the answer begins (a watch is counted while it runs), or cut (status 0)."""
+        if not self.status:
+            self.status = status
+            self.front.log.append(self.pending._replace(status=status))
 
     def abort_connection(self) -> None:
         self.close_connection = True
@@ -234,7 +240,8 @@ class Handler(BaseHTTPRequestHandler):
         self.query_pairs = parse_qsl(split.query, keep_blank_values=True)
         query = dict(self.query_pairs)
         self.status = 0  # stays 0 when the connection is cut without an answer
-        is_watch = self.command == "GET" and (query.get("watch") in _TRUE or "/watch/" in path)
+        is_watch = self.command == "GET" and ((query.get("watch") or "").lower() in _TRUE or "/watch/" in path)
+        self.pending = RequestRecord(self.command, path, query, 0, is_watch)
         rest = path.split("/")[3 if path.startswith("/api/") else 4 :]
         is_list = self.command == "GET" and not is_watch and len(rest) in (1, 3)
         try:
@@ -255,7 +262,8 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             self.abort_connection()
         finally:
-            self.front.log.append(RequestRecord(self.command, path, query, self.status, is_watch))
+            if not self.status:
+                self.front.log.append(self.pending)
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
