@@ -37,6 +37,8 @@ from tests.operator_support import (
     allow_s3,
     aws_environment,
     condition,
+    create_config,
+    delete_config,
     events_about,
     lease_holder,
     metric_value,
@@ -513,23 +515,6 @@ def test_cooldown_and_the_on_demand_interval_hold_across_a_restart(first_run):
     due = dt.datetime.fromisoformat(last["lastOnDemandCapture"]) + dt.timedelta(seconds=ON_DEMAND_INTERVAL)
     assert dt.datetime.fromisoformat(schedule["jobs"]["on-demand"]["first"]) >= due
     assert len(first_run.batch_objects_after_restart) == len(first_run.batch_both)
-
-
-def create_config(plane: ControlPlane, name: str, namespace: str, spec: dict[str, Any]) -> None:
-    from kubernetes import client
-
-    client.CustomObjectsApi(plane.api()).create_namespaced_custom_object(
-        "profiling.io", "v1alpha1", namespace, "profilingconfigs", profiling_config(name, namespace, spec)
-    )
-
-
-def delete_config(plane: ControlPlane, name: str, namespace: str) -> None:
-    """So that no later operator of the session's control plane works on it."""
-    from kubernetes import client
-
-    client.CustomObjectsApi(plane.api()).delete_namespaced_custom_object(
-        "profiling.io", "v1alpha1", namespace, "profilingconfigs", name
-    )
 
 
 def test_sigterm_cuts_the_capture_in_flight_when_the_grace_period_is_over(
