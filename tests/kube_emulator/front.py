@@ -206,6 +206,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small answers go out at once, not after the client's delayed ACK
     front: KubeFront
+    status: int  # of the answer begun; 0 until then
+    pending: RequestRecord  # this request, logged with its status once answered
 
     def setup(self) -> None:
         super().setup()
