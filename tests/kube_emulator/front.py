@@ -206,8 +206,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small answers go out at once, not after the client's delayed ACK
     front: KubeFront
-    status: int  # of the answer begun; 0 until then
-    pending: RequestRecord  # this request, logged with its status once answered
+    pending: RequestRecord  # this request, logged once its answer begins or its connection is cut
+    logged: bool
 
     def setup(self) -> None:
         super().setup()
@@ -224,15 +224,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_response(self, code: int, message: str | None = None) -> None:
         super().send_response(code, message)
-        self._record(code)
+        self._log(code)
 
-    def _record(self, status: int) -> None:
-        """Logged once the answer begins (a watch is counted while it runs), or cut (status 0)."""
-        if not self.status:
-            self.status = status
+    def _log(self, status: int) -> None:
+        """Before the client can see anything: a watch is counted while it runs, a cut one (status 0)
+        by the time the client finds the connection closed."""
+        if not self.logged:
+            self.logged = True
             self.front.log.append(self.pending._replace(status=status))
 
     def abort_connection(self) -> None:
+        self._log(0)
         self.close_connection = True
         cut(self.connection)
 
@@ -241,9 +243,10 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         self.query_pairs = parse_qsl(split.query, keep_blank_values=True)
         query = dict(self.query_pairs)
-        self.status = 0  # stays 0 when the connection is cut without an answer
+        self.logged = False
         is_watch = self.command == "GET" and ((query.get("watch") or "").lower() in _TRUE or "/watch/" in path)
         self.pending = RequestRecord(self.command, path, query, 0, is_watch)
+        # After /api/v1 or /apis/GROUP/VERSION, "pods" and "namespaces/NS/pods" name a collection.
         rest = path.split("/")[3 if path.startswith("/api/") else 4 :]
         is_list = self.command == "GET" and not is_watch and len(rest) in (1, 3)
         try:
@@ -257,15 +260,14 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send_error(fault.error())
             self._dispatch(path, split.query, query, body, is_watch, fault.drop_after_events if fault else None)
         except ApiError as error:
-            if self.status:  # the answer has begun: all that is left is to cut it short
+            if self.logged:  # the answer has begun: all that is left is to cut it short
                 self.abort_connection()
             else:
                 self._send_error(error)
         except OSError:
             self.abort_connection()
         finally:
-            if not self.status:
-                self.front.log.append(self.pending)
+            self._log(0)
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
