@@ -96,10 +96,6 @@ def seed_pods(plane: ControlPlane, count: int, namespaces: tuple[str, ...]) -> N
         plane.run_pod(namespaces[index % len(namespaces)], f"seed-{index}", port=6060, labels={"app": "seed"})
 
 
-def delete_pod(plane: ControlPlane, namespace: str, name: str) -> None:
-    client.CoreV1Api(plane.api()).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-
-
 # ----------------------------------------------------------------- informer
 
 
@@ -115,7 +111,7 @@ def test_informer_relists_when_the_watch_answers_410_in_an_error_event(
     held = kube_front.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=None, delay=1.5))
     wait_until(lambda: held.hits == 1, "the next watch to arrive")
     control_plane.run_pod(shop, "while-away", port=6060)
-    delete_pod(control_plane, ops, "seed-1")
+    control_plane.delete_pod(ops, "seed-1")
     kube_front.compact()
 
     wait_until(lambda: cache.relists == 1 and mirrors(cache, control_plane), "a relist")
@@ -153,7 +149,7 @@ def test_informer_recovers_from_errors_and_dropped_watches_without_missing_a_cha
     for index in range(6):
         core.create_namespaced_pod(shop, {"metadata": {"name": f"burst-{index}"},
                                           "spec": {"containers": [{"name": "app", "image": "app"}]}})
-    delete_pod(control_plane, shop, "seed-0")
+    control_plane.delete_pod(shop, "seed-0")
     core.patch_namespaced_pod("seed-1", ops, {"metadata": {"labels": {"changed": "yes"}}})
 
     wait_until(lambda: mirrors(cache, control_plane) and cache.restarts == 6, "recovery with every change")

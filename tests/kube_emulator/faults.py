@@ -26,11 +26,11 @@ _MESSAGES = {
 class ApiError(Exception):
     """An API failure answered with the `kind: Status` body kube-apiserver would send."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None, retry_after: int | None = None) -> None:
+    def __init__(self, code: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.reason = reason or _REASONS.get(code, "Unknown")
+        self.reason = _REASONS.get(code, "Unknown")
         self.details = {} if retry_after is None else {"retryAfterSeconds": retry_after}
         self.headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
 

@@ -308,7 +308,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_bytes(200, json.dumps(listed).encode())
         version = query.get("resourceVersion") or "0"
         if is_watch and version.isdigit() and 0 < int(version) < self.front.compacted:
-            expired = ApiError(410, f"too old resource version: {version} ({self.front.compacted})", "Expired")
+            expired = ApiError(410, f"too old resource version: {version} ({self.front.compacted})")
             return self._stream_events(iter([b'{"type":"ERROR","object":%s}\n' % expired.body()]), None)
         upstream = self.front.connect(None if is_watch else 60.0)
         try:
