@@ -3,10 +3,11 @@
 N pods (default 8) each serve a 63 MiB gzip body at /debug/pprof/heap, chunked as Go's pprof
 handler sends it, from a threaded HTTP server in this process. A real `kprof run` subprocess, with
 the chart's defaults for concurrency, the size cap and the in-flight byte budget, captures all of
-them once (one on-demand ProfilingConfig) and stores them in S3 (moto, in this process) through its
-spool. Its peak RSS (VmHWM from /proc/PID/status, after the last profile is stored) is divided by
-the memory limit of helm/kprof-operator/values.yaml; the figure must stay below 1. The operator's
-RSS once ready (before any capture) is printed beside it, measured in the same run.
+them once (one on-demand ProfilingConfig in a real control plane of its own,
+tests.support.controlplane) and stores them in S3 (moto, in this process) through its spool. Its
+peak RSS (VmHWM from /proc/PID/status, after the last profile is stored) is divided by the memory
+limit of helm/kprof-operator/values.yaml; the figure must stay below 1. The operator's RSS once
+ready (before any capture) is printed beside it, measured in the same run.
 
     python -m benchmarks.bench_memory [--pods 8] [--mib 63] [-- extra kprof run flags]
 """
@@ -26,14 +27,13 @@ from pathlib import Path
 
 import yaml
 
-from tests.kube_emulator import KubeEmulator
 from tests.operator_support import (
-    OPERATOR_NAMESPACE,
     OperatorProcess,
     allow_s3,
     aws_environment,
-    profiled_pod,
-    profiling_config,
+    bench_control_plane,
+    create_config,
+    run_profiled_pod,
     s3_config,
     wait_until,
 )
@@ -104,24 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     s3.client().create_bucket(Bucket=bucket)
     tmp = Path(tempfile.mkdtemp(prefix="kprof-bench-memory-"))
     try:
-        with KubeEmulator() as emulator:
-            emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
-            emulator.create(
-                profiling_config(
-                    "huge",
-                    "bench",
-                    {
-                        "onDemand": {"enabled": True, "intervalSeconds": 3600},
-                        "profileTypes": ["heap"],
-                        "s3Config": s3_config(s3, bucket, "huge"),
-                    },
-                )
-            )
+        with bench_control_plane("bench") as plane:
+            spec = {
+                "onDemand": {"enabled": True, "intervalSeconds": 3600},
+                "profileTypes": ["heap"],
+                "s3Config": s3_config(s3, bucket, "huge"),
+            }
+            create_config(plane, "huge", "bench", spec)
             for index in range(args.pods):
-                emulator.create(profiled_pod(f"big-{index}", "bench", pprof.server_address[1]))
-            kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
+                run_profiled_pod(plane, "bench", f"big-{index}", pprof.server_address[1])
             operator = OperatorProcess(
-                kubeconfig,
+                plane.kubeconfig,
                 tmp / "op",
                 env=aws_environment(tmp),
                 args=["--no-leader-elect", *allow_s3(s3, bucket), *args.extra],

@@ -1,10 +1,12 @@
-"""Benchmark: the operator against its own Kubernetes API emulator (in this process, over HTTP).
+"""Benchmark: the operator against a real control plane of its own (tests.support.controlplane),
+through the front of tests/kube_emulator, which logs every request and reports the pod metrics
+chosen here (idle usage, so a check decides about every pod and captures none).
 
 1. API requests per check cycle, 5,000 pods in 10 namespaces: one config selecting all of them
    (target: one metrics LIST cluster-wide, zero per-pod GETs; it is in `platform`, which the
    installer names with --cluster-wide-namespaces, since a config selects only its own namespace
    otherwise), then one config per namespace
-   (target: one metrics LIST per namespace). Counted from the emulator's request log between the
+   (target: one metrics LIST per namespace). Counted from the front's request log between the
    start and the end of one cycle, by method and path (names collapsed).
 2. Operator RSS with 10,000 pods in its cache (target <= 150 MB): a real `kprof run` subprocess,
    VmRSS from /proc/PID/status once /readyz says the caches are synced, and again after one check
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import shutil
 import subprocess
@@ -27,9 +30,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.kube_emulator import KubeEmulator
-from tests.operator_support import OPERATOR_NAMESPACE, OperatorProcess, OperatorThread, profiling_config, wait_until
-from tests.support.pods import ENABLED, pod, pod_metrics
+from tests.kube_emulator import KubeFront
+from tests.operator_support import (
+    OperatorProcess,
+    OperatorThread,
+    bench_control_plane,
+    create_config,
+    create_pods,
+    wait_until,
+)
+from tests.support.controlplane import ControlPlane
+from tests.support.pods import ENABLED, pod
 
 NAMESPACES = 10
 RSS_TARGET_MB = 150
@@ -44,16 +55,18 @@ SPEC = {
 }
 
 
-def seed(emulator: KubeEmulator, count: int, with_metrics: bool) -> None:
-    emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+TEAMS = [f"team-{index}" for index in range(NAMESPACES)]
+
+
+def pods(count: int) -> list[dict[str, Any]]:
+    """`count` pods of Deployments spread over the team namespaces, about 4 KB of JSON each."""
+    made = []
     for i in range(count):
-        namespace = f"team-{i % NAMESPACES}"
         app = f"svc-{i % 50}"
-        name = f"{app}-6d8f7c9b4-{i:05d}"
-        emulator.create(
+        made.append(
             pod(
-                name,
-                namespace,
+                f"{app}-6d8f7c9b4-{i:05d}",
+                TEAMS[i % NAMESPACES],
                 app=app,
                 labels={"tier": "backend"},
                 annotations=dict(ENABLED),
@@ -61,8 +74,16 @@ def seed(emulator: KubeEmulator, count: int, with_metrics: bool) -> None:
                 pod_ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
             )
         )
-        if with_metrics:
-            emulator.apply(pod_metrics(name, namespace, IDLE_USAGE))
+    return made
+
+
+def seed(plane: ControlPlane, front: KubeFront, count: int) -> int:
+    """Creates the pods and their idle usage; returns the JSON size of one pod."""
+    made = pods(count)
+    create_pods(plane, made)
+    for item in made:
+        front.set_pod_metrics(item["metadata"]["namespace"], item["metadata"]["name"], IDLE_USAGE)
+    return len(json.dumps(made[0]))
 
 
 def collapse(path: str) -> str:
@@ -72,7 +93,7 @@ def collapse(path: str) -> str:
     return path
 
 
-def one_cycle(emulator: KubeEmulator, operator: OperatorThread, checks: int) -> tuple[list[Any], float]:
+def one_cycle(front: KubeFront, operator: OperatorThread, checks: int) -> tuple[list[Any], float]:
     """Start every config's check now and return the requests made until all of them are done."""
 
     def done() -> float:
@@ -82,12 +103,12 @@ def one_cycle(emulator: KubeEmulator, operator: OperatorThread, checks: int) -> 
         )
 
     before = done()
-    emulator.reset_requests()
+    front.reset_requests()
     started = time.perf_counter()
     operator.operator.scheduler.reschedule_all()
     wait_until(lambda: done() >= before + checks, 120, "the check cycle")
     elapsed = time.perf_counter() - started
-    return emulator.requests, elapsed
+    return front.requests, elapsed
 
 
 def report_requests(title: str, requests: list[Any], elapsed: float) -> dict[str, int]:
@@ -100,38 +121,38 @@ def report_requests(title: str, requests: list[Any], elapsed: float) -> dict[str
 
 def bench_requests(pods: int) -> bool:
     ok = True
-    with tempfile.TemporaryDirectory() as tmp, KubeEmulator() as emulator:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bench_control_plane(CLUSTER_WIDE, *TEAMS) as plane,
+        KubeFront(plane) as front,
+    ):
         started = time.perf_counter()
-        seed(emulator, pods, with_metrics=True)
+        seed(plane, front, pods)
         print(
             f"seeded {pods} pods and their PodMetrics in {NAMESPACES} namespaces "
             f"({time.perf_counter() - started:.1f} s)"
         )
-        kubeconfig = emulator.write_kubeconfig(Path(tmp) / "kubeconfig")
-        emulator.create(profiling_config("everything", "platform", SPEC))
+        kubeconfig = front.write_kubeconfig(Path(tmp) / "kubeconfig")
+        create_config(plane, "everything", CLUSTER_WIDE, SPEC)
         operator = OperatorThread(
             kubeconfig, Path(tmp), leader_elect=False, cluster_wide_namespaces=(CLUSTER_WIDE,)
         ).start()
         try:
             wait_until(lambda: operator.operator.wait_synced(1), 120, "the caches")
             wait_until(lambda: "kprof_checks_total{" in operator.metrics(), 60, "the first check")
-            requests, elapsed = one_cycle(emulator, operator, 1)
+            requests, elapsed = one_cycle(front, operator, 1)
             counts = report_requests(f"1 config selecting all {pods} pods", requests, elapsed)
             metric_lists = counts.get("GET /apis/metrics.k8s.io/v1beta1/pods", 0)
             per_pod = sum(n for line, n in counts.items() if line.startswith("GET ") and "/pods/{name}" in line)
             print(f"  -> metrics LISTs: {metric_lists} cluster-wide (target 1), per-pod GETs: {per_pod} (target 0)")
             ok &= metric_lists == 1 and per_pod == 0
 
-            for index in range(NAMESPACES):
-                emulator.create(
-                    profiling_config(
-                        f"team-{index}", f"team-{index}", {**SPEC, "selector": {"namespace": f"team-{index}"}}
-                    )
-                )
+            for team in TEAMS:
+                create_config(plane, team, team, {**SPEC, "selector": {"namespace": team}})
             wait_until(lambda: len(operator.operator.scheduler.keys()) == NAMESPACES + 1, 30, "the new configs")
             wait_until(lambda: operator.operator.scheduler.in_flight == 0, 60, "their first checks")
             time.sleep(1)
-            requests, elapsed = one_cycle(emulator, operator, NAMESPACES + 1)
+            requests, elapsed = one_cycle(front, operator, NAMESPACES + 1)
             counts = report_requests(
                 f"{NAMESPACES + 1} configs: one per namespace and the one above", requests, elapsed
             )
@@ -181,15 +202,11 @@ def baseline_rss() -> float:
 def bench_rss(pods: int) -> bool:
     tmp = Path(tempfile.mkdtemp(prefix="kprof-bench-"))
     try:
-        with KubeEmulator() as emulator:
+        with bench_control_plane(CLUSTER_WIDE, *TEAMS) as plane, KubeFront(plane) as front:
             started = time.perf_counter()
-            seed(emulator, pods, with_metrics=False)
-            print(
-                f"\nseeded {pods} pods ({time.perf_counter() - started:.1f} s); "
-                f"about {len(emulator.store.list(emulator.resource('v1', 'pods'), None).entries[0].full)} "
-                "bytes of JSON each"
-            )
-            kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
+            size = seed(plane, front, pods)
+            print(f"\nseeded {pods} pods ({time.perf_counter() - started:.1f} s); about {size} bytes of JSON each")
+            kubeconfig = front.write_kubeconfig(tmp / "kubeconfig")
             operator = OperatorProcess(
                 kubeconfig,
                 tmp / "op",
@@ -202,11 +219,11 @@ def bench_rss(pods: int) -> bool:
                 synced = time.perf_counter() - started
                 time.sleep(2)  # let the LIST pages' garbage be collected
                 operator_rss = rss_mb(operator.process.pid)
-                cached = emulator.count("GET", r"^/api/v1/pods$", watch=False)
-                # Then one check deciding about every cached pod (no metrics: nothing captured).
-                emulator.create(profiling_config("everything", "platform", SPEC))
+                cached = front.count("GET", r"^/api/v1/pods$", watch=False)
+                # Then one check deciding about every cached pod (idle usage: nothing captured).
+                create_config(plane, "everything", CLUSTER_WIDE, SPEC)
                 status_path = r"^/apis/profiling\.io/v1alpha1/namespaces/platform/profilingconfigs/everything/status$"
-                wait_until(lambda: emulator.count("PATCH", status_path), 120, "the check of every pod")
+                wait_until(lambda: front.count("PATCH", status_path), 120, "the check of every pod")
                 time.sleep(1)
                 checked_rss = rss_mb(operator.process.pid)
             finally:

@@ -1,7 +1,8 @@
 """Helpers for the operator's end-to-end tests and benchmarks: `OperatorProcess` runs the real
 `kprof run` as a subprocess and reads its JSON log lines (addresses, decisions); `OperatorThread`
 runs an `app.Operator` inside the test process on loopback ports with a private tracer; builders
-for ProfilingConfigs and annotated pods; `wait_until` for bounded polling.
+for ProfilingConfigs and annotated pods in a real control plane, and a control plane of its own for
+a benchmark; `wait_until` for bounded polling.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tests.kube_emulator import KubeEmulator, make_pod
 from tests.support.s3server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 from tests.support.s3server import REGION as S3_REGION
+
+if TYPE_CHECKING:
+    from tests.kube_emulator import KubeFront
+    from tests.support.controlplane import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_VERSION = "profiling.io/v1alpha1"
@@ -56,20 +60,76 @@ def profiling_config(name: str, namespace: str, spec: Mapping[str, Any]) -> dict
     }
 
 
-def profiled_pod(name: str, namespace: str, port: int, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run_profiled_pod(
+    plane: ControlPlane, namespace: str, name: str, port: int, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A running pod at 127.0.0.1 that opts in, its pprof endpoint on `port`; requests 100m CPU
     and 64Mi memory, so usage of 500m is 500% of requests."""
-    return make_pod(
-        name,
+    return plane.run_pod(
         namespace,
+        name,
+        port=port,
         labels=dict(labels or {"app": name.rsplit("-", 1)[0]}),
         annotations={"profiling.io/enabled": "true", "profiling.io/port": str(port)},
     )
 
 
-def set_usage(emulator: KubeEmulator, namespace: str, pod: str, cpu: str, memory: str) -> None:
-    """What metrics-server reports for the pod's one container ("app")."""
-    emulator.set_pod_metrics(namespace, pod, [{"name": "app", "usage": {"cpu": cpu, "memory": memory}}])
+def set_usage(front: KubeFront, namespace: str, pod: str, cpu: str, memory: str) -> None:
+    """What the metrics API reports for the pod's one container ("app")."""
+    front.set_pod_metrics(namespace, pod, {"app": {"cpu": cpu, "memory": memory}})
+
+
+def create_config(plane: ControlPlane, name: str, namespace: str, spec: Mapping[str, Any]) -> None:
+    from kubernetes import client
+
+    client.CustomObjectsApi(plane.api()).create_namespaced_custom_object(
+        "profiling.io", "v1alpha1", namespace, "profilingconfigs", profiling_config(name, namespace, spec)
+    )
+
+
+def delete_config(plane: ControlPlane, name: str, namespace: str) -> None:
+    from kubernetes import client
+
+    client.CustomObjectsApi(plane.api()).delete_namespaced_custom_object(
+        "profiling.io", "v1alpha1", namespace, "profilingconfigs", name
+    )
+
+
+def create_pods(plane: ControlPlane, pods: Iterable[dict[str, Any]], threads: int = 8) -> None:
+    """Pods as the API server returns them (tests.support.pods), created with their status, a few
+    at a time: what the server fills in itself is left out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(plane.api())
+
+    def create(pod: dict[str, Any]) -> None:
+        meta = {k: v for k, v in pod["metadata"].items() if k not in ("uid", "resourceVersion", "creationTimestamp")}
+        core.create_namespaced_pod(meta["namespace"], {**pod, "metadata": meta})
+        core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": pod["status"]})
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(create, pods))
+
+
+@contextlib.contextmanager
+def bench_control_plane(*namespaces: str) -> Iterator[ControlPlane]:
+    """A control plane of a benchmark's own (without metrics-server: benchmarks choose the usage),
+    with the ProfilingConfig CRD and `namespaces` (the operator's among them) created."""
+    from kubernetes import client
+
+    from kprof_lib.spec import schemas
+    from kprof_lib.spec.crd import build_crd
+    from tests.support import chart, controlplane
+
+    with controlplane.running(metrics=False) as plane:
+        crd = build_crd(schemas.load("profilingconfig"))
+        client.ApiextensionsV1Api(plane.api()).create_custom_resource_definition(crd)
+        chart.wait_established(plane)
+        for name in {OPERATOR_NAMESPACE, *namespaces}:
+            client.CoreV1Api(plane.api()).create_namespace({"metadata": {"name": name}})
+        yield plane
 
 
 def status_of(api: Any, namespace: str, name: str) -> dict[str, Any]:

@@ -12,15 +12,15 @@ from kprof_lib.adapters.pprof.proxy import ProxyTransport
 from kprof_lib.execution.capture import fetch_profile
 from kprof_lib.execution.ports import CaptureFailed, ProfileRequest
 from kprof_lib.planning.reconcile import reconcile
-from tests.kube_emulator import make_pod
+from tests.support.pods import pod
 from tests.support.rawhttp import ScriptedServer, respond
 
 SPEC = {"onDemand": {"enabled": True, "intervalSeconds": 300}, "profileTypes": ["heap"]}
 
 
 def decide(annotations: dict[str, str]):
-    pod = make_pod("app-1", namespace="shop", annotations={"profiling.io/enabled": "true", **annotations})
-    [result] = reconcile(SPEC, {"now": "2026-11-25T10:00:00Z", "pods": [pod]}).results
+    target = pod("app-1", "shop", annotations={"profiling.io/enabled": "true", **annotations})
+    [result] = reconcile(SPEC, {"now": "2026-11-25T10:00:00Z", "pods": [target]}).results
     return result
 
 
@@ -79,7 +79,7 @@ def test_a_bad_scheme_is_an_invalid_annotation(scheme):
 
 # -- the path a transport finally sends ------------------------------------------------------
 
-ESCAPE = "/debug/../../../../../api/v1/namespaces/other/pods/victim:{port}/proxy/debug/pprof"
+ESCAPE = "/debug/../../../../../api/v1/namespaces/{other}/pods/victim:{port}/proxy/debug/pprof"
 
 
 def request_for(port: int, base_path: str, *, namespace: str = "default", pod: str = "attacker") -> ProfileRequest:
@@ -90,25 +90,26 @@ def request_for(port: int, base_path: str, *, namespace: str = "default", pod: s
     )
 
 
-def test_proxy_refuses_a_path_that_reaches_another_pod(kube_emulator, kube_api, go_app):
+def test_proxy_refuses_a_path_that_reaches_another_pod(kube_front, control_plane, kube_api, go_app):
     annotations = {"profiling.io/enabled": "true", "profiling.io/port": str(go_app.port)}
-    kube_emulator.create(make_pod("attacker", annotations=annotations))
-    kube_emulator.create(make_pod("victim", namespace="other", annotations=annotations))
-    request = request_for(go_app.port, ESCAPE.format(port=go_app.port))
+    mine, other = control_plane.new_namespace("attacker"), control_plane.new_namespace("other")
+    control_plane.run_pod(mine, "attacker", port=go_app.port, annotations=annotations)
+    control_plane.run_pod(other, "victim", port=go_app.port, annotations=annotations)
+    request = request_for(go_app.port, ESCAPE.format(other=other, port=go_app.port), namespace=mine)
 
-    with pytest.raises(CaptureFailed, match=r"refused to fetch .*: its path would leave /api/v1/namespaces/default/pods/attacker"):
+    with pytest.raises(CaptureFailed, match=rf"refused to fetch .*: its path would leave /api/v1/namespaces/{mine}/pods/attacker"):
         fetch_profile(ProxyTransport(kube_api), request, timeout=10)
 
-    assert kube_emulator.count("GET", r"/api/v1/namespaces/other/") == 0, "nothing was asked of the other pod"
+    assert kube_front.count("GET", rf"/api/v1/namespaces/{other}/") == 0, "nothing was asked of the other pod"
 
 
 @pytest.mark.parametrize("name", ["direct", "portforward"])
-def test_direct_and_portforward_refuse_a_path_that_leaves_the_base_path(kube_emulator, kube_api, name):
+def test_direct_and_portforward_refuse_a_path_that_leaves_the_base_path(control_plane, kube_namespace, kube_api, name):
     with ScriptedServer({"/admin/heap": respond(b"\x1f\x8b")}) as server:
-        kube_emulator.create(make_pod("attacker", annotations={"profiling.io/enabled": "true",
-                                                               "profiling.io/port": str(server.port)}))
+        control_plane.run_pod(kube_namespace, "attacker", port=server.port,
+                              annotations={"profiling.io/enabled": "true", "profiling.io/port": str(server.port)})
         transport = DirectTransport() if name == "direct" else PortForwardTransport(kube_api)
         for base in ("/debug/pprof/../../admin", "/debug/%2e%2e/%2e%2e/admin"):
             with pytest.raises(CaptureFailed, match="refused to fetch"):
-                fetch_profile(transport, request_for(server.port, base), timeout=10)
+                fetch_profile(transport, request_for(server.port, base, namespace=kube_namespace), timeout=10)
         assert server.requests == [], "nothing was sent"

@@ -17,7 +17,6 @@ from kprof_lib.adapters.pprof.portforward import PortForwardTransport
 from kprof_lib.adapters.pprof.proxy import ProxyTransport
 from kprof_lib.execution.capture import fetch_profile
 from kprof_lib.execution.ports import CaptureError, CaptureTimeout, ProfileRequest
-from tests.kube_emulator import make_pod
 from tests.support.rawhttp import ScriptedServer
 
 TIMEOUT = 1.5
@@ -52,8 +51,8 @@ def trickling():
         server.stop()
 
 
-def request_for(port: int) -> ProfileRequest:
-    return ProfileRequest(namespace="default", pod="app-1", pod_ip="127.0.0.1", scheme="http", port=port,
+def request_for(port: int, namespace: str = "default") -> ProfileRequest:
+    return ProfileRequest(namespace=namespace, pod="app-1", pod_ip="127.0.0.1", scheme="http", port=port,
                           base_path="/debug/pprof", profile_type="heap")
 
 
@@ -82,10 +81,10 @@ def test_proxy_cuts_an_api_server_that_trickles_its_headers(trickling):
         assert_cut_at_the_deadline(ProxyTransport(api), request_for(trickling.port))
 
 
-def test_portforward_cuts_a_pod_that_trickles_its_headers(kube_emulator, kube_api, trickling):
-    kube_emulator.create(make_pod("app-1", annotations={"profiling.io/enabled": "true",
-                                                         "profiling.io/port": str(trickling.port)}))
-    assert_cut_at_the_deadline(PortForwardTransport(kube_api), request_for(trickling.port))
+def test_portforward_cuts_a_pod_that_trickles_its_headers(control_plane, kube_namespace, kube_api, trickling):
+    control_plane.run_pod(kube_namespace, "app-1", port=trickling.port,
+                          annotations={"profiling.io/enabled": "true", "profiling.io/port": str(trickling.port)})
+    assert_cut_at_the_deadline(PortForwardTransport(kube_api), request_for(trickling.port, namespace=kube_namespace))
 
 
 def test_abort_cuts_every_capture_of_a_transport_at_once(go_app):

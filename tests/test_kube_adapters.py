@@ -1,9 +1,9 @@
 """The Kubernetes adapters under what a real API server cannot be made to do here, driven by the real
-`kubernetes` client against the API emulator over HTTP: expired resourceVersions at a chosen moment,
-500s, dropped and delayed watches, bookmarks every fraction of a second, a writer slipping in
+`kubernetes` client through the front of the session's real API server (tests/kube_emulator):
+expired resourceVersions at a chosen moment, 500s, dropped and delayed watches, a writer slipping in
 between a read and a write; and the adapters' pure parts (slim pods, selectors, conditions). Their
-behaviour against a real API server is in tests/test_cluster_adapters.py. Each wait is bounded;
-nothing asserts how long anything took, only what state it ends in."""
+behaviour against the real API server alone is in tests/test_cluster_adapters.py. Each wait is
+bounded; nothing asserts how long anything took, only what state it ends in."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubernetes import client
 
 from kprof_lib.adapters.kube.events import PROFILE_CAPTURED, EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory, HistoryError
@@ -30,7 +31,8 @@ from kprof_lib.adapters.kube.metrics import MetricsServer, MetricsUnavailable
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.planning import conditions
 from kprof_lib.planning.reconcile import reconcile
-from tests.kube_emulator import Fault, KubeEmulator, make_pod
+from tests.kube_emulator import Fault
+from tests.support.controlplane import ControlPlane
 from tests.support.pods import ENABLED, pod, pod_metrics
 
 FAST = Backoff(initial=0.05, cap=0.5)
@@ -52,18 +54,18 @@ def cached(informer: Informer) -> dict[tuple[str, str], str]:
     }
 
 
-def stored_pods(emu: KubeEmulator) -> dict[tuple[str, str], str]:
-    return {(p["metadata"]["namespace"], p["metadata"]["name"]): p["metadata"]["resourceVersion"]
-            for p in emu.list("v1", "Pod")}
+def stored_pods(plane: ControlPlane) -> dict[tuple[str, str], str]:
+    listed = client.CoreV1Api(plane.api()).list_pod_for_all_namespaces().items
+    return {(p.metadata.namespace, p.metadata.name): p.metadata.resource_version for p in listed}
 
 
-def mirrors(informer: Informer, emu: KubeEmulator) -> bool:
-    return cached(informer) == stored_pods(emu)
+def mirrors(informer: Informer, plane: ControlPlane) -> bool:
+    return cached(informer) == stored_pods(plane)
 
 
 @pytest.fixture
 def informers(kube_api) -> Iterator[Callable[..., Informer]]:
-    """Starts informers on the emulator and stops every one of them after the test."""
+    """Starts informers through the front and stops every one of them after the test."""
     started: list[Informer] = []
 
     def start(kind: type[Informer] = PodCache, **options) -> Informer:
@@ -79,98 +81,116 @@ def informers(kube_api) -> Iterator[Callable[..., Informer]]:
         informer.stop()
 
 
-def seed_pods(emu: KubeEmulator, count: int, namespaces: tuple[str, ...] = ("shop", "ops")) -> None:
+@pytest.fixture
+def shop(control_plane: ControlPlane) -> str:
+    return control_plane.new_namespace("shop")
+
+
+@pytest.fixture
+def ops(control_plane: ControlPlane) -> str:
+    return control_plane.new_namespace("ops")
+
+
+def seed_pods(plane: ControlPlane, count: int, namespaces: tuple[str, ...]) -> None:
     for index in range(count):
-        emu.create(make_pod(f"seed-{index}", namespaces[index % len(namespaces)], labels={"app": "seed"}))
+        plane.run_pod(namespaces[index % len(namespaces)], f"seed-{index}", port=6060, labels={"app": "seed"})
 
 
 # ----------------------------------------------------------------- informer
 
 
-def test_informer_relists_when_the_watch_answers_410_in_an_error_event(kube_emulator, informers):
-    seed_pods(kube_emulator, 4)
+def test_informer_relists_when_the_watch_answers_410_in_an_error_event(
+    kube_front, control_plane, informers, shop, ops
+):
+    seed_pods(control_plane, 4, (shop, ops))
     # Each watch lasts a second; the next one is held back long enough for the history it would
-    # resume from to be compacted away, so the API server answers it with an ERROR 410 event.
+    # resume from to be compacted away, so it is answered with an ERROR 410 event.
     cache = informers(timeout_seconds=1)
     changes: list[tuple[str, str]] = []
     cache.on_change(lambda kind, obj: changes.append((kind, obj["metadata"]["name"])))
-    held = kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=None, delay=1.5))
+    held = kube_front.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=None, delay=1.5))
     wait_until(lambda: held.hits == 1, "the next watch to arrive")
-    kube_emulator.create(make_pod("while-away", "shop"))
-    kube_emulator.delete("v1", "Pod", "ops", "seed-1")
-    kube_emulator.compact()
+    control_plane.run_pod(shop, "while-away", port=6060)
+    control_plane.delete_pod(ops, "seed-1")
+    kube_front.compact()
 
-    wait_until(lambda: cache.relists == 1 and mirrors(cache, kube_emulator), "a relist")
+    wait_until(lambda: cache.relists == 1 and mirrors(cache, control_plane), "a relist")
     assert sorted(changes) == [(ADDED, "while-away"), (DELETED, "seed-1")]
     assert cache.lists == 2 and cache.restarts == 0
     # It keeps watching after the relist.
-    kube_emulator.create(make_pod("after", "ops"))
-    wait_until(lambda: cache.get("ops", "after") is not None, "the pod created after the relist")
+    control_plane.run_pod(ops, "after", port=6060)
+    wait_until(lambda: cache.get(ops, "after") is not None, "the pod created after the relist")
 
 
-def test_informer_relists_when_the_watch_request_answers_410(kube_emulator, informers):
-    seed_pods(kube_emulator, 2)
+def test_informer_relists_when_the_watch_request_answers_410(kube_front, control_plane, informers, shop, ops):
+    seed_pods(control_plane, 2, (shop, ops))
     cache = informers(timeout_seconds=1)
-    kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=410))
-    kube_emulator.create(make_pod("late", "shop"))
+    kube_front.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=410))
+    control_plane.run_pod(shop, "late", port=6060)
     wait_until(lambda: cache.relists == 1, "a relist after 410")
-    wait_until(lambda: mirrors(cache, kube_emulator), "the cache to match the API")
+    wait_until(lambda: mirrors(cache, control_plane), "the cache to match the API")
     assert cache.restarts == 0
 
 
-def test_informer_recovers_from_errors_and_dropped_watches_without_missing_a_change(kube_emulator, informers):
-    seed_pods(kube_emulator, 3)
-    kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", list_only=True, status=500, count=2))
+def test_informer_recovers_from_errors_and_dropped_watches_without_missing_a_change(
+    kube_front, control_plane, informers, shop, ops
+):
+    seed_pods(control_plane, 3, (shop, ops))
+    kube_front.faults.add(Fault(path=r"^/api/v1/pods$", list_only=True, status=500, count=2))
     cache = informers(timeout_seconds=1)
     assert cache.restarts == 2 and "500" in cache.last_error
 
     # The next watches are cut after one event each, then one answers 500: every change still arrives.
-    dropping = kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", drop_after_events=1, count=3))
-    kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=500, count=1))
-    dropped_from = kube_emulator.count("GET", r"^/api/v1/pods$", watch=True)
+    dropping = kube_front.faults.add(Fault(path=r"^/api/v1/pods$", drop_after_events=1, count=3))
+    kube_front.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=500, count=1))
+    dropped_from = kube_front.count("GET", r"^/api/v1/pods$", watch=True)
     wait_until(lambda: dropping.hits == 1, "the first watch that will be cut")
+    core = client.CoreV1Api(control_plane.api())
     for index in range(6):
-        kube_emulator.create(make_pod(f"burst-{index}", "shop"))
-    kube_emulator.delete("v1", "Pod", "shop", "seed-0")
-    kube_emulator.apply(make_pod("seed-1", "ops", labels={"changed": "yes"}))
+        core.create_namespaced_pod(shop, {"metadata": {"name": f"burst-{index}"},
+                                          "spec": {"containers": [{"name": "app", "image": "app"}]}})
+    control_plane.delete_pod(shop, "seed-0")
+    core.patch_namespaced_pod("seed-1", ops, {"metadata": {"labels": {"changed": "yes"}}})
 
-    wait_until(lambda: mirrors(cache, kube_emulator) and cache.restarts == 6, "recovery with every change")
-    assert kube_emulator.count("GET", r"^/api/v1/pods$", watch=True) - dropped_from >= 5
+    wait_until(lambda: mirrors(cache, control_plane) and cache.restarts == 6, "recovery with every change")
+    assert kube_front.count("GET", r"^/api/v1/pods$", watch=True) - dropped_from >= 5
     assert cache.relists == 0 and cache.lists == 1  # resumed from its resourceVersion, never relisted
-    assert cache.get("ops", "seed-1")["metadata"]["labels"] == {"changed": "yes"}
+    assert cache.get(ops, "seed-1")["metadata"]["labels"] == {"app": "seed", "changed": "yes"}
 
 
-def test_bookmarks_advance_the_resource_version_so_a_filtered_watch_resumes_after_compaction():
-    with KubeEmulator(bookmark_interval=0.2) as emu:
-        api = emu.api_client()
-        cache = PodCache(api, label_selector="app=a", timeout_seconds=2, backoff=FAST).start()
-        try:
-            assert cache.wait_synced(WAIT)
-            listed_at = cache.resource_version
-            for index in range(3):  # changes the filtered watch never sees as events
-                emu.create(make_pod(f"other-{index}", "shop", labels={"app": "b"}))
-            wait_until(lambda: cache.resource_version == emu.resource_version, "a bookmark")
-            assert int(cache.resource_version) > int(listed_at) and cache.bookmarks > 0 and cache.events == 0
+def test_bookmarks_advance_the_resource_version_so_a_filtered_watch_resumes_after_compaction(
+    kube_front, kube_api, control_plane, shop
+):
+    # The real API server sends a bookmark 2 s before a watch's timeout: every watch carries one.
+    cache = PodCache(kube_api, label_selector=f"app=a-{shop}", timeout_seconds=3, backoff=FAST).start()
+    try:
+        assert cache.wait_synced(WAIT)
+        listed_at = int(cache.resource_version)
+        for index in range(3):  # changes the filtered watch never sees as events
+            last = control_plane.run_pod(shop, f"other-{index}", port=6060, labels={"app": "b"})
+        written = int(last["metadata"]["resourceVersion"])
+        wait_until(lambda: int(cache.resource_version) >= written, "a bookmark past the writes")
+        assert written > listed_at and cache.bookmarks > 0 and cache.events == 0
 
-            emu.compact()
-            watches = emu.count("GET", r"^/api/v1/pods$", watch=True)
-            wait_until(lambda: emu.count("GET", r"^/api/v1/pods$", watch=True) > watches, "the next watch")
-            emu.create(make_pod("mine", "shop", labels={"app": "a"}))
-            wait_until(lambda: cache.get("shop", "mine") is not None, "the matching pod")
-            # Without bookmarks it would have resumed from the listed version, now compacted: 410.
-            assert cache.relists == 0 and cache.lists == 1
-            assert all(r.query.get("labelSelector") == "app=a" for r in emu.requests if r.path == "/api/v1/pods")
-        finally:
-            cache.stop()
-            api.close()
+        kube_front.compact(written)
+        watches = kube_front.count("GET", r"^/api/v1/pods$", watch=True)
+        wait_until(lambda: kube_front.count("GET", r"^/api/v1/pods$", watch=True) > watches, "the next watch")
+        control_plane.run_pod(shop, "mine", port=6060, labels={"app": f"a-{shop}"})
+        wait_until(lambda: cache.get(shop, "mine") is not None, "the matching pod")
+        # Without bookmarks it would have resumed from the listed version, now compacted: 410.
+        assert cache.relists == 0 and cache.lists == 1
+        paths = [r.query.get("labelSelector") for r in kube_front.requests if r.path == "/api/v1/pods"]
+        assert paths and set(paths) == {f"app=a-{shop}"}
+    finally:
+        cache.stop()
 
 
-def test_stop_ends_an_open_watch_promptly(kube_emulator, kube_api):
+def test_stop_ends_an_open_watch_promptly(kube_front, kube_api):
     cache = PodCache(kube_api, timeout_seconds=300, backoff=FAST).start()
     assert cache.wait_synced(WAIT)
-    kube_emulator.wait_for_watches(1, "pods")
+    kube_front.wait_for_watches(1, "pods")
     cache.stop(timeout=WAIT)
-    wait_until(lambda: kube_emulator.active_watches("pods") == 0, "the watch to close on the server")
+    wait_until(lambda: kube_front.active_watches("pods") == 0, "the watch to close on the server")
 
 
 # ----------------------------------------------------------------- slim pods
@@ -279,13 +299,14 @@ def test_label_selectors_that_cannot_be_written_are_refused(selector, complaint)
         to_selector_string(selector)
 
 
-def test_pod_metrics_errors_name_the_api_path(kube_emulator, kube_api):
+def test_pod_metrics_errors_name_the_api_path(kube_front, kube_api):
     metrics = MetricsServer(kube_api)
-    kube_emulator.faults.add(Fault(path="metrics.k8s.io", status=500))
+    kube_front.faults.add(Fault(path="metrics.k8s.io", status=500))
     with pytest.raises(MetricsUnavailable, match=r"GET /apis/metrics.k8s.io/v1beta1/namespaces/shop/pods: 500") as err:
         metrics.pod_metrics("shop", None)
     assert err.value.status == 500
-    kube_emulator.registry.unregister(("metrics.k8s.io", "v1beta1", "pods"))
+    # What kube-apiserver answers for an API group nobody serves.
+    kube_front.faults.add(Fault(path="metrics.k8s.io", status=404, message="the server could not find the requested resource"))
     with pytest.raises(MetricsUnavailable, match=r"metrics\.k8s\.io not available: is metrics-server installed"):
         metrics.pod_metrics(None, "app=x")
 
@@ -295,31 +316,22 @@ def test_pod_metrics_errors_name_the_api_path(kube_emulator, kube_api):
 KEY = "shop/checkout"
 
 
-@pytest.fixture(autouse=True)
-def operator_namespace(request) -> None:
-    """The operator's namespace, where history ConfigMaps and the Lease live."""
-    if "kube_emulator" in request.fixturenames:
-        emu = request.getfixturevalue("kube_emulator")
-        emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kprof-system"}})
-
-
-def test_history_errors_are_history_errors(kube_emulator, kube_api):
-    kube_emulator.faults.add(Fault(path="configmaps", status=500))
+def test_history_errors_are_history_errors(kube_front, kube_api, kube_namespace):
+    kube_front.faults.add(Fault(path="configmaps", status=500))
     with pytest.raises(HistoryError, match="500"):
-        ConfigMapHistory(kube_api, "kprof-system").load(KEY)
+        ConfigMapHistory(kube_api, kube_namespace).load(KEY)
 
 
 # ----------------------------------------------------------------- events
 
 
-def test_events_never_raise(kube_emulator, kube_api):
-    kube_emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+def test_events_never_raise(kube_front, kube_api, control_plane, kube_namespace):
     recorder = EventRecorder(kube_api)
-    kube_emulator.faults.add(Fault(path="events", status=500))
-    recorder.record({"apiVersion": "v1", "kind": "Pod", "namespace": "shop", "name": "p", "uid": "1"}, "Normal",
-                    PROFILE_CAPTURED, "y")
+    kube_front.faults.add(Fault(path="events", status=500))
+    recorder.record({"apiVersion": "v1", "kind": "Pod", "namespace": kube_namespace, "name": "p", "uid": "1"},
+                    "Normal", PROFILE_CAPTURED, "y")
     assert recorder.failures == 1
-    assert kube_emulator.list("v1", "Event") == []
+    assert client.CoreV1Api(control_plane.api()).list_namespaced_event(kube_namespace).items == []
 
 
 # ----------------------------------------------------------------- status
@@ -346,11 +358,11 @@ def test_condition_transition_time_moves_only_when_the_status_changes():
 class Candidate:
     """A LeaderElector plus a record of its callbacks."""
 
-    def __init__(self, api, identity: str, **timing) -> None:
+    def __init__(self, api, namespace: str, identity: str, **timing) -> None:
         self.calls: list[str] = []
         timing = {"lease_duration": 2, "renew_deadline": 1.5, "retry_period": 0.2, **timing}
         self.elector = LeaderElector(
-            api, "kprof-system", "kprof-operator", identity,
+            api, namespace, "kprof-operator", identity,
             on_started_leading=lambda: self.calls.append("started"),
             on_stopped_leading=lambda: self.calls.append("stopped"),
             **timing,
@@ -358,11 +370,11 @@ class Candidate:
 
 
 @pytest.fixture
-def candidates(kube_api) -> Iterator[Callable[..., Candidate]]:
+def candidates(kube_api, kube_namespace) -> Iterator[Callable[..., Candidate]]:
     made: list[Candidate] = []
 
     def make(identity: str, **timing) -> Candidate:
-        candidate = Candidate(kube_api, identity, **timing)
+        candidate = Candidate(kube_api, kube_namespace, identity, **timing)
         made.append(candidate)
         candidate.elector.start()
         return candidate
@@ -372,31 +384,27 @@ def candidates(kube_api) -> Iterator[Callable[..., Candidate]]:
         candidate.elector.stop()
 
 
-def lease(emu: KubeEmulator) -> dict:
-    return emu.get("coordination.k8s.io/v1", "Lease", "kprof-system", "kprof-operator")["spec"]
-
-
-def test_a_stale_update_gets_409_and_the_candidate_steps_down(kube_emulator, candidates):
+def test_a_stale_update_gets_409_and_the_candidate_steps_down(kube_front, control_plane, kube_namespace, candidates):
     a = candidates("operator-a")
     wait_until(lambda: a.elector.is_leader, "a to lead")
     # Hold a's next renewal after it has read the Lease; meanwhile someone else takes it over.
-    held = kube_emulator.faults.add(Fault(method="PUT", path="leases", status=None, delay=0.8))
+    held = kube_front.faults.add(Fault(method="PUT", path="leases", status=None, delay=0.8))
     wait_until(lambda: held.hits == 1, "a's renewal to be on its way")
-    taken = kube_emulator.get("coordination.k8s.io/v1", "Lease", "kprof-system", "kprof-operator")
-    taken["spec"] = {**taken["spec"], "holderIdentity": "intruder", "leaseDurationSeconds": 30,
-                     "renewTime": "2026-11-25T10:00:00.000000Z"}
-    kube_emulator.apply(taken)
+    leases = client.CoordinationV1Api(control_plane.api())
+    taken = leases.read_namespaced_lease("kprof-operator", kube_namespace)
+    taken.spec.holder_identity, taken.spec.lease_duration_seconds = "intruder", 30
+    leases.replace_namespaced_lease("kprof-operator", kube_namespace, taken)
 
     wait_until(lambda: not a.elector.is_leader, "a to step down")
-    assert any(r.status == 409 for r in kube_emulator.requests if r.method == "PUT")
+    assert any(r.status == 409 for r in kube_front.requests if r.method == "PUT")
     assert a.calls == ["started", "stopped"]
-    assert lease(kube_emulator)["holderIdentity"] == "intruder"  # never overwritten
+    assert leases.read_namespaced_lease("kprof-operator", kube_namespace).spec.holder_identity == "intruder"
 
 
-def test_a_leader_that_cannot_renew_steps_down_within_the_renew_deadline(kube_emulator, candidates):
+def test_a_leader_that_cannot_renew_steps_down_within_the_renew_deadline(kube_front, candidates):
     a = candidates("operator-a")
     wait_until(lambda: a.elector.is_leader, "a to lead")
-    kube_emulator.faults.add(Fault(method="PUT", path="leases", status=500, count=None))
+    kube_front.faults.add(Fault(method="PUT", path="leases", status=500, count=None))
     wait_until(lambda: a.calls == ["started", "stopped"], "a to give up leadership")
     assert not a.elector.is_leader
 

@@ -10,7 +10,8 @@ API server's audit log records. Then the operator is stopped with SIGTERM and st
 the cooldown must hold.
 
 The API faults scenario (500s, cut watches, 410 at a chosen moment) runs an in-process `Operator`
-against the Kubernetes API emulator: a real API server cannot be made to fail that way here.
+through the front of the same control plane (tests/kube_emulator): a real API server cannot be
+made to fail that way here.
 """
 
 from __future__ import annotations
@@ -29,19 +30,20 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from kprof_lib.adapters.kube.history import configmap_name
-from tests.kube_emulator import Fault, KubeEmulator
+from tests.kube_emulator import Fault
 from tests.operator_support import (
-    OPERATOR_NAMESPACE,
     OperatorProcess,
     OperatorThread,
     allow_s3,
     aws_environment,
     condition,
+    create_config,
+    delete_config,
     events_about,
     lease_holder,
     metric_value,
-    profiled_pod,
     profiling_config,
+    run_profiled_pod,
     s3_config,
     set_usage,
     status_of,
@@ -57,10 +59,6 @@ SHOP_CONFIG = "checkout-threshold"
 BATCH_CONFIG = "continuous"
 BROKEN_CONFIG = "too-eager"
 ON_DEMAND_INTERVAL = 30  # the schema's minimum
-
-
-def create_namespace(emulator: KubeEmulator, name: str) -> None:
-    emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
 def history_of(plane: ControlPlane, namespace: str, config_key: str) -> dict[str, dict[str, str]]:
@@ -520,33 +518,28 @@ def test_cooldown_and_the_on_demand_interval_hold_across_a_restart(first_run):
 
 
 def test_sigterm_cuts_the_capture_in_flight_when_the_grace_period_is_over(
-    kube_emulator, kube_api, s3, s3_bucket, go_app, tmp_path
+    kube_front, control_plane, kprof_release, s3, s3_bucket, go_app, tmp_path
 ):
-    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
-    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    kube_emulator.create(
-        profiling_config(
-            "slow-cpu",
-            "jobs",
-            {
-                "onDemand": {"enabled": True, "intervalSeconds": 300},
-                "profileTypes": ["cpu"],
-                "cpuProfileSeconds": 30,
-                "s3Config": s3_config(s3, s3_bucket, "jobs"),
-            },
-        )
-    )
-    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+    jobs, operator_namespace = control_plane.new_namespace("jobs"), control_plane.new_namespace("kprof-op")
+    kubeconfig = kube_front.write_kubeconfig(tmp_path / "kubeconfig")
+    spec = {
+        "onDemand": {"enabled": True, "intervalSeconds": 300},
+        "profileTypes": ["cpu"],
+        "cpuProfileSeconds": 30,
+        "s3Config": s3_config(s3, s3_bucket, "jobs"),
+    }
+    create_config(control_plane, "slow-cpu", jobs, spec)
+    run_profiled_pod(control_plane, jobs, "worker-1", go_app.port)
     operator = OperatorProcess(
         kubeconfig,
         tmp_path / "op",
         env=aws_environment(tmp_path),
-        args=[*allow_s3(s3, s3_bucket), "--grace-period", "1"],
+        args=[*allow_s3(s3, s3_bucket), "--grace-period", "1", "--namespace", operator_namespace],
         name="operator",
     )
     try:
         operator.wait_for_log(
-            lambda r: r.get("action") == "capture" and r.get("pod") == "jobs/worker-1", 30, "the capture decision"
+            lambda r: r.get("action") == "capture" and r.get("pod") == f"{jobs}/worker-1", 30, "the capture decision"
         )
         time.sleep(1.0)
         sent = time.monotonic()
@@ -559,49 +552,49 @@ def test_sigterm_cuts_the_capture_in_flight_when_the_grace_period_is_over(
         assert operator.find_logs(lambda r: r.get("reason") == "grace-period-over"), operator.output()
         [stopped] = operator.find_logs(lambda r: r.get("action") == "stopped")
         assert stopped["clean"] is True, operator.output()
-        assert lease_holder(kube_api, OPERATOR_NAMESPACE) == ""
+        assert lease_holder(control_plane.api(), operator_namespace) == ""
     finally:
         operator.close()
+        delete_config(control_plane, "slow-cpu", jobs)
 
 
 # API faults -------------------------------------------------------------------------------------
 
 
-def test_the_operator_recovers_from_api_faults_and_misses_nothing(kube_emulator, go_app, tmp_path):
-    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
-    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    kube_emulator.create(
-        profiling_config(
-            "guard",
-            "faulty",
-            {
-                "thresholds": {"checkIntervalSeconds": 10, "cooldownSeconds": 600},
-                "profileTypes": ["heap"],
-            },
-        )
+def test_the_operator_recovers_from_api_faults_and_misses_nothing(
+    kube_front, control_plane, kprof_release, go_app, tmp_path
+):
+    from kubernetes import client
+
+    faulty, operator_namespace = control_plane.new_namespace("faulty"), control_plane.new_namespace("kprof-op")
+    kubeconfig = kube_front.write_kubeconfig(tmp_path / "kubeconfig")
+    create_config(
+        control_plane, "guard", faulty, {"thresholds": {"checkIntervalSeconds": 10, "cooldownSeconds": 600},
+                                         "profileTypes": ["heap"]}
     )
-    kube_emulator.create(profiled_pod("before-1", "faulty", go_app.port))
-    set_usage(kube_emulator, "faulty", "before-1", "300m", "10Mi")
-    runner = OperatorThread(kubeconfig, tmp_path, leader_elect=False)
-    profiles = tmp_path / "profiles" / "faulty"
+    run_profiled_pod(control_plane, faulty, "before-1", go_app.port)
+    set_usage(kube_front, faulty, "before-1", "300m", "10Mi")
+    runner = OperatorThread(kubeconfig, tmp_path, leader_elect=False, namespace=operator_namespace)
+    profiles = tmp_path / "profiles" / faulty
+    key = f"{faulty}/guard"
     try:
         runner.start()
         wait_until(lambda: (profiles / "before-1").exists(), 30, "the capture before the faults")
 
         # The API breaks: every pod LIST and WATCH answers 500, the open watches are cut, the next
-        # metrics LIST fails, and the event history is compacted (resuming from the old
-        # resourceVersion answers 410 Gone).
-        outage = kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", status=500, count=None))
-        kube_emulator.faults.add(Fault(path=r"^/apis/metrics\.k8s\.io/", status=500, count=1))
-        kube_emulator.stop()
-        kube_emulator.start()
-        kube_emulator.create(profiled_pod("during-1", "faulty", go_app.port))
-        set_usage(kube_emulator, "faulty", "during-1", "300m", "10Mi")
-        kube_emulator.compact()
+        # metrics LIST fails, and the resourceVersions seen so far expire (resuming from one answers
+        # 410 Gone).
+        outage = kube_front.faults.add(Fault(path=r"^/api/v1/pods$", status=500, count=None))
+        kube_front.faults.add(Fault(path=r"^/apis/metrics\.k8s\.io/", status=500, count=1))
+        kube_front.stop()
+        kube_front.start()
+        run_profiled_pod(control_plane, faulty, "during-1", go_app.port)
+        set_usage(kube_front, faulty, "during-1", "300m", "10Mi")
+        kube_front.compact()
         wait_until(lambda: outage.hits >= 2, 20, "the operator retrying through the outage")
-        kube_emulator.faults.remove(outage)
+        kube_front.faults.remove(outage)
         # Once back, the first watch is dropped before any event as well.
-        kube_emulator.faults.add(Fault(path=r"^/api/v1/pods$", drop_after_events=0, count=1))
+        kube_front.faults.add(Fault(path=r"^/api/v1/pods$", drop_after_events=0, count=1))
 
         wait_until(
             lambda: (profiles / "during-1").exists(),
@@ -611,10 +604,10 @@ def test_the_operator_recovers_from_api_faults_and_misses_nothing(kube_emulator,
         metrics = runner.metrics()
         assert metric_value(metrics, "kprof_watch_restarts_total", resource="pods") >= 2
         assert runner.operator.pods.relists >= 1, "the 410 Gone led to a new LIST"
-        assert metric_value(metrics, "kprof_checks_total", config="faulty/guard", result="error") >= 1
+        assert metric_value(metrics, "kprof_checks_total", config=key, result="error") >= 1
         status = wait_until(
             lambda: (
-                (s := status_of_emulator(kube_emulator, "faulty", "guard"))
+                (s := status_of(control_plane.api(), faulty, "guard"))
                 and condition(s, "Ready").get("status") == "True"
                 and s
             ),
@@ -624,12 +617,13 @@ def test_the_operator_recovers_from_api_faults_and_misses_nothing(kube_emulator,
         assert status["totalProfiles"] == 2
 
         # Deleting the config removes its jobs and its history.
-        history = kube_emulator.get("v1", "ConfigMap", OPERATOR_NAMESPACE, configmap_name("faulty/guard"))
-        assert history is not None
-        kube_emulator.delete("profiling.io/v1alpha1", "ProfilingConfig", "faulty", "guard")
-        wait_until(lambda: runner.operator.scheduler.keys() == [], 10, "the jobs of the deleted config")
+        assert history_of(control_plane, operator_namespace, key)
+        delete_config(control_plane, "guard", faulty)
+        wait_until(lambda: runner.operator.scheduler.keys().count(key) == 0, 10, "the jobs of the deleted config")
+        core = client.CoreV1Api(control_plane.api())
+        name = configmap_name(key)
         wait_until(
-            lambda: kube_emulator.get("v1", "ConfigMap", OPERATOR_NAMESPACE, configmap_name("faulty/guard")) is None,
+            lambda: not core.list_namespaced_config_map(operator_namespace, field_selector=f"metadata.name={name}").items,
             10,
             "the history of the deleted config",
         )
@@ -637,38 +631,34 @@ def test_the_operator_recovers_from_api_faults_and_misses_nothing(kube_emulator,
         runner.stop()
 
 
-def status_of_emulator(emulator: KubeEmulator, namespace: str, name: str) -> dict[str, Any]:
-    obj = emulator.get("profiling.io/v1alpha1", "ProfilingConfig", namespace, name)
-    return (obj or {}).get("status") or {}
-
-
 # A destination that cannot take profiles ---------------------------------------------------------
 
 
-def test_a_bucket_that_does_not_exist_is_reported_in_status_not_at_every_capture(kube_emulator, s3, go_app, tmp_path):
-    create_namespace(kube_emulator, OPERATOR_NAMESPACE)
-    kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    kube_emulator.create(
-        profiling_config(
-            "lost",
-            "jobs",
-            {
-                "thresholds": {"checkIntervalSeconds": 10},
-                "onDemand": {"enabled": True, "intervalSeconds": 30},
-                "profileTypes": ["heap"],
-                "s3Config": s3_config(s3, "no-such-bucket", "jobs"),
-            },
-        )
-    )
-    kube_emulator.create(profiled_pod("worker-1", "jobs", go_app.port))
+def test_a_bucket_that_does_not_exist_is_reported_in_status_not_at_every_capture(
+    kube_front, control_plane, kprof_release, s3, go_app, tmp_path
+):
+    jobs, operator_namespace = control_plane.new_namespace("jobs"), control_plane.new_namespace("kprof-op")
+    kubeconfig = kube_front.write_kubeconfig(tmp_path / "kubeconfig")
+    spec = {
+        "thresholds": {"checkIntervalSeconds": 10},
+        "onDemand": {"enabled": True, "intervalSeconds": 30},
+        "profileTypes": ["heap"],
+        "s3Config": s3_config(s3, "no-such-bucket", "jobs"),
+    }
+    create_config(control_plane, "lost", jobs, spec)
+    run_profiled_pod(control_plane, jobs, "worker-1", go_app.port)
     runner = OperatorThread(
-        kubeconfig, tmp_path, leader_elect=False, allowed_destinations=(f"{s3.endpoint_url}/no-such-bucket",)
+        kubeconfig,
+        tmp_path,
+        leader_elect=False,
+        namespace=operator_namespace,
+        allowed_destinations=(f"{s3.endpoint_url}/no-such-bucket",),
     )
     try:
         runner.start()
         status = wait_until(
             lambda: (
-                (s := status_of_emulator(kube_emulator, "jobs", "lost"))
+                (s := status_of(control_plane.api(), jobs, "lost"))
                 and condition(s, "Ready").get("status") == "False"
                 and s
             ),
@@ -680,7 +670,7 @@ def test_a_bucket_that_does_not_exist_is_reported_in_status_not_at_every_capture
         assert status.get("totalProfiles", 0) == 0
         # The next checks fail at once too, and nothing is captured into the void.
         wait_until(
-            lambda: metric_value(runner.metrics(), "kprof_checks_total", config="jobs/lost", result="error") >= 2,
+            lambda: metric_value(runner.metrics(), "kprof_checks_total", config=f"{jobs}/lost", result="error") >= 2,
             30,
             "a second check",
         )
@@ -688,3 +678,4 @@ def test_a_bucket_that_does_not_exist_is_reported_in_status_not_at_every_capture
                             result="failed") == 0
     finally:
         runner.stop()
+        delete_config(control_plane, "lost", jobs)

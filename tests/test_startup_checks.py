@@ -1,5 +1,5 @@
 """Problems found at start, not at every capture, and the exit codes, driving the real commands
-against the real Go sample app, a moto S3 server and the Kubernetes API emulator: a wrong port, a
+against the real Go sample app, a moto S3 server and the real control plane: a wrong port, a
 folder that cannot take a file, a bucket that does not exist, a Lease namespace that does not
 exist are each said in one line naming the flag or field; S3 that does not answer is a warning
 where a spool keeps the profiles (local mode spools like the operator); a pod whose capture failed
@@ -157,8 +157,8 @@ def test_sidecar_refuses_a_bucket_that_does_not_exist(go_app, s3, tmp_path, kpro
 # -- kprof run -----------------------------------------------------------------------------------
 
 
-def test_run_names_the_flag_when_the_lease_namespace_does_not_exist(kubeconfig_path, kprof):
-    run = kprof("run", "--kubeconfig", str(kubeconfig_path), "--namespace", "no-such-namespace",
+def test_run_names_the_flag_when_the_lease_namespace_does_not_exist(control_plane, kprof):
+    run = kprof("run", "--kubeconfig", str(control_plane.kubeconfig), "--namespace", "no-such-namespace",
                 "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
     assert run.wait(30) == 1, run.output()
     records = run.json_logs()

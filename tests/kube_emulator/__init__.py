@@ -1,11 +1,9 @@
-"""A Kubernetes API server emulator over real HTTP for what the real control plane of the tests
-cannot do here: pods/portforward, injected faults (errors, slow answers, cut or expired watches)
-and a request log for the benchmarks. The real `kubernetes` client talks to it unchanged. See
-README.md in this folder for what it serves."""
+"""A front proxy over HTTP before the tests' real kube-apiserver (tests.support.controlplane) for what
+that API server cannot do here: pods/portforward and pods/proxy to loopback pods, injected faults
+(errors, slow answers, cut or expired watches), chosen pod metrics, and a request log. The real
+`kubernetes` client talks to it unchanged. See README.md in this folder."""
 
-from .emulator import KubeEmulator
 from .faults import Fault, RequestRecord
-from .objects import make_pod
-from .status import ApiError
+from .front import KubeFront
 
-__all__ = ["ApiError", "Fault", "KubeEmulator", "RequestRecord", "make_pod"]
+__all__ = ["Fault", "KubeFront", "RequestRecord"]

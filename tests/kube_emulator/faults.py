@@ -1,16 +1,43 @@
-"""Fault injection for the emulator: a `Fault` describes which requests misbehave (method, path
-regex, watch/list only) and how (an error status with optional Retry-After, a delay, a watch
+"""Fault injection for the front (front.py): a `Fault` describes which requests misbehave (method,
+path regex, watch/list only) and how (an error status with optional Retry-After, a delay, a watch
 stream cut after N events, a connection closed without an answer). `FaultSet` hands the first
-matching fault with uses left to the HTTP server, which applies it before touching any state, so
-an injected error never writes. Also holds `RequestLog`, the record tests and benchmarks count."""
+matching fault with uses left to the front, which applies it before passing anything on, so an
+injected error never writes. Also `ApiError`, an answer in kube-apiserver's Status form, and
+`RequestLog`, the record tests and benchmarks count."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+_REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 410: "Expired",
+            429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+_MESSAGES = {
+    429: "Too many requests, please try again later.",
+    500: "Internal error occurred: injected fault",
+    503: "the server is currently unable to handle the request",
+    504: "Timeout: request did not complete within the allotted timeout",
+}
+
+
+class ApiError(Exception):
+    """An API failure answered with the `kind: Status` body kube-apiserver would send."""
+
+    def __init__(self, code: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.reason = _REASONS.get(code, "Unknown")
+        self.details = {} if retry_after is None else {"retryAfterSeconds": retry_after}
+        self.headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+
+    def body(self) -> bytes:
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": self.message, "reason": self.reason, "details": self.details, "code": self.code}
+        return json.dumps(status).encode()
 
 
 @dataclass
@@ -54,13 +81,18 @@ class Fault:
             return False
         return bool(self._pattern.search(path))
 
+    def error(self) -> ApiError:
+        assert self.status is not None
+        message = self.message or _MESSAGES.get(self.status, "injected fault")
+        return ApiError(self.status, message, retry_after=self.retry_after)
+
     @property
     def exhausted(self) -> bool:
         return self.count is not None and self.hits >= self.count
 
 
 class FaultSet:
-    """The faults armed on an emulator, consumed in the order they were added."""
+    """The faults armed on a front, consumed in the order they were added."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,18 +106,6 @@ class FaultSet:
     def remove(self, fault: Fault) -> None:
         with self._lock:
             self._faults = [f for f in self._faults if f is not fault]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def __iter__(self) -> Iterator[Fault]:
-        with self._lock:
-            return iter(list(self._faults))
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._faults)
 
     def take(self, method: str, path: str, *, is_watch: bool, is_list: bool) -> Fault | None:
         """The fault to apply to this request, its use counted; None when no fault applies."""

@@ -1,29 +1,35 @@
-"""Pytest fixtures for the Kubernetes API emulator, registered in tests/conftest.py: a started
-emulator per test, a `kubernetes` ApiClient pointed at it, and a kubeconfig file for code that
-loads its own configuration (the operator, the kprof CLI)."""
+"""Pytest fixtures for the front of the real API server, registered in tests/conftest.py: a started
+front per test (over the session's control plane), a `kubernetes` ApiClient pointed at it, a
+kubeconfig file for code that loads its own configuration (the operator, the kprof CLI), and a
+fresh namespace: objects live in the session's real API server, so each test keeps to its own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from kubernetes.client import ApiClient
 
-from .emulator import KubeEmulator
+from .front import KubeFront
 
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
-@pytest.fixture
-def kube_emulator() -> Iterator[KubeEmulator]:
-    """A started emulator, stopped (with every open connection cut) after the test."""
-    with KubeEmulator() as emulator:
-        yield emulator
+    from tests.support.controlplane import ControlPlane
 
 
 @pytest.fixture
-def kube_api(kube_emulator: KubeEmulator) -> Iterator[ApiClient]:
-    """A `kubernetes.client.ApiClient` for `kube_emulator`."""
-    client = kube_emulator.api_client()
+def kube_front(control_plane: ControlPlane) -> Iterator[KubeFront]:
+    """A started front, stopped (with every open connection cut) after the test."""
+    with KubeFront(control_plane) as front:
+        yield front
+
+
+@pytest.fixture
+def kube_api(kube_front: KubeFront) -> Iterator[ApiClient]:
+    """A `kubernetes.client.ApiClient` for `kube_front`."""
+    client = kube_front.api_client()
     try:
         yield client
     finally:
@@ -31,6 +37,12 @@ def kube_api(kube_emulator: KubeEmulator) -> Iterator[ApiClient]:
 
 
 @pytest.fixture
-def kubeconfig_path(kube_emulator: KubeEmulator, tmp_path: Path) -> Path:
-    """A kubeconfig file whose current context is `kube_emulator` (namespace "default")."""
-    return kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+def kubeconfig_path(kube_front: KubeFront, tmp_path: Path) -> Path:
+    """A kubeconfig file whose current context is `kube_front`."""
+    return kube_front.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def kube_namespace(control_plane: ControlPlane) -> str:
+    """A namespace of this test's own in the real API server."""
+    return control_plane.new_namespace("front")

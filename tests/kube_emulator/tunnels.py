@@ -2,7 +2,7 @@
 pods/proxy forwards an HTTP request to `{podIP}:{port}` and streams the answer back as it arrives
 (status, headers, body chunks, no buffering), and pods/portforward upgrades to a WebSocket speaking
 the v4.channel.k8s.io port-forward protocol and pumps bytes between it and TCP connections to the
-pod. Used by the HTTP server for `/api/v1/namespaces/{ns}/pods/{name}/proxy/...` and `.../portforward`."""
+pod. Used by the front (front.py) for `/api/v1/namespaces/{ns}/pods/{name}/proxy/...` and `.../portforward`."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from . import status as st
+from .faults import ApiError
 from .websocket import WebSocketConnection, accept_key
 
 if TYPE_CHECKING:
-    from .server import EmulatorRequestHandler
+    from .front import Handler
 
 PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io"
 # Headers that describe one hop, not the message: never forwarded in either direction.
-_HOP_BY_HOP = {
+HOP_BY_HOP = {
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -65,19 +65,19 @@ def resolve_port(pod: dict[str, Any], port: str) -> int:
     for entry in declared:
         if entry.get("name") == port:
             return int(entry["containerPort"])
-    raise st.bad_request(f'no such port "{port}" on pod {pod["metadata"]["name"]}')
+    raise ApiError(400, f'no such port "{port}" on pod {pod["metadata"]["name"]}')
 
 
 def serve_proxy(
-    handler: EmulatorRequestHandler, pod: dict[str, Any], target: str, subpath: str, query: str, body: bytes
+    handler: Handler, pod: dict[str, Any], target: str, subpath: str, query: str, body: bytes
 ) -> None:
     scheme, name, port_text = split_proxy_target(target)
     ip = pod_ip(pod)
     if not ip:
-        raise st.service_unavailable(f'pod "{name}" does not have a pod IP assigned yet')
+        raise ApiError(503, f'pod "{name}" does not have a pod IP assigned yet')
     port = resolve_port(pod, port_text)
-    emulator = handler.emulator
-    timeout = emulator.proxy_timeout
+    front = handler.front
+    timeout = front.proxy_timeout
     if scheme == "https":
         # Pods serve self-signed certificates; kube-apiserver does not verify them either.
         context = ssl.create_default_context()
@@ -87,26 +87,26 @@ def serve_proxy(
     else:
         conn = http.client.HTTPConnection(ip, port, timeout=timeout)
     path = "/" + quote(subpath, safe=_PATH_SAFE) + (f"?{query}" if query else "")
-    headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
     try:
         try:
             conn.connect()
-            emulator.track_socket(conn.sock)
+            front.track_socket(conn.sock)
             conn.request(handler.command, path, body=body or None, headers=headers)
             response = conn.getresponse()
         except OSError as exc:
-            raise st.service_unavailable(f"error trying to reach service: dial tcp {ip}:{port}: {exc}") from None
-        _stream_response(handler, response)
+            raise ApiError(503, f"error trying to reach service: dial tcp {ip}:{port}: {exc}") from None
+        stream_response(handler, response)
     finally:
         if conn.sock is not None:
-            emulator.untrack_socket(conn.sock)
+            front.untrack_socket(conn.sock)
         conn.close()
 
 
-def _stream_response(handler: EmulatorRequestHandler, response: http.client.HTTPResponse) -> None:
+def stream_response(handler: Handler, response: http.client.HTTPResponse) -> None:
     handler.send_response(response.status, response.reason)
     for key, value in response.getheaders():
-        if key.lower() not in _HOP_BY_HOP:
+        if key.lower() not in HOP_BY_HOP:
             handler.send_header(key, value)
     length = response.getheader("Content-Length")
     bodyless = handler.command == "HEAD" or response.status in (204, 304) or 100 <= response.status < 200
@@ -140,25 +140,26 @@ def parse_ports(values: list[str]) -> list[int]:
             if not part:
                 continue
             if not part.isdigit() or not 0 < int(part) < 65536:
-                raise st.bad_request(f"invalid port {part!r}: must be between 1 and 65535")
+                raise ApiError(400, f"invalid port {part!r}: must be between 1 and 65535")
             ports.append(int(part))
     if not ports:
-        raise st.bad_request("at least one port must be specified")
+        raise ApiError(400, "at least one port must be specified")
     return ports
 
 
-def serve_portforward(handler: EmulatorRequestHandler, pod: dict[str, Any], ports: list[int]) -> None:
+def serve_portforward(handler: Handler, pod: dict[str, Any], ports: list[int]) -> None:
     key = handler.headers.get("Sec-WebSocket-Key")
     if (handler.headers.get("Upgrade") or "").lower() != "websocket" or not key:
-        raise st.bad_request("Upgrade request required")
+        raise ApiError(400, "Upgrade request required")
     offered = [p.strip() for p in (handler.headers.get("Sec-WebSocket-Protocol") or "").split(",") if p.strip()]
     if offered and PORT_FORWARD_PROTOCOL not in offered:
-        raise st.bad_request(
-            f"unable to upgrade: unsupported subprotocols {offered}; supported: {PORT_FORWARD_PROTOCOL}"
+        raise ApiError(
+            400,
+            f"unable to upgrade: unsupported subprotocols {offered}; supported: {PORT_FORWARD_PROTOCOL}",
         )
     ip = pod_ip(pod)
     if not ip:
-        raise st.service_unavailable(f'pod "{pod["metadata"]["name"]}" does not have a pod IP assigned yet')
+        raise ApiError(503, f'pod "{pod["metadata"]["name"]}" does not have a pod IP assigned yet')
 
     handler.send_response(101, "Switching Protocols")
     handler.send_header("Upgrade", "websocket")
@@ -175,9 +176,9 @@ class _PortForwardSession:
     """One port-forward WebSocket: channel 2i carries port i's bytes, channel 2i+1 its errors, and
     the first frame on each channel names the port (2 bytes, little-endian)."""
 
-    def __init__(self, handler: EmulatorRequestHandler, pod: dict[str, Any], ip: str, ports: list[int]) -> None:
+    def __init__(self, handler: Handler, pod: dict[str, Any], ip: str, ports: list[int]) -> None:
         self._handler = handler
-        self._emulator = handler.emulator
+        self._front = handler.front
         self._pod_name = pod["metadata"]["name"]
         self._pod_uid = pod["metadata"].get("uid", "")
         self._ip = ip
@@ -205,7 +206,7 @@ class _PortForwardSession:
                         target=self._pump_from_pod,
                         args=(index, upstream),
                         daemon=True,
-                        name=f"kube-emulator portforward {self._pod_name}:{self._ports[index]}",
+                        name=f"kube-front portforward {self._pod_name}:{self._ports[index]}",
                     ).start()
             self._pump_to_pod()
         finally:
@@ -213,8 +214,8 @@ class _PortForwardSession:
                 self._close_timer.cancel()
             for upstream in self._upstreams:
                 if upstream is not None:
-                    self._emulator.untrack_socket(upstream)
-                    _shutdown(upstream)
+                    self._front.untrack_socket(upstream)
+                    cut(upstream)
                     upstream.close()
             self._ws.close()
 
@@ -229,7 +230,7 @@ class _PortForwardSession:
             self._ws.send_binary(bytes([2 * index + 1]) + message.encode())
             return None
         upstream.settimeout(None)
-        self._emulator.track_socket(upstream)
+        self._front.track_socket(upstream)
         return upstream
 
     def _pump_to_pod(self) -> None:
@@ -271,13 +272,14 @@ class _PortForwardSession:
         client does not answer it in time."""
         self._ws.close()
         connection = self._handler.connection
-        timer = threading.Timer(_CLOSE_HANDSHAKE_TIMEOUT, _shutdown, args=(connection,))
+        timer = threading.Timer(_CLOSE_HANDSHAKE_TIMEOUT, cut, args=(connection,))
         timer.daemon = True
         self._close_timer = timer
         timer.start()
 
 
-def _shutdown(sock: socket.socket) -> None:
+def cut(sock: socket.socket) -> None:
+    """End a connection at once, whoever is reading or writing it."""
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -30,6 +30,7 @@ def pod(
     """A v1 Pod as `kubectl get pod -o json` prints it. `containers` items are {name, requests, limits}."""
     uid = f"{_hash(namespace + name, 8)}-{_hash(name, 4)}-4{_hash(name + 'a', 3)}-8{_hash(name + 'b', 3)}-{_hash(name + 'c', 12)}"
     template_hash = _hash(app or name, 10)
+    token_volume = "kube-api-access-" + _hash(name, 5)
     all_labels = {"pod-template-hash": template_hash}
     if app:
         all_labels["app.kubernetes.io/name"] = app
@@ -67,8 +68,8 @@ def pod(
         "kind": "Pod",
         "metadata": metadata,
         "spec": {
-            "containers": [_container(c) for c in containers],
-            **({"initContainers": [_container(c) for c in init_containers]} if init_containers else {}),
+            "containers": [_container(c, token_volume) for c in containers],
+            **({"initContainers": [_container(c, token_volume) for c in init_containers]} if init_containers else {}),
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": True,
             "nodeName": "worker-1",
@@ -96,7 +97,7 @@ def pod(
             ],
             "volumes": [
                 {
-                    "name": "kube-api-access-" + _hash(name, 5),
+                    "name": token_volume,
                     "projected": {
                         "defaultMode": 420,
                         "sources": [
@@ -121,7 +122,7 @@ def pod(
     }
 
 
-def _container(spec: dict[str, Any]) -> dict[str, Any]:
+def _container(spec: dict[str, Any], token_volume: str) -> dict[str, Any]:
     resources = {}
     if spec.get("requests"):
         resources["requests"] = spec["requests"]
@@ -155,7 +156,7 @@ def _container(spec: dict[str, Any]) -> dict[str, Any]:
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
         "volumeMounts": [
-            {"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": "kube-api-access", "readOnly": True}
+            {"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": token_volume, "readOnly": True}
         ],
     }
     if "restartPolicy" in spec:
