@@ -190,9 +190,7 @@ class Executor:
         with self._lock:
             transports = list(self._transports)
         for transport in transports:
-            cut = getattr(transport, "abort", None)
-            if cut is not None:
-                cut()
+            transport.abort()
 
     @property
     def draining(self) -> bool:

@@ -34,7 +34,7 @@ from opentelemetry import trace
 
 from kprof_lib import profiles
 from kprof_lib.execution import keys, redact, results, telemetry
-from kprof_lib.execution.ports import ProfileStore, StoredObject, StoreError
+from kprof_lib.execution.ports import ForwardingStore, ProfileStore, StoredObject, StoreError
 from kprof_lib.planning.plan import (
     BASELINE,
     CPU_THRESHOLD,
@@ -105,26 +105,18 @@ class Kept:
     why: str | None = None
 
 
-class Keeping:
+class Keeping(ForwardingStore):
     """A `ProfileStore` in front of `inner` that remembers what was stored, for `write`.
     Thread-safe (the executor stores from several threads); `release()` lets the bytes go."""
 
     def __init__(
         self, inner: ProfileStore, *, allowance: Allowance | None = None, max_profile_bytes: int = MAX_PROFILE_BYTES
     ) -> None:
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self.allowance = allowance or RETAINED
         self.max_profile_bytes = max_profile_bytes
         self.kept: dict[str, Kept] = {}
         self._lock = threading.Lock()
-
-    @property
-    def bucket(self) -> str | None:
-        return self.inner.bucket
-
-    def uri_for(self, key: str) -> str:
-        return self.inner.uri_for(key)
 
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
@@ -481,7 +473,4 @@ def grower_text(compare: Mapping[str, Any]) -> str | None:
 
 
 def _read_base(keeping: Keeping, key: str, max_decoded_bytes: int) -> profiles.Profile:
-    reader = getattr(keeping.inner, "read", None)
-    if reader is None:
-        raise StoreError(f"{keeping.inner.description} cannot read the baseline back", retryable=False)
-    return profiles.decode(reader(key, keeping.max_profile_bytes), max_decoded_bytes=max_decoded_bytes)
+    return profiles.decode(keeping.read(key, keeping.max_profile_bytes), max_decoded_bytes=max_decoded_bytes)

@@ -20,7 +20,15 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from kprof_lib.execution import redact, results, summaries, telemetry
-from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, StoredObject, Transport
+from kprof_lib.execution.ports import (
+    ForwardingStore,
+    ForwardingTransport,
+    ProfileRequest,
+    ProfileStore,
+    Response,
+    StoredObject,
+    Transport,
+)
 
 REDRAW_SECONDS = 0.5  # a terminal never goes silent for longer than this while a profile is fetched
 PLAIN_EVERY = 10.0  # without a terminal, one progress line this often during a long profile
@@ -176,19 +184,12 @@ def status_text(profile_type: str, expected: float | None, elapsed: float) -> st
     return f"  … {profile_type:<12} [{bar}] {min(elapsed, expected):.0f}s of {expected:g}s, {tail}"
 
 
-class Watching:
+class Watching(ForwardingTransport):
     """A `Transport` that shows each profile's fetch on a `Console`; otherwise the transport it wraps."""
 
     def __init__(self, inner: Transport, console: Console):
-        self.inner = inner
+        super().__init__(inner)
         self.console = console
-        self.name = inner.name
-
-    def abort(self) -> None:
-        """Cut what the wrapped transport has in flight (`Executor.abort`), when it can."""
-        cut = getattr(self.inner, "abort", None)
-        if cut is not None:
-            cut()
 
     def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]:
         return self._open(request, timeout)
@@ -200,23 +201,18 @@ class Watching:
             yield response
 
 
-class Landing:
+class Landing(ForwardingStore):
     """A `ProfileStore` that announces each profile on a `Console` once its store has taken it:
     `  + heap        12,345 bytes  stored  /path/heap.pprof  (reason)`."""
 
     def __init__(self, inner: ProfileStore, console: Console):
-        self.inner = inner
+        super().__init__(inner)
         self.console = console
-        self.description = inner.description
-        self.bucket = inner.bucket
-
-    def uri_for(self, key: str) -> str:
-        return self.inner.uri_for(key)
 
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
-        stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
+        stored = super().put(key, data, metadata=metadata, tags=tags, content_type=content_type)
         state = "spooled" if stored.spooled else "stored"
         kind = metadata.get("profile-type", "?")
         if kind in (summaries.SUMMARY, summaries.PAGE_KIND):
