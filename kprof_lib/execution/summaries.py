@@ -20,7 +20,6 @@ which are stored before any of this starts.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
@@ -47,6 +46,7 @@ from kprof_lib.planning.plan import (
 from kprof_lib.profiles import diff as diff_
 from kprof_lib.profiles import flame, page, text
 from kprof_lib.profiles import summary as summaries
+from kprof_lib.state import cluster
 from kprof_lib.state.cluster import HEALTHY_KEY, HEALTHY_TIME_KEY, WORKLOAD_KEY
 
 log = logging.getLogger("kprof.summary")
@@ -289,10 +289,11 @@ def _one(
             except (StoreError, profiles.ProfileError, KeyError) as error:
                 base_errors[profile.type] = redact.text(str(error))
         del decoded  # one decoded profile (and one of the baseline) at a time
-    captured_at = _parse_time(metadata.get("captured-at", ""))
-    if captured_at is None:
+    try:
+        captured_at = cluster.parse_time(metadata.get("captured-at", ""))
+    except ValueError:
         # The time is in every key of the capture: without it the summary cannot be put beside them.
-        raise RuntimeError("the profiles' metadata (captured-at) was not kept by the store")
+        raise RuntimeError("the profiles' metadata (captured-at) was not kept by the store") from None
 
     def key_for(name: str, suffix: str) -> str:
         return keys.document_key(keys.capture_key(plan.key_layout, decision, name, captured_at), suffix)
@@ -394,13 +395,6 @@ def _folder(uri: str) -> str:
     name = SUMMARY + ".json"
     head = uri[: -len(name)] if uri.endswith(name) else uri.rsplit("/", 1)[0] + "/"
     return unquote(urlsplit(head).path) if head.startswith("file://") else head
-
-
-def _parse_time(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def headline(decision: PodDecision, written: CaptureSummary | None) -> str:

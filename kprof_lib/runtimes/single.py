@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from kprof_lib.adapters import podinfo, procfs, tracing
 from kprof_lib.runtimes import interrupts
 from kprof_lib.runtimes.checkloop import CheckLoop
-from kprof_lib.state import optin
+from kprof_lib.state import cluster, optin
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -72,7 +72,7 @@ def one_pod_state(
         identity,
         cpu_cores=usage.cpu_cores,
         memory_bytes=usage.memory_bytes,
-        timestamp=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        timestamp=cluster.format_time(now),
         window_seconds=usage.window_seconds,
     )
     return [pod], [metrics]
