@@ -231,22 +231,16 @@ class Executor:
 
         def run(decision: PodDecision) -> results.PodResult:
             token = otel_context.attach(parent)
+            job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
             try:
-                job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
                 return self._plan_pod(job) if check_mode else self._capture_pod(job)
             except Exception as error:
                 # One pod's unexpected error is that pod's result: the others keep theirs, and the
                 # caller still gets a report to persist history from.
                 log.exception("capture of %s failed unexpectedly", decision.key)
-                return results.PodResult(
-                    decision.namespace,
-                    decision.pod,
-                    results.FAILED,
-                    decision.reason,
-                    list(decision.reasons),
-                    message=redact.text(f"internal error: {type(error).__name__}: {error}"),
-                    uid=decision.uid,
-                )
+                failed = job.result(results.FAILED)
+                failed.message = redact.text(f"internal error: {type(error).__name__}: {error}")
+                return failed
             finally:
                 otel_context.detach(token)
 

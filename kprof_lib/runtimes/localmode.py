@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.adapters import podinfo, pprof, procfs, tracing
 from kprof_lib.execution import redact, results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
@@ -135,7 +135,7 @@ class LocalRun:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=progress.Watching(wiring.transport("direct", tls_verify=settings.tls_verify), self.printer),
+            transport=progress.Watching(pprof.make_transport("direct", tls_verify=settings.tls_verify), self.printer),
             history=HistoryBook(),
             interval=settings.check_interval,
             wrap_store=lambda store: progress.Landing(store, self.printer),

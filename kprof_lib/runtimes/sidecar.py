@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 import yaml
 
-from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.adapters import podinfo, pprof, procfs, tracing
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
@@ -165,7 +165,7 @@ class Sidecar:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=wiring.transport("direct", tls_verify=settings.tls_verify),
+            transport=pprof.make_transport("direct", tls_verify=settings.tls_verify),
             history=HistoryBook(settings.spool_dir / HISTORY_FILE),
             on_report=self._log_report,
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kprof_lib.adapters import pprof
 from kprof_lib.execution import capture, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     # The console reports each failure once; the executor's log line of it would say it again.
     logs.configure("warning", "text").addFilter(progress.not_reported)
     store = progress.Landing(destination, console)
-    transport = progress.Watching(wiring.transport(transport_name, api, tls_verify=tls_verify), console)
+    transport = progress.Watching(pprof.make_transport(transport_name, api_client=api, tls_verify=tls_verify), console)
     tracer = provider.get_tracer(telemetry.TRACER_NAME) if provider else None
     executor = Executor(concurrency=1, max_bytes=args.max_bytes, tracer=tracer)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import tracing
+from kprof_lib.adapters import pprof, tracing
 from kprof_lib.adapters.kube import connection
 from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
@@ -303,7 +303,8 @@ class Operator:
         with self._transports_lock:
             if name not in self._transports:
                 self._transports[name] = BoundedTransport(
-                    wiring.transport(name, self.api, tls_verify=self.settings.tls_verify), self._capture_slots
+                    pprof.make_transport(name, api_client=self.api, tls_verify=self.settings.tls_verify),
+                    self._capture_slots,
                 )
             return self._transports[name]
 
