@@ -19,7 +19,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from kprof_lib.adapters import pprof
 from kprof_lib.execution import capture, results, summaries, telemetry
@@ -42,11 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated, from {','.join(PROFILE_TYPES)} (default: %(default)s)",
     )
     parser.add_argument("--seconds", type=int, default=30, help="CPU profile duration, 1-300 (default: %(default)s)")
-    destination = parser.add_mutually_exclusive_group()
-    destination.add_argument("--out", metavar="DIR", help="store under this directory (default ./profiles)")
-    destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3")
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
-    parser.add_argument("--region", help="S3 region (default: from the environment)")
+    captures.add_destination_flags(parser)
     parser.add_argument(
         "--key-layout", choices=("pod", "service-date"), default="pod", help="S3 key layout (with --to)"
     )
@@ -94,13 +89,13 @@ def run(args: argparse.Namespace) -> int:
         "cpuProfileSeconds": args.seconds,
     }
     if args.to:
-        target = urlsplit(args.to)
-        if target.scheme != "s3" or not target.netloc:
-            print(f"--to {args.to!r}: expected s3://BUCKET or s3://BUCKET/PREFIX", file=sys.stderr)
+        try:
+            bucket = captures.s3_destination(args.to)
+        except ValueError as error:
+            print(error, file=sys.stderr)
             return 2
         spec["s3Config"] = {
-            "bucket": target.netloc,
-            "prefix": target.path.strip("/"),
+            **bucket,
             "keyLayout": args.key_layout,
             **({"endpoint": args.s3_endpoint} if args.s3_endpoint else {}),
             **({"region": args.region} if args.region else {}),
