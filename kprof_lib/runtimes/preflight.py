@@ -22,7 +22,7 @@ import urllib3
 from kprof_lib.execution import redact
 from kprof_lib.execution.ports import ProfileStore, StoreError
 
-TARGET_TIMEOUT_SECONDS = 3.0
+TARGET_TIMEOUT = 3.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,13 @@ def _status_of(error: BaseException | None) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def pprof_index(scheme: str, host: str, port: int, path: str) -> str:
-    """The URL of the pprof index page under `path` (Go's net/http/pprof serves it at `path/`)."""
+def target(
+    scheme: str, host: str, port: int, path: str, flag: str, *, tls_verify: bool, timeout: float = TARGET_TIMEOUT
+) -> Problem | None:
+    """The pprof index under `path` (Go's net/http/pprof serves it at `path/`, e.g.
+    http://127.0.0.1:6060/debug/pprof/) answers a GET with a 2xx within `timeout` seconds."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"{scheme}://{where}{path.rstrip('/')}/"
-
-
-def target(url: str, flag: str, *, tls_verify: bool = True, timeout: float = TARGET_TIMEOUT_SECONDS) -> Problem | None:
-    """`url` (the pprof index, e.g. http://127.0.0.1:6060/debug/pprof/) answers a GET with a 2xx
-    within `timeout` seconds."""
+    url = f"{scheme}://{where}{path.rstrip('/')}/"
     pool = urllib3.PoolManager(
         retries=False,
         cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",

@@ -203,6 +203,8 @@ def startup_problem(
     if (problem is None or not problem.permanent) and args.url:
         decision = plan.captures[0]
         endpoint = decision.endpoint
-        index = preflight.pprof_index(endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path)
-        problem = preflight.target(index, "--url", tls_verify=tls_verify) or problem
+        found = preflight.target(
+            endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path, "--url", tls_verify=tls_verify
+        )
+        problem = found or problem
     return problem
