@@ -218,25 +218,25 @@ def write(
                 )
                 base = baseline_for(decision, history) if decision.reason in THRESHOLD_REASONS else None
                 try:
-                    done[result.key] = _one(
-                        plan, decision, kept, keeping, time_budget, max_decoded_bytes, base, jaeger_url
-                    )
+                    summary = _one(plan, decision, kept, keeping, time_budget, max_decoded_bytes, base, jaeger_url)
                 except Exception as error:
                     message = redact.text(f"{type(error).__name__}: {error}")
                     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
                     span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
+                    summary = CaptureSummary(result.key, _folder(kept[0].uri or ""), error=message)
+                else:
+                    span.set_attribute(telemetry.ATTR_RESULT, results.SPOOLED if summary.spooled else results.STORED)
+                    if summary.summary_uri:
+                        span.set_attribute(telemetry.ATTR_URL_FULL, redact.text(summary.summary_uri))
+                done[result.key] = summary
+                if summary.error:
+                    failed = {"config": config_name, "pod": result.key, "action": "summary-failed"}
                     log.warning(
                         "summary-failed %s: %s (the profiles are stored)",
                         result.key,
-                        message,
-                        extra={"config": config_name, "pod": result.key, "action": "summary-failed", "detail": message},
+                        summary.error,
+                        extra={**failed, "detail": summary.error},
                     )
-                    done[result.key] = CaptureSummary(result.key, _folder(kept[0].uri or ""), error=message)
-                    continue
-                summary = done[result.key]
-                span.set_attribute(telemetry.ATTR_RESULT, results.SPOOLED if summary.spooled else results.STORED)
-                if summary.summary_uri:
-                    span.set_attribute(telemetry.ATTR_URL_FULL, redact.text(summary.summary_uri))
     finally:
         keeping.release()
     return done
@@ -352,12 +352,6 @@ def _one(
             result.page_uri = stored.uri
     if problems:
         result.error = "; ".join(problems)
-        log.warning(
-            "summary-failed %s: %s (the profiles are stored)",
-            decision.key,
-            result.error,
-            extra={"pod": decision.key, "action": "summary-failed", "detail": result.error},
-        )
     else:
         log.info(
             "summary %s: %s",
