@@ -15,8 +15,9 @@ drain is waiting for and how long it may take at most.
 
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
 The report carries the history updates the caller must persist (the plan's `now` for each kind of
-capture that produced at least one profile; for a pod whose capture failed, when it failed and when
-its run of failures began), so cooldowns, on-demand intervals and retry backoff hold.
+capture that produced at least one profile, with a baseline capture's workload; for a pod whose
+capture failed, when it failed and when its run of failures began), so cooldowns, on-demand
+intervals, baselines and retry backoff hold.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ from kprof_lib.execution.ports import (
     TargetBusy,
     Transport,
 )
-from kprof_lib.planning.plan import ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
+from kprof_lib.planning.plan import BASELINE, ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
 from kprof_lib.spec.model import KeyLayout
-from kprof_lib.state.cluster import FAILED_KEY, FAILING_SINCE_KEY, ON_DEMAND_KEY, THRESHOLD_KEY
+from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.executor")
 
@@ -552,17 +553,21 @@ def _history_updates(plan: Plan, report: list[results.PodResult]) -> dict[str, d
         decision = decisions.get(result.key)
         if result.status == results.FAILED and decision is not None:
             # The pod is retried with backoff (planning.cadence.retry_due), not at every check.
-            failed = {FAILED_KEY: now}
+            failed = {cluster.FAILED_KEY: now}
             if not decision.failing:
-                failed[FAILING_SINCE_KEY] = now
+                failed[cluster.FAILING_SINCE_KEY] = now
             updates[result.key] = failed
             continue
         if result.status != results.CAPTURED:
             continue
         update = {}
         if any(reason in THRESHOLD_REASONS for reason in result.reasons):
-            update[THRESHOLD_KEY] = now
+            update[cluster.THRESHOLD_KEY] = now
         if ON_DEMAND in result.reasons:
-            update[ON_DEMAND_KEY] = now
+            update[cluster.ON_DEMAND_KEY] = now
+        if BASELINE in result.reasons and decision is not None:
+            # Recorded for its workload whatever becomes of its summary (else the next check would
+            # take another).
+            update |= {cluster.BASELINE_KEY: now, cluster.WORKLOAD_KEY: decision.service}
         updates[result.key] = update
     return updates
