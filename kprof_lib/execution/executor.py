@@ -318,13 +318,23 @@ class Executor:
         """Captures and stores one profile; None: the target was busy (retry later). The profile's
         bytes count against the in-flight byte budget until the store has them. An unexpected error
         is this profile's failure: the pod's other profiles, stored already or to come, keep theirs."""
+        timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
+        started = self.clock.monotonic()
+        entry = next(self._ids)
+        with self._lock:
+            begun = time.monotonic()
+            due = begun + request.cpu_seconds if request.profile_type == "cpu" else None
+            self._in_flight[entry] = (job.decision.key, request.profile_type, begun + timeout, due)
         try:
             with self.byte_budget.holding() as held:
-                return self._fetch_and_store(job, request, held)
+                return self._fetch_and_store(job, request, held, timeout, started)
         except Exception as error:
             message = redact.text(f"internal error: {type(error).__name__}: {error}")
             job.log("capture-failed", message, profile=request.profile_type)
             return results.ProfileResult(request.profile_type, results.FAILED, error=message, target=request.target)
+        finally:
+            with self._lock:
+                self._in_flight.pop(entry, None)
 
     def _retry_busy(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult:
         for delay in self.busy_retry.delays():
@@ -342,22 +352,6 @@ class Executor:
         return results.ProfileResult(request.profile_type, results.FAILED, error=error, target=request.target)
 
     def _fetch_and_store(
-        self, job: _PodJob, request: ProfileRequest, held: budget.Holding
-    ) -> results.ProfileResult | None:
-        timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
-        started = self.clock.monotonic()
-        entry = next(self._ids)
-        with self._lock:
-            begun = time.monotonic()
-            due = begun + request.cpu_seconds if request.profile_type == "cpu" else None
-            self._in_flight[entry] = (job.decision.key, request.profile_type, begun + timeout, due)
-        try:
-            return self._fetch_and_store_tracked(job, request, held, timeout, started)
-        finally:
-            with self._lock:
-                self._in_flight.pop(entry, None)
-
-    def _fetch_and_store_tracked(
         self, job: _PodJob, request: ProfileRequest, held: budget.Holding, timeout: float, started: float
     ) -> results.ProfileResult | None:
         if self.aborted:  # abort() came between the check of the loop and here
