@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry import trace
 
 from kprof_lib import profiles
-from kprof_lib.execution import keys, redact, results, telemetry
+from kprof_lib.execution import budget, keys, redact, results, telemetry
 from kprof_lib.execution.ports import ForwardingStore, ProfileStore, StoredObject, StoreError
 from kprof_lib.planning.plan import (
     BASELINE,
@@ -67,32 +67,9 @@ TOP_COUNT = 3
 _ONE_AT_A_TIME = threading.Lock()
 
 
-class Allowance:
-    """Bytes that may be kept for summaries at once, across every check of the process."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def take(self, count: int) -> bool:
-        with self._lock:
-            if self._used + count > self.limit:
-                return False
-            self._used += count
-            return True
-
-    def give(self, count: int) -> None:
-        with self._lock:
-            self._used -= count
-
-    @property
-    def used(self) -> int:
-        with self._lock:
-            return self._used
-
-
-RETAINED = Allowance(RETAIN_BYTES)
+# Bytes that may be kept for summaries at once, across every check of the process; a profile that
+# finds them in use is not waited for, only left out of its summary.
+RETAINED = budget.ByteBudget(RETAIN_BYTES)
 
 
 @dataclass
@@ -110,12 +87,17 @@ class Keeping(ForwardingStore):
     Thread-safe (the executor stores from several threads); `release()` lets the bytes go."""
 
     def __init__(
-        self, inner: ProfileStore, *, allowance: Allowance | None = None, max_profile_bytes: int = MAX_PROFILE_BYTES
+        self,
+        inner: ProfileStore,
+        *,
+        allowance: budget.ByteBudget | None = None,
+        max_profile_bytes: int = MAX_PROFILE_BYTES,
     ) -> None:
         super().__init__(inner)
         self.allowance = allowance or RETAINED
         self.max_profile_bytes = max_profile_bytes
         self.kept: dict[str, Kept] = {}
+        self._held = budget.Holding(self.allowance)
         self._lock = threading.Lock()
 
     def put(
@@ -123,22 +105,21 @@ class Keeping(ForwardingStore):
     ) -> StoredObject:
         stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
         kept = Kept(dict(metadata), len(data))
-        if len(data) > self.max_profile_bytes:
-            kept.why = f"not summarised: {len(data)} bytes, more than the summary limit of {self.max_profile_bytes}"
-        elif not self.allowance.take(len(data)):
-            kept.why = f"not summarised: the {self.allowance.limit} bytes kept for summaries were in use"
-        else:
-            kept.data = data
         with self._lock:
+            if len(data) > self.max_profile_bytes:
+                kept.why = f"not summarised: {len(data)} bytes, more than the summary limit of {self.max_profile_bytes}"
+            else:
+                try:
+                    self._held.reserve(len(data), deadline=0.0)  # now or not at all
+                    kept.data = data
+                except budget.BudgetExhausted:
+                    kept.why = f"not summarised: the {self.allowance.limit} bytes kept for summaries were in use"
             self.kept[key] = kept
         return stored
 
     def release(self) -> None:
         with self._lock:
-            for kept in self.kept.values():
-                if kept.data is not None:
-                    self.allowance.give(len(kept.data))
-                    kept.data = None
+            self._held.release()
             self.kept.clear()
 
 
