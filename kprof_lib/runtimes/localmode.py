@@ -252,8 +252,9 @@ class LocalRun:
         else:
             problem = preflight.directory(settings.out_dir, "--out")
         if problem is None:
-            t = settings.target
-            problem = preflight.target(t.scheme, t.host, t.port, t.path, "--target", tls_verify=settings.tls_verify)
+            app = settings.target
+            tls_verify = settings.tls_verify
+            problem = preflight.target(app.scheme, app.host, app.port, app.path, "--target", tls_verify=tls_verify)
         return problem
 
     def run(self) -> int:

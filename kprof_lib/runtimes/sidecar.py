@@ -347,9 +347,10 @@ class Sidecar:
                 problem,
                 extra={"action": "start", "reason": "store-unreachable"},
             )
-        t = settings.target
-        if t is not None:
-            problem = preflight.target(t.scheme, t.host, t.port, t.path, "--target", tls_verify=settings.tls_verify)
+        app = settings.target
+        if app is not None:
+            tls_verify = settings.tls_verify
+            problem = preflight.target(app.scheme, app.host, app.port, app.path, "--target", tls_verify=tls_verify)
             if problem is not None:
                 log.warning(
                     "%s; checked again at every capture (the app may still be starting)",
