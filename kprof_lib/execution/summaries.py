@@ -46,8 +46,7 @@ from kprof_lib.planning.plan import (
 from kprof_lib.profiles import diff as diff_
 from kprof_lib.profiles import flame, page, text
 from kprof_lib.profiles import summary as summaries
-from kprof_lib.state import cluster
-from kprof_lib.state.cluster import HEALTHY_KEY, HEALTHY_TIME_KEY, WORKLOAD_KEY
+from kprof_lib.state.cluster import HEALTHY_KEY, HEALTHY_TIME_KEY, WORKLOAD_KEY, parse_time
 
 log = logging.getLogger("kprof.summary")
 
@@ -271,7 +270,7 @@ def _one(
                 base_errors[profile.type] = redact.text(str(error))
         del decoded  # one decoded profile (and one of the baseline) at a time
     try:
-        captured_at = cluster.parse_time(metadata.get("captured-at", ""))
+        captured_at = parse_time(metadata.get("captured-at", ""))
     except ValueError:
         # The time is in every key of the capture: without it the summary cannot be put beside them.
         raise RuntimeError("the profiles' metadata (captured-at) was not kept by the store") from None
