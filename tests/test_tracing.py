@@ -4,7 +4,6 @@ private providers; the one test of the global provider runs in a subprocess."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -97,9 +96,8 @@ def test_resource_follows_service_name_and_attributes() -> None:
     assert tracing.build_resource({}, "kprof-sidecar").attributes["service.name"] == "kprof-sidecar"
 
 
-def test_console_exporter_writes_spans() -> None:
-    stream = io.StringIO()
-    provider = tracing.configure(console=True, env={}, console_stream=stream)
+def test_console_exporter_writes_spans(capsys: pytest.CaptureFixture[str]) -> None:
+    provider = tracing.configure(env={"OTEL_TRACES_EXPORTER": "console"})
     assert provider is not None
     with provider.get_tracer(telemetry.TRACER_NAME).start_as_current_span(
         telemetry.SPAN_METRICS, attributes={telemetry.ATTR_PODS_SEEN: 3}
@@ -107,7 +105,7 @@ def test_console_exporter_writes_spans() -> None:
         pass
     tracing.shutdown(provider)
 
-    printed = json.loads(stream.getvalue())
+    printed = json.loads(capsys.readouterr().err)
     assert printed["name"] == telemetry.SPAN_METRICS
     assert printed["attributes"] == {telemetry.ATTR_PODS_SEEN: 3}
     assert printed["resource"]["attributes"]["service.name"] == "kprof"

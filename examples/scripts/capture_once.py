@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
+from kprof_lib.adapters import pprof
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
 from kprof_lib.runtimes import wiring
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     store = wiring.Stores(local_dir=args.out).for_spec(plan.spec)
     executor = Executor(concurrency=1)
-    report = executor.execute(plan, store=store, transport=wiring.transport(transport_name, api), config_name="once")
+    transport = pprof.make_transport(transport_name, api_client=api)
+    report = executor.execute(plan, store=store, transport=transport, config_name="once")
     failed = 0
     for profile in report.profiles:
         if profile.status == "failed":

@@ -110,7 +110,7 @@ class LocalStore:
         return StoredObject(uri=path.as_uri(), key=key, size=len(data))
 
     def read(self, key: str, max_bytes: int) -> bytes:
-        """The bytes stored under `key` (the `ProfileReader` port)."""
+        """The bytes stored under `key`."""
         path = self.path_for(key)
         try:
             size = path.stat().st_size
@@ -120,3 +120,6 @@ class LocalStore:
         except OSError as error:
             why = error.strerror or error
             raise StoreError(f"reading {key} in {self.directory}: {why}", retryable=False) from error
+
+    def check(self) -> None:
+        """Nothing to ask: `runtimes.preflight.directory` checks that the folder takes a file."""

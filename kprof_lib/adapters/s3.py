@@ -150,7 +150,7 @@ class S3Store:
         return StoredObject(uri=self.uri_for(key), key=key, size=len(data), attempts=_attempts(response) or 1)
 
     def read(self, key: str, max_bytes: int) -> bytes:
-        """The object under `key` (the `ProfileReader` port; needs s3:GetObject): a healthy
+        """The object under `key` (needs s3:GetObject): a healthy
         baseline read back to diff an incident against. Refused when larger than `max_bytes`."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)

@@ -42,7 +42,7 @@ from typing import Any
 from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution import redact
 from kprof_lib.execution.clock import SystemClock
-from kprof_lib.execution.ports import Clock, ProfileStore, StoredObject, StoreError
+from kprof_lib.execution.ports import Clock, ForwardingStore, ProfileStore, StoredObject, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class FlushReport:
     errors: tuple[str, ...] = ()
 
 
-class SpoolingStore:
+class SpoolingStore(ForwardingStore):
     """A `ProfileStore` that tries `inner` and spools to `spool_dir` when it fails. Thread-safe."""
 
     def __init__(
@@ -81,12 +81,10 @@ class SpoolingStore:
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Clock | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.spool_dir = Path(spool_dir).absolute()
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
-        self.description = inner.description
-        self.bucket = inner.bucket
         self._lock = threading.Lock()  # guards the bookkeeping below and spool writes
         self._flush_lock = threading.Lock()  # one flush at a time
         self._sizes: dict[str, int] = {}  # spool file name -> bytes on disk
@@ -105,9 +103,6 @@ class SpoolingStore:
         with self._lock:
             return len(self._sizes)
 
-    def uri_for(self, key: str) -> str:
-        return self.inner.uri_for(key)
-
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
@@ -122,13 +117,6 @@ class SpoolingStore:
                 refused = "%s refused %s permanently; it waits in the spool %s until the configuration is fixed: %s"
                 log.error(refused, self.inner.description, key, self.spool_dir, error)
             return stored
-
-    def read(self, key: str, max_bytes: int) -> bytes:
-        """What the store behind the spool has under `key` (a spooled profile is not read back)."""
-        reader = getattr(self.inner, "read", None)
-        if reader is None:
-            raise StoreError(f"{self.inner.description} cannot read objects back", retryable=False)
-        return reader(key, max_bytes)
 
     def flush(self) -> FlushReport:
         """Upload spooled profiles oldest first, deleting each once stored; stop at the first

@@ -3,15 +3,15 @@ OTEL_* environment variables, with a private-provider path for tests and embedde
 
 `configure()` returns None, and leaves OpenTelemetry's no-op global provider in place, unless
 OTEL_TRACES_EXPORTER (otlp, console, none; comma-separated), OTEL_EXPORTER_OTLP_ENDPOINT or
-OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set or `console=True` is passed; OTEL_SDK_DISABLED=true turns
-it off whatever else is set. The SDK and exporters are imported only then, so tracing costs
-nothing when off. It reads OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL (http/protobuf, the default, or
-grpc), _ENDPOINT and _HEADERS, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from `env`; the
-console exporter writes JSON, or one line per span with KPROF_CONSOLE_SPANS=compact; the
-exporters read their remaining settings (timeout, compression, certificates) and
-BatchSpanProcessor its OTEL_BSP_* settings from the process environment themselves. Spans go
-through a BatchSpanProcessor; call `shutdown()` before exit to send the last batch. The provider
-is made global only with `set_global=True`, as a process can set it once.
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_SDK_DISABLED=true turns it off whatever else is
+set. The SDK and exporters are imported only then, so tracing costs nothing when off. It reads
+OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL (http/protobuf, the default, or grpc), _ENDPOINT and
+_HEADERS, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from `env`; the console exporter writes
+JSON on stderr (a command's own output on stdout stays clean), or one line per span with
+KPROF_CONSOLE_SPANS=compact; the exporters read their remaining settings (timeout, compression,
+certificates) and BatchSpanProcessor its OTEL_BSP_* settings from the process environment
+themselves. Spans go through a BatchSpanProcessor; call `shutdown()` before exit to send the last
+batch. The provider is made global only with `set_global=True`, as a process can set it once.
 
 Spans and their attributes are named in `kprof_lib.execution.telemetry` and described in
 docs/TRACING.md; the capture's trace id (`trace_id_hex`) goes into the profile's metadata, which
@@ -25,7 +25,7 @@ import os
 import sys
 import urllib.parse
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -51,21 +51,13 @@ _configured: TracerProvider | None = None  # the provider configure() made globa
 
 
 def configure(
-    *,
-    service_name: str = "kprof",
-    console: bool = False,
-    env: Mapping[str, str] = os.environ,
-    set_global: bool = False,
-    console_stream: IO[str] | None = None,
+    *, service_name: str = "kprof", env: Mapping[str, str] = os.environ, set_global: bool = False
 ) -> TracerProvider | None:
-    """A TracerProvider exporting as `env` asks, or None when tracing is off.
-
-    `console=True` adds a console exporter writing JSON spans to `console_stream` (stderr by
-    default, so a command's own output on stdout stays clean). Raises ValueError for an unknown
-    exporter or protocol: a tracing setting that is silently ignored is worse than a clear stop.
-    """
+    """A TracerProvider exporting as `env` asks, or None when tracing is off. Raises ValueError
+    for an unknown exporter or protocol: a tracing setting that is silently ignored is worse than
+    a clear stop."""
     global _configured
-    exporters = make_exporters(env, console=console, console_stream=console_stream)
+    exporters = make_exporters(env)
     if not exporters:
         return None
     provider = build_provider(exporters[0], resource=build_resource(env, service_name))
@@ -77,27 +69,21 @@ def configure(
     return provider
 
 
-def make_exporters(
-    env: Mapping[str, str] = os.environ, *, console: bool = False, console_stream: IO[str] | None = None
-) -> list[SpanExporter]:
-    """The span exporters `env` (and `console`) ask for; empty when tracing is off."""
+def make_exporters(env: Mapping[str, str] = os.environ) -> list[SpanExporter]:
+    """The span exporters `env` asks for; empty when tracing is off."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return []
-    names = _exporter_names(env)
-    if console and "console" not in names:
-        names.append("console")
     exporters: list[SpanExporter] = []
-    for name in names:
+    for name in _exporter_names(env):
         if name == "otlp":
             exporters.append(_otlp_exporter(env))
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            stream = console_stream or sys.stderr
             if env.get(CONSOLE_SPANS_VARIABLE, "").strip().lower() == "compact":
-                exporters.append(ConsoleSpanExporter(out=stream, formatter=compact_span))
+                exporters.append(ConsoleSpanExporter(out=sys.stderr, formatter=compact_span))
             else:
-                exporters.append(ConsoleSpanExporter(out=stream))
+                exporters.append(ConsoleSpanExporter(out=sys.stderr))
     return exporters
 
 

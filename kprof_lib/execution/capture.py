@@ -74,43 +74,32 @@ def fetch_profile(
                 f"profile exceeded {_size(max_bytes)} cap: {request.target} announced {declared} bytes"
             )
         content_type = _content_type(response.headers)
-        return _read_profile(response.chunks, request, timeout, deadline, max_bytes, content_type, reserve)
-
-
-def _read_profile(
-    chunks: Iterator[bytes],
-    request: ports.ProfileRequest,
-    timeout: float,
-    deadline: float,
-    max_bytes: int,
-    content_type: str,
-    reserve: Callable[[int, float], None] | None,
-) -> bytes:
-    # BytesIO grows its one bytes object in place (realloc, which moves big blocks by remapping
-    # pages, not copying them) and getvalue() hands that object over when nothing else uses it:
-    # the peak is the profile's size, where joining a list of chunks needs twice that.
-    body = io.BytesIO()
-    received = 0
-    head = b""
-    for chunk in chunks:
-        if not chunk:
-            continue
-        received += len(chunk)
-        if received > max_bytes:
-            raise ports.CaptureTooLarge(
-                f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} after {received} bytes"
-            )
-        if reserve is not None:
-            reserve(len(chunk), deadline)
-        body.write(chunk)
-        if len(head) < len(GZIP_MAGIC):
-            head += chunk[: len(GZIP_MAGIC)]
-            if len(head) >= len(GZIP_MAGIC):
-                _check_gzip(head, received, request, content_type)
-        if time.monotonic() > deadline:
-            raise ports.CaptureTimeout(
-                f"timed out after {timeout:g} s reading the profile from {request.target} ({received} bytes received)"
-            )
+        # BytesIO grows its one bytes object in place (realloc, which moves big blocks by remapping
+        # pages, not copying them) and getvalue() hands that object over when nothing else uses
+        # it: the peak is the profile's size, where joining a list of chunks needs twice that.
+        body = io.BytesIO()
+        received = 0
+        head = b""
+        for chunk in response.chunks:
+            if not chunk:
+                continue
+            received += len(chunk)
+            if received > max_bytes:
+                raise ports.CaptureTooLarge(
+                    f"profile exceeded {_size(max_bytes)} cap: stopped reading {request.target} after {received} bytes"
+                )
+            if reserve is not None:
+                reserve(len(chunk), deadline)
+            body.write(chunk)
+            if len(head) < len(GZIP_MAGIC):
+                head += chunk[: len(GZIP_MAGIC)]
+                if len(head) >= len(GZIP_MAGIC):
+                    _check_gzip(head, received, request, content_type)
+            if time.monotonic() > deadline:
+                raise ports.CaptureTimeout(
+                    f"timed out after {timeout:g} s reading the profile from {request.target} "
+                    f"({received} bytes received)"
+                )
     if not received:
         raise ports.CaptureFailed(f"target returned an empty body: {request.target}")
     if len(head) < len(GZIP_MAGIC):

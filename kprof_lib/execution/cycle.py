@@ -23,9 +23,8 @@ from kprof_lib.execution import redact, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor, record_error
 from kprof_lib.execution.ports import ProfileStore, Transport
 from kprof_lib.execution.summaries import CaptureSummary
-from kprof_lib.planning.plan import BASELINE, CAPTURE, KINDS, Plan
+from kprof_lib.planning.plan import CAPTURE, KINDS, Plan
 from kprof_lib.planning.reconcile import reconcile
-from kprof_lib.state.cluster import BASELINE_KEY, WORKLOAD_KEY
 
 log = logging.getLogger("kprof.check")
 
@@ -120,14 +119,6 @@ def run_check(
             span.set_attribute(telemetry.ATTR_CAPTURES_FAILED, failed)
             if failed:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, f"{failed} pod(s) could not be captured"))
-            # A baseline capture is recorded for its workload with the other history updates,
-            # whatever becomes of its summary (else the next check would take another).
-            decisions = {d.key: d for d in plan.captures}
-            for result in execution.results:
-                if result.status == results.CAPTURED and BASELINE in result.reasons:
-                    execution.history_updates.setdefault(result.key, {}).update(
-                        {BASELINE_KEY: plan.now, WORKLOAD_KEY: decisions[result.key].service}
-                    )
             done = CheckReport(plan, execution)
             done.discarded = cancelled()
             # The history first: cooldowns must hold even if the process dies while summarising.

@@ -15,8 +15,9 @@ drain is waiting for and how long it may take at most.
 
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
 The report carries the history updates the caller must persist (the plan's `now` for each kind of
-capture that produced at least one profile; for a pod whose capture failed, when it failed and when
-its run of failures began), so cooldowns, on-demand intervals and retry backoff hold.
+capture that produced at least one profile, with a baseline capture's workload; for a pod whose
+capture failed, when it failed and when its run of failures began), so cooldowns, on-demand
+intervals, baselines and retry backoff hold.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ from kprof_lib.execution.ports import (
     TargetBusy,
     Transport,
 )
-from kprof_lib.planning.plan import ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
+from kprof_lib.planning.plan import BASELINE, ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
 from kprof_lib.spec.model import KeyLayout
-from kprof_lib.state.cluster import FAILED_KEY, FAILING_SINCE_KEY, ON_DEMAND_KEY, THRESHOLD_KEY
+from kprof_lib.state import cluster
 
 log = logging.getLogger("kprof.executor")
 
@@ -190,9 +191,7 @@ class Executor:
         with self._lock:
             transports = list(self._transports)
         for transport in transports:
-            cut = getattr(transport, "abort", None)
-            if cut is not None:
-                cut()
+            transport.abort()
 
     @property
     def draining(self) -> bool:
@@ -233,22 +232,16 @@ class Executor:
 
         def run(decision: PodDecision) -> results.PodResult:
             token = otel_context.attach(parent)
+            job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
             try:
-                job = _PodJob(decision, layout, store, transport, config_name, self.clock.now())
                 return self._plan_pod(job) if check_mode else self._capture_pod(job)
             except Exception as error:
                 # One pod's unexpected error is that pod's result: the others keep theirs, and the
                 # caller still gets a report to persist history from.
                 log.exception("capture of %s failed unexpectedly", decision.key)
-                return results.PodResult(
-                    decision.namespace,
-                    decision.pod,
-                    results.FAILED,
-                    decision.reason,
-                    list(decision.reasons),
-                    message=redact.text(f"internal error: {type(error).__name__}: {error}"),
-                    uid=decision.uid,
-                )
+                failed = job.result(results.FAILED)
+                failed.message = redact.text(f"internal error: {type(error).__name__}: {error}")
+                return failed
             finally:
                 otel_context.detach(token)
 
@@ -325,13 +318,23 @@ class Executor:
         """Captures and stores one profile; None: the target was busy (retry later). The profile's
         bytes count against the in-flight byte budget until the store has them. An unexpected error
         is this profile's failure: the pod's other profiles, stored already or to come, keep theirs."""
+        timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
+        started = self.clock.monotonic()
+        entry = next(self._ids)
+        with self._lock:
+            begun = time.monotonic()
+            due = begun + request.cpu_seconds if request.profile_type == "cpu" else None
+            self._in_flight[entry] = (job.decision.key, request.profile_type, begun + timeout, due)
         try:
             with self.byte_budget.holding() as held:
-                return self._fetch_and_store(job, request, held)
+                return self._fetch_and_store(job, request, held, timeout, started)
         except Exception as error:
             message = redact.text(f"internal error: {type(error).__name__}: {error}")
             job.log("capture-failed", message, profile=request.profile_type)
             return results.ProfileResult(request.profile_type, results.FAILED, error=message, target=request.target)
+        finally:
+            with self._lock:
+                self._in_flight.pop(entry, None)
 
     def _retry_busy(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult:
         for delay in self.busy_retry.delays():
@@ -349,22 +352,6 @@ class Executor:
         return results.ProfileResult(request.profile_type, results.FAILED, error=error, target=request.target)
 
     def _fetch_and_store(
-        self, job: _PodJob, request: ProfileRequest, held: budget.Holding
-    ) -> results.ProfileResult | None:
-        timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
-        started = self.clock.monotonic()
-        entry = next(self._ids)
-        with self._lock:
-            begun = time.monotonic()
-            due = begun + request.cpu_seconds if request.profile_type == "cpu" else None
-            self._in_flight[entry] = (job.decision.key, request.profile_type, begun + timeout, due)
-        try:
-            return self._fetch_and_store_tracked(job, request, held, timeout, started)
-        finally:
-            with self._lock:
-                self._in_flight.pop(entry, None)
-
-    def _fetch_and_store_tracked(
         self, job: _PodJob, request: ProfileRequest, held: budget.Holding, timeout: float, started: float
     ) -> results.ProfileResult | None:
         if self.aborted:  # abort() came between the check of the loop and here
@@ -560,17 +547,21 @@ def _history_updates(plan: Plan, report: list[results.PodResult]) -> dict[str, d
         decision = decisions.get(result.key)
         if result.status == results.FAILED and decision is not None:
             # The pod is retried with backoff (planning.cadence.retry_due), not at every check.
-            failed = {FAILED_KEY: now}
+            failed = {cluster.FAILED_KEY: now}
             if not decision.failing:
-                failed[FAILING_SINCE_KEY] = now
+                failed[cluster.FAILING_SINCE_KEY] = now
             updates[result.key] = failed
             continue
         if result.status != results.CAPTURED:
             continue
         update = {}
         if any(reason in THRESHOLD_REASONS for reason in result.reasons):
-            update[THRESHOLD_KEY] = now
+            update[cluster.THRESHOLD_KEY] = now
         if ON_DEMAND in result.reasons:
-            update[ON_DEMAND_KEY] = now
+            update[cluster.ON_DEMAND_KEY] = now
+        if BASELINE in result.reasons and decision is not None:
+            # Recorded for its workload whatever becomes of its summary (else the next check would
+            # take another).
+            update |= {cluster.BASELINE_KEY: now, cluster.WORKLOAD_KEY: decision.service}
         updates[result.key] = update
     return updates

@@ -8,7 +8,7 @@ or turn into a surprising file name.
 Layouts (spec.s3Config.keyLayout):
     pod           {prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof
     service-date  {prefix}/{date}/{service}/{namespace}/{pod}/{timestamp}-{type}.pprof
-A keyTemplate replaces the layout; its fields are those of `TEMPLATE_FIELDS` and it must use
+A keyTemplate replaces the layout; its fields are those of `keytemplates.FIELDS` and it must use
 {namespace}, {pod}, {timestamp} and {type} (spec.keytemplates): every key is unique per pod and
 capture, so replicas of one service, or a pod of another namespace with the same `app` label,
 never write under each other's keys. The stores refuse to overwrite all the same.
@@ -39,7 +39,6 @@ LAYOUTS = {
     "pod": "{prefix}/{namespace}/{pod}/{timestamp}/{type}.pprof",
     "service-date": "{prefix}/{date}/{service}/{namespace}/{pod}/{timestamp}-{type}.pprof",
 }
-TEMPLATE_FIELDS = keytemplates.FIELDS
 
 MAX_KEY_BYTES = keytemplates.MAX_KEY_BYTES
 MAX_SEGMENT_CHARS = keytemplates.MAX_SEGMENT_CHARS

@@ -69,6 +69,25 @@ class Transport(Protocol):
 
     def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]: ...
 
+    def abort(self) -> None:
+        """Cuts every fetch in flight now (`Executor.abort`): their bodies end in `CaptureFailed`.
+        Safe from a signal handler; later fetches are not affected."""
+        ...
+
+
+class ForwardingTransport:
+    """A `Transport` in front of `inner` that passes everything on; subclasses change `open`."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]:
+        return self.inner.open(request, timeout)
+
+    def abort(self) -> None:
+        self.inner.abort()
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -104,14 +123,43 @@ class ProfileStore(Protocol):
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject: ...
 
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """What the store holds under `key` (a workload's healthy baseline, read back to diff an
+        incident against); raises `StoreError` when the object is not there or not readable, or is
+        larger than `max_bytes` (nothing larger is read)."""
+        ...
 
-class ProfileReader(Protocol):
-    """A store that can give back what it stored (the local directory, S3, the spool in front of
-    S3): the capture path reads a workload's healthy baseline back to diff an incident against it.
-    `read` returns the object's bytes; it raises `StoreError` when the object is not there or not
-    readable, or is larger than `max_bytes` (nothing larger is read)."""
+    def check(self) -> None:
+        """Start-up diagnostics: raises `StoreError` saying why the destination cannot be reached
+        (for S3, a HeadBucket with the credentials of the default chain; its cause is the SDK's
+        error); a store with nothing to ask returns."""
+        ...
 
-    def read(self, key: str, max_bytes: int) -> bytes: ...
+
+class ForwardingStore:
+    """A `ProfileStore` in front of `inner` that passes everything on; subclasses change `put`."""
+
+    def __init__(self, inner: ProfileStore) -> None:
+        self.inner = inner
+        self.description = inner.description
+
+    @property
+    def bucket(self) -> str | None:
+        return self.inner.bucket
+
+    def uri_for(self, key: str) -> str:
+        return self.inner.uri_for(key)
+
+    def put(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject:
+        return self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        return self.inner.read(key, max_bytes)
+
+    def check(self) -> None:
+        self.inner.check()
 
 
 class Clock(Protocol):

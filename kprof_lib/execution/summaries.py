@@ -20,7 +20,6 @@ which are stored before any of this starts.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
@@ -33,8 +32,8 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry import trace
 
 from kprof_lib import profiles
-from kprof_lib.execution import keys, redact, results, telemetry
-from kprof_lib.execution.ports import ProfileStore, StoredObject, StoreError
+from kprof_lib.execution import budget, keys, redact, results, telemetry
+from kprof_lib.execution.ports import ForwardingStore, ProfileStore, StoredObject, StoreError
 from kprof_lib.planning.plan import (
     BASELINE,
     CPU_THRESHOLD,
@@ -47,7 +46,7 @@ from kprof_lib.planning.plan import (
 from kprof_lib.profiles import diff as diff_
 from kprof_lib.profiles import flame, page, text
 from kprof_lib.profiles import summary as summaries
-from kprof_lib.state.cluster import HEALTHY_KEY, HEALTHY_TIME_KEY, WORKLOAD_KEY
+from kprof_lib.state.cluster import HEALTHY_KEY, HEALTHY_TIME_KEY, WORKLOAD_KEY, parse_time
 
 log = logging.getLogger("kprof.summary")
 
@@ -67,32 +66,9 @@ TOP_COUNT = 3
 _ONE_AT_A_TIME = threading.Lock()
 
 
-class Allowance:
-    """Bytes that may be kept for summaries at once, across every check of the process."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def take(self, count: int) -> bool:
-        with self._lock:
-            if self._used + count > self.limit:
-                return False
-            self._used += count
-            return True
-
-    def give(self, count: int) -> None:
-        with self._lock:
-            self._used -= count
-
-    @property
-    def used(self) -> int:
-        with self._lock:
-            return self._used
-
-
-RETAINED = Allowance(RETAIN_BYTES)
+# Bytes that may be kept for summaries at once, across every check of the process; a profile that
+# finds them in use is not waited for, only left out of its summary.
+RETAINED = budget.ByteBudget(RETAIN_BYTES)
 
 
 @dataclass
@@ -105,48 +81,44 @@ class Kept:
     why: str | None = None
 
 
-class Keeping:
+class Keeping(ForwardingStore):
     """A `ProfileStore` in front of `inner` that remembers what was stored, for `write`.
     Thread-safe (the executor stores from several threads); `release()` lets the bytes go."""
 
     def __init__(
-        self, inner: ProfileStore, *, allowance: Allowance | None = None, max_profile_bytes: int = MAX_PROFILE_BYTES
+        self,
+        inner: ProfileStore,
+        *,
+        allowance: budget.ByteBudget | None = None,
+        max_profile_bytes: int = MAX_PROFILE_BYTES,
     ) -> None:
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self.allowance = allowance or RETAINED
         self.max_profile_bytes = max_profile_bytes
         self.kept: dict[str, Kept] = {}
+        self._held = budget.Holding(self.allowance)
         self._lock = threading.Lock()
-
-    @property
-    def bucket(self) -> str | None:
-        return self.inner.bucket
-
-    def uri_for(self, key: str) -> str:
-        return self.inner.uri_for(key)
 
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
         stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
         kept = Kept(dict(metadata), len(data))
-        if len(data) > self.max_profile_bytes:
-            kept.why = f"not summarised: {len(data)} bytes, more than the summary limit of {self.max_profile_bytes}"
-        elif not self.allowance.take(len(data)):
-            kept.why = f"not summarised: the {self.allowance.limit} bytes kept for summaries were in use"
-        else:
-            kept.data = data
         with self._lock:
+            if len(data) > self.max_profile_bytes:
+                kept.why = f"not summarised: {len(data)} bytes, more than the summary limit of {self.max_profile_bytes}"
+            else:
+                try:
+                    self._held.reserve(len(data), deadline=0.0)  # now or not at all
+                    kept.data = data
+                except budget.BudgetExhausted:
+                    kept.why = f"not summarised: the {self.allowance.limit} bytes kept for summaries were in use"
             self.kept[key] = kept
         return stored
 
     def release(self) -> None:
         with self._lock:
-            for kept in self.kept.values():
-                if kept.data is not None:
-                    self.allowance.give(len(kept.data))
-                    kept.data = None
+            self._held.release()
             self.kept.clear()
 
 
@@ -226,25 +198,25 @@ def write(
                 )
                 base = baseline_for(decision, history) if decision.reason in THRESHOLD_REASONS else None
                 try:
-                    done[result.key] = _one(
-                        plan, decision, kept, keeping, time_budget, max_decoded_bytes, base, jaeger_url
-                    )
+                    summary = _one(plan, decision, kept, keeping, time_budget, max_decoded_bytes, base, jaeger_url)
                 except Exception as error:
                     message = redact.text(f"{type(error).__name__}: {error}")
                     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
                     span.set_attribute(telemetry.ATTR_RESULT, results.FAILED)
+                    summary = CaptureSummary(result.key, _folder(kept[0].uri or ""), error=message)
+                else:
+                    span.set_attribute(telemetry.ATTR_RESULT, results.SPOOLED if summary.spooled else results.STORED)
+                    if summary.summary_uri:
+                        span.set_attribute(telemetry.ATTR_URL_FULL, redact.text(summary.summary_uri))
+                done[result.key] = summary
+                if summary.error:
+                    failed = {"config": config_name, "pod": result.key, "action": "summary-failed"}
                     log.warning(
                         "summary-failed %s: %s (the profiles are stored)",
                         result.key,
-                        message,
-                        extra={"config": config_name, "pod": result.key, "action": "summary-failed", "detail": message},
+                        summary.error,
+                        extra={**failed, "detail": summary.error},
                     )
-                    done[result.key] = CaptureSummary(result.key, _folder(kept[0].uri or ""), error=message)
-                    continue
-                summary = done[result.key]
-                span.set_attribute(telemetry.ATTR_RESULT, results.SPOOLED if summary.spooled else results.STORED)
-                if summary.summary_uri:
-                    span.set_attribute(telemetry.ATTR_URL_FULL, redact.text(summary.summary_uri))
     finally:
         keeping.release()
     return done
@@ -297,10 +269,11 @@ def _one(
             except (StoreError, profiles.ProfileError, KeyError) as error:
                 base_errors[profile.type] = redact.text(str(error))
         del decoded  # one decoded profile (and one of the baseline) at a time
-    captured_at = _parse_time(metadata.get("captured-at", ""))
-    if captured_at is None:
+    try:
+        captured_at = parse_time(metadata.get("captured-at", ""))
+    except ValueError:
         # The time is in every key of the capture: without it the summary cannot be put beside them.
-        raise RuntimeError("the profiles' metadata (captured-at) was not kept by the store")
+        raise RuntimeError("the profiles' metadata (captured-at) was not kept by the store") from None
 
     def key_for(name: str, suffix: str) -> str:
         return keys.document_key(keys.capture_key(plan.key_layout, decision, name, captured_at), suffix)
@@ -359,12 +332,6 @@ def _one(
             result.page_uri = stored.uri
     if problems:
         result.error = "; ".join(problems)
-        log.warning(
-            "summary-failed %s: %s (the profiles are stored)",
-            decision.key,
-            result.error,
-            extra={"pod": decision.key, "action": "summary-failed", "detail": result.error},
-        )
     else:
         log.info(
             "summary %s: %s",
@@ -402,13 +369,6 @@ def _folder(uri: str) -> str:
     name = SUMMARY + ".json"
     head = uri[: -len(name)] if uri.endswith(name) else uri.rsplit("/", 1)[0] + "/"
     return unquote(urlsplit(head).path) if head.startswith("file://") else head
-
-
-def _parse_time(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def headline(decision: PodDecision, written: CaptureSummary | None) -> str:
@@ -481,7 +441,4 @@ def grower_text(compare: Mapping[str, Any]) -> str | None:
 
 
 def _read_base(keeping: Keeping, key: str, max_decoded_bytes: int) -> profiles.Profile:
-    reader = getattr(keeping.inner, "read", None)
-    if reader is None:
-        raise StoreError(f"{keeping.inner.description} cannot read the baseline back", retryable=False)
-    return profiles.decode(reader(key, keeping.max_profile_bytes), max_decoded_bytes=max_decoded_bytes)
+    return profiles.decode(keeping.read(key, keeping.max_profile_bytes), max_decoded_bytes=max_decoded_bytes)

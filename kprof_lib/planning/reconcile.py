@@ -160,7 +160,8 @@ class _Decider:
                 uid=uid,
                 crossed=crossed,
                 observed=observed if thresholds is not None else None,
-                message=f"the last capture failed at {_stamp(history.last_failed)}; next attempt from {_stamp(retry)}",
+                message=f"the last capture failed at {cluster.format_time(history.last_failed)}; "
+                f"next attempt from {cluster.format_time(retry)}",
             )
         if reasons:
             return PodDecision(
@@ -192,10 +193,6 @@ class _Decider:
         else:
             reason = "below-threshold"
         return PodDecision(namespace, name, NONE, reason, uid=uid, crossed=crossed, observed=observed)
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _round(value: float | None) -> float | None:

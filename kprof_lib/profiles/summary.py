@@ -26,8 +26,9 @@ VERSION = 1
 TOP = 10
 
 
-def summarize_profile(profile: Profile, *, n: int = TOP) -> dict[str, Any]:
-    """One profile's part of the summary (without `file` and `bytes`, which the caller knows)."""
+def profile_part(file: str, size: int, profile: Profile, *, n: int = TOP) -> dict[str, Any]:
+    """One profile type's entry of `profiles`: its file name and size, and per sample type the
+    total and the top functions."""
     sample_types = {}
     for index, sample_type in enumerate(profile.sample_types):
         total = profile.total(index)
@@ -39,6 +40,8 @@ def summarize_profile(profile: Profile, *, n: int = TOP) -> dict[str, Any]:
             "topCum": [_row(r, total) for r in top.by_cum(rows)[:n]],
         }
     return {
+        "file": file,
+        "bytes": size,
         "durationSeconds": round(profile.duration_nanos / 1e9, 3),
         "defaultSampleType": profile.default_sample_type,
         "samples": profile.sample_count,
@@ -60,11 +63,6 @@ def summarize(
     """
     parts = {kind: profile_part(*profiles[kind], n=n) for kind in profiles}
     return assemble(parts, capture=capture, errors=errors)
-
-
-def profile_part(file: str, size: int, profile: Profile, *, n: int = TOP) -> dict[str, Any]:
-    """One profile type's entry of `profiles`: its file name, size and `summarize_profile`."""
-    return {"file": file, "bytes": size, **summarize_profile(profile, n=n)}
 
 
 def assemble(

@@ -1,6 +1,7 @@
 """What `kprof show`, `kprof diff` and `kprof ls` share: the flags that say where captures are
-(S3 endpoint, region, Jaeger link), reading a capture and decoding its profiles into a summary,
-and writing a page or JSON out."""
+(S3 endpoint, region, Jaeger link; `kprof capture` and `kprof local` take the first two with their
+destination flags), reading a capture and decoding its profiles into a summary, and writing a page
+or JSON out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from kprof_lib import profiles
 from kprof_lib.adapters import captures
@@ -24,9 +26,29 @@ def jaeger_url() -> str | None:
     return os.environ.get(JAEGER_URL_VARIABLE) or None
 
 
-def add_location_flags(parser: argparse.ArgumentParser) -> None:
+def add_s3_flags(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
     parser.add_argument("--region", help="S3 region (default: from the environment)")
+
+
+def add_destination_flags(parser: argparse._ActionsContainer) -> None:
+    """`--out DIR` or `--to s3://BUCKET/PREFIX`, and the S3 flags: where new captures go."""
+    destination = parser.add_mutually_exclusive_group()
+    destination.add_argument("--out", metavar="DIR", help="store under this directory (default ./profiles)")
+    destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3")
+    add_s3_flags(parser)
+
+
+def s3_destination(to: str) -> dict[str, str]:
+    """The bucket and prefix of `--to`; ValueError naming the flag unless it is s3://BUCKET[/PREFIX]."""
+    target = urlsplit(to)
+    if target.scheme != "s3" or not target.netloc:
+        raise ValueError(f"--to {to!r}: expected s3://BUCKET or s3://BUCKET/PREFIX")
+    return {"bucket": target.netloc, "prefix": target.path.strip("/")}
+
+
+def add_location_flags(parser: argparse.ArgumentParser) -> None:
+    add_s3_flags(parser)
     parser.add_argument(
         "--jaeger-url",
         default=os.environ.get(JAEGER_URL_VARIABLE),

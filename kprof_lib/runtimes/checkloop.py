@@ -17,7 +17,6 @@ of the process (the sidecar keeps it on the pod's emptyDir).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import threading
@@ -171,7 +170,7 @@ class CheckLoop:
         """Runs one check now; errors are reported, not raised."""
         self._last_start = self.clock.monotonic()
         self.checks += 1
-        now_text = self.clock.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now_text = cluster.format_time(self.clock.now())
 
         def gather() -> dict[str, Any]:
             pods, metrics = self.observe()

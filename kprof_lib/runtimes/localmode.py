@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.adapters import podinfo, pprof, procfs, tracing
 from kprof_lib.execution import redact, results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
@@ -135,18 +135,23 @@ class LocalRun:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=progress.Watching(wiring.transport("direct", tls_verify=settings.tls_verify), self.printer),
+            transport=progress.Watching(pprof.make_transport("direct", tls_verify=settings.tls_verify), self.printer),
             history=HistoryBook(),
             interval=settings.check_interval,
             wrap_store=lambda store: progress.Landing(store, self.printer),
             on_report=self._print_report,
             on_error=self._print_error,
         )
+        say = self.printer.line
         self.runtime = SingleTarget(
-            loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-local-loop"
+            loop,
+            meter=self.meter,
+            provider=self.provider,
+            on_drain=lambda _: interrupts.later(say, f"stopping: {interrupts.finishing(self.executor)}"),
+            on_abort=lambda _: interrupts.later(say, "aborting: captures in flight cut, nothing more stored"),
+            thread_name="kprof-local-loop",
         )
         self.exit_code = 0
-        self._interrupts = 0
         self.failed_profiles = 0
 
     def _locate(self) -> int | None:
@@ -247,9 +252,9 @@ class LocalRun:
         else:
             problem = preflight.directory(settings.out_dir, "--out")
         if problem is None:
-            target = settings.target
-            index = preflight.pprof_index(target.scheme, target.host, target.port, target.path)
-            problem = preflight.target(index, "--target", tls_verify=settings.tls_verify)
+            app = settings.target
+            tls_verify = settings.tls_verify
+            problem = preflight.target(app.scheme, app.host, app.port, app.path, "--target", tls_verify=tls_verify)
         return problem
 
     def run(self) -> int:
@@ -272,15 +277,6 @@ class LocalRun:
             return 1  # the loop died of an error, already reported on stderr
         return 1 if self.failed_profiles else self.exit_code
 
-    def _on_signal(self, signum: int) -> None:
-        self._interrupts += 1
-        if self._interrupts > 1:
-            self.loop.abort()
-            interrupts.later(self.printer.line, "aborting: captures in flight cut, nothing more stored")
-            return
-        self.executor.drain()
-        self.loop.stop()
-        interrupts.later(self.printer.line, f"stopping: {interrupts.finishing(self.executor)}")
 
 
 def _human(resource: str, quantity: str) -> str:

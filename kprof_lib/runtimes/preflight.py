@@ -20,9 +20,9 @@ from pathlib import Path
 import urllib3
 
 from kprof_lib.execution import redact
-from kprof_lib.execution.ports import StoreError
+from kprof_lib.execution.ports import ProfileStore, StoreError
 
-TARGET_TIMEOUT_SECONDS = 3.0
+TARGET_TIMEOUT = 3.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -46,22 +46,17 @@ def directory(path: Path, flag: str) -> Problem | None:
     return None
 
 
-def bucket(store: object, flag: str) -> Problem | None:
-    """The store's bucket answers a HeadBucket with the credentials of the default chain. `store`
-    is an S3 store (or one spooling in front of it); any other store has nothing to check."""
-    inner = getattr(store, "inner", store)
-    check = getattr(inner, "check", None)
-    if check is None:
-        return None
+def bucket(store: ProfileStore, flag: str) -> Problem | None:
+    """The store's bucket answers a HeadBucket with the credentials of the default chain
+    (`ProfileStore.check`; a store that is not S3 has nothing to ask)."""
     try:
-        check()
+        store.check()
     except StoreError as error:
         if _status_of(error.__cause__) == 403:
             # HeadBucket needs s3:ListBucket, which a least-privilege role does not have
             # (docs/IRSA_SETUP.md): a refusal here does not mean that puts are refused.
-            where = getattr(inner, "description", "the bucket")
             return Problem(
-                f"{flag}: HeadBucket on {redact.text(where)} was refused (403): the credentials lack the "
+                f"{flag}: HeadBucket on {redact.text(store.description)} was refused (403): the credentials lack the "
                 "optional s3:ListBucket, or do not work; a failed upload will say which",
                 permanent=False,
             )
@@ -78,15 +73,13 @@ def _status_of(error: BaseException | None) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def pprof_index(scheme: str, host: str, port: int, path: str) -> str:
-    """The URL of the pprof index page under `path` (Go's net/http/pprof serves it at `path/`)."""
+def target(
+    scheme: str, host: str, port: int, path: str, flag: str, *, tls_verify: bool, timeout: float = TARGET_TIMEOUT
+) -> Problem | None:
+    """The pprof index under `path` (Go's net/http/pprof serves it at `path/`, e.g.
+    http://127.0.0.1:6060/debug/pprof/) answers a GET with a 2xx within `timeout` seconds."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"{scheme}://{where}{path.rstrip('/')}/"
-
-
-def target(url: str, flag: str, *, tls_verify: bool = True, timeout: float = TARGET_TIMEOUT_SECONDS) -> Problem | None:
-    """`url` (the pprof index, e.g. http://127.0.0.1:6060/debug/pprof/) answers a GET with a 2xx
-    within `timeout` seconds."""
+    url = f"{scheme}://{where}{path.rstrip('/')}/"
     pool = urllib3.PoolManager(
         retries=False,
         cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",

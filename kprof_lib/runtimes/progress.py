@@ -14,13 +14,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from kprof_lib.execution import redact, results, summaries, telemetry
-from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, StoredObject, Transport
+from kprof_lib.execution.ports import (
+    ForwardingStore,
+    ForwardingTransport,
+    ProfileRequest,
+    ProfileStore,
+    Response,
+    StoredObject,
+    Transport,
+)
 
 REDRAW_SECONDS = 0.5  # a terminal never goes silent for longer than this while a profile is fetched
 PLAIN_EVERY = 10.0  # without a terminal, one progress line this often during a long profile
@@ -128,27 +136,19 @@ class Console:
         """A status line for one profile while the body runs: `expected` is how long it should take
         (a CPU profile's seconds), None when it should be quick."""
         started = time.monotonic()
-        if not self.terminal:
-            if expected is not None and expected >= PLAIN_FROM:
-                self.line(f"  … {profile_type:<12} capturing for {expected:g}s")
-            done = threading.Event()
-            ticker = threading.Thread(target=self._plain_ticks, args=(profile_type, expected, started, done))
-            ticker.daemon = True
-            ticker.start()
-            try:
-                yield
-            finally:
-                done.set()
-            return
+        if not self.terminal and expected is not None and expected >= PLAIN_FROM:
+            self.line(f"  … {profile_type:<12} capturing for {expected:g}s")
         stop = threading.Event()
-        thread = threading.Thread(target=self._redraw, args=(profile_type, expected, started, stop), daemon=True)
+        ticks = self._redraw if self.terminal else self._plain_ticks
+        thread = threading.Thread(target=ticks, args=(profile_type, expected, started, stop), daemon=True)
         thread.start()
         try:
             yield
         finally:
             stop.set()
-            thread.join()
-            self._show(None)
+            if self.terminal:  # the live line goes before the next whole line is printed
+                thread.join()
+                self._show(None)
 
     def _redraw(self, profile_type: str, expected: float | None, started: float, stop: threading.Event) -> None:
         while True:
@@ -176,19 +176,12 @@ def status_text(profile_type: str, expected: float | None, elapsed: float) -> st
     return f"  … {profile_type:<12} [{bar}] {min(elapsed, expected):.0f}s of {expected:g}s, {tail}"
 
 
-class Watching:
+class Watching(ForwardingTransport):
     """A `Transport` that shows each profile's fetch on a `Console`; otherwise the transport it wraps."""
 
     def __init__(self, inner: Transport, console: Console):
-        self.inner = inner
+        super().__init__(inner)
         self.console = console
-        self.name = inner.name
-
-    def abort(self) -> None:
-        """Cut what the wrapped transport has in flight (`Executor.abort`), when it can."""
-        cut = getattr(self.inner, "abort", None)
-        if cut is not None:
-            cut()
 
     def open(self, request: ProfileRequest, timeout: float) -> AbstractContextManager[Response]:
         return self._open(request, timeout)
@@ -200,23 +193,18 @@ class Watching:
             yield response
 
 
-class Landing:
+class Landing(ForwardingStore):
     """A `ProfileStore` that announces each profile on a `Console` once its store has taken it:
     `  + heap        12,345 bytes  stored  /path/heap.pprof  (reason)`."""
 
     def __init__(self, inner: ProfileStore, console: Console):
-        self.inner = inner
+        super().__init__(inner)
         self.console = console
-        self.description = inner.description
-        self.bucket = inner.bucket
-
-    def uri_for(self, key: str) -> str:
-        return self.inner.uri_for(key)
 
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
-        stored = self.inner.put(key, data, metadata=metadata, tags=tags, content_type=content_type)
+        stored = super().put(key, data, metadata=metadata, tags=tags, content_type=content_type)
         state = "spooled" if stored.spooled else "stored"
         kind = metadata.get("profile-type", "?")
         if kind in (summaries.SUMMARY, summaries.PAGE_KIND):
@@ -239,21 +227,6 @@ def where(uri: str | None) -> str:
     return uri or "-"
 
 
-def span_exporter(console: Console, formatter: Callable[[Any], str]) -> Any:
-    """An OpenTelemetry span exporter writing `formatter(span)` to `console`, each span after the
-    line it belongs to (its `profile.type`, if it has one). Imports the SDK only when called."""
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-    class ConsoleSpans(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            for span in spans:
-                about = (span.attributes or {}).get(telemetry.ATTR_PROFILE_TYPE)
-                console.span(formatter(span).rstrip("\n"), about=str(about) if about else None)
-            return SpanExportResult.SUCCESS
-
-    return ConsoleSpans()
-
-
 def tracer_provider(console: Console | None, env: Mapping[str, str], service_name: str) -> Any:
     """A provider with compact span lines on `console` (if given; synchronous, each after the line
     it belongs to) and whatever the OTEL_* environment asks for; None when neither (then nothing
@@ -264,11 +237,22 @@ def tracer_provider(console: Console | None, env: Mapping[str, str], service_nam
     if console is None and not exporters:
         return None
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 
     provider = TracerProvider(resource=tracing.build_resource(env, service_name))
     if console is not None:
-        provider.add_span_processor(SimpleSpanProcessor(span_exporter(console, tracing.compact_span)))
+        shown = console
+
+        class ConsoleSpans(SpanExporter):
+            """Each span's compact line, after the line it belongs to (its `profile.type`, if any)."""
+
+            def export(self, spans: Any) -> SpanExportResult:
+                for span in spans:
+                    about = (span.attributes or {}).get(telemetry.ATTR_PROFILE_TYPE)
+                    shown.span(tracing.compact_span(span).rstrip("\n"), about=str(about) if about else None)
+                return SpanExportResult.SUCCESS
+
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpans()))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider

@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 import yaml
 
-from kprof_lib.adapters import podinfo, procfs, tracing
+from kprof_lib.adapters import podinfo, pprof, procfs, tracing
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
@@ -165,15 +165,19 @@ class Sidecar:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=wiring.transport("direct", tls_verify=settings.tls_verify),
+            transport=pprof.make_transport("direct", tls_verify=settings.tls_verify),
             history=HistoryBook(settings.spool_dir / HISTORY_FILE),
             on_report=self._log_report,
         )
         self.runtime = SingleTarget(
-            loop, meter=self.meter, provider=self.provider, on_signal=self._on_signal, thread_name="kprof-sidecar-loop"
+            loop,
+            meter=self.meter,
+            provider=self.provider,
+            on_drain=self._on_drain,
+            on_abort=self._on_abort,
+            thread_name="kprof-sidecar-loop",
         )
         self._running = threading.Event()
-        self._signals = 0
         self._grace_timer: threading.Timer | None = None
 
     # What a check sees --------------------------------------------------------------------------
@@ -285,7 +289,7 @@ class Sidecar:
             server.stop()
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
-        if self.loop.aborted and self._signals > 1:
+        if self.runtime.signals.aborted:
             log.info("aborted", extra={"pod": self.pod_key, "action": "stop", "reason": "second-signal"})
             return interrupts.EXIT_INTERRUPTED
         if not completed:  # the loop died of an error: worth a restart of the container
@@ -294,25 +298,21 @@ class Sidecar:
         log.info("stopped", extra={"pod": self.pod_key, "action": "stop"})
         return 0
 
-    def _on_signal(self, signum: int) -> None:
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals > 1:
-            self.loop.abort()
-            interrupts.later(
-                log.info,
-                "%s received again: cutting the captures in flight",
-                name,
-                extra={"pod": self.pod_key, "action": "stop"},
-            )
-            return
-        self.executor.drain()
-        self.loop.stop()
+    def _on_abort(self, signum: int) -> None:
+        interrupts.later(
+            log.info,
+            "%s received again: cutting the captures in flight",
+            signal.Signals(signum).name,
+            extra={"pod": self.pod_key, "action": "stop"},
+        )
+
+    def _on_drain(self, signum: int) -> None:
+        """The first signal: say what is being finished, and cut it once the grace period is over."""
         grace = self.settings.grace_period
         interrupts.later(
             log.info,
             "%s received: no new capture; %s (cut after the grace period of %g s)",
-            name,
+            signal.Signals(signum).name,
             interrupts.finishing(self.executor, again=""),
             grace,
             extra={"pod": self.pod_key, "action": "stop"},
@@ -347,10 +347,10 @@ class Sidecar:
                 problem,
                 extra={"action": "start", "reason": "store-unreachable"},
             )
-        target = settings.target
-        if target is not None:
-            index = preflight.pprof_index(target.scheme, target.host, target.port, target.path)
-            problem = preflight.target(index, "--target", tls_verify=settings.tls_verify)
+        app = settings.target
+        if app is not None:
+            tls_verify = settings.tls_verify
+            problem = preflight.target(app.scheme, app.host, app.port, app.path, "--target", tls_verify=tls_verify)
             if problem is not None:
                 log.warning(
                     "%s; checked again at every capture (the app may still be starting)",

@@ -13,20 +13,16 @@ interrupts a thread that holds the loop's locks; the check in progress is finish
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 from kprof_lib.adapters import podinfo, procfs, tracing
 from kprof_lib.runtimes import interrupts
 from kprof_lib.runtimes.checkloop import CheckLoop
-from kprof_lib.state import optin
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from kprof_lib.state import cluster, optin
 
 
 class SettingsError(ValueError):
@@ -72,7 +68,7 @@ def one_pod_state(
         identity,
         cpu_cores=usage.cpu_cores,
         memory_bytes=usage.memory_bytes,
-        timestamp=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        timestamp=cluster.format_time(now),
         window_seconds=usage.window_seconds,
     )
     return [pod], [metrics]
@@ -81,19 +77,28 @@ def one_pod_state(
 @dataclass(eq=False)
 class SingleTarget:
     """The loop, the process meter and the tracer provider of one session; `run()` checks in the
-    foreground until the loop is stopped, a signal (handled by `on_signal`) or `duration` seconds."""
+    foreground until the loop is stopped, a signal or `duration` seconds. The first SIGTERM or
+    SIGINT drains the loop (no new profile; the check in progress ends) and calls `on_drain`, to
+    say so; a second aborts it (`CheckLoop.abort`) and calls `on_abort`."""
 
     loop: CheckLoop
     _: KW_ONLY
     meter: procfs.UsageMeter | None
     provider: Any
-    on_signal: Callable[[int], None]
+    on_drain: Callable[[int], None]
+    on_abort: Callable[[int], None]
     thread_name: str
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
 
+    def __post_init__(self) -> None:
+        self.signals = interrupts.TwoStages(self._drain, self._abort)
+
     def run(self, *, duration: float | None = None) -> bool:
         """True when the loop ended as asked; False when it died of an error (reported already)."""
-        previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        with self.signals.installed():
+            return self._run(duration)
+
+    def _run(self, duration: float | None) -> bool:
         if self.meter is not None:
             self.meter.measure()  # opens the first CPU window
 
@@ -118,13 +123,16 @@ class SingleTarget:
                 if self._wake.is_set():  # the loop is ending: its thread is about done
                     worker.join(0.5)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             if self.provider is not None:
                 tracing.shutdown(self.provider)
         return self.loop.completed
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.on_signal(signum)
-        if self.loop.aborted:
-            self._wake.set()
+    def _drain(self, signum: int) -> None:
+        self.loop.executor.drain()
+        self.loop.stop()
+        self.on_drain(signum)
+
+    def _abort(self, signum: int) -> None:
+        self.loop.abort()
+        self._wake.set()
+        self.on_abort(signum)

@@ -1,5 +1,5 @@
-"""Builds the adapters a config asks for: the profile store (S3 behind a spool, or the local
-store) and the capture transport. Shared by the operator, the sidecar and the commands; stores
+"""Builds the profile store a config asks for (S3 behind a spool, or the local store; the capture
+transport comes from `adapters.pprof.make_transport`). Shared by the operator, the sidecar and the commands; stores
 are cached so a check every few seconds does not build a new S3 client each time."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kprof_lib.adapters import pprof, spool
+from kprof_lib.adapters import spool
 from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
-from kprof_lib.execution.ports import ProfileStore, Transport
+from kprof_lib.execution.ports import ProfileStore
 
 # The s3Config fields that tell the cached S3 stores apart.
 _S3_STORE_FIELDS = ("bucket", "region", "endpoint", "serverSideEncryption", "kmsKeyId")
@@ -70,12 +70,6 @@ class Stores:
         digest = hashlib.sha256(f"{s3['bucket']}|{s3.get('endpoint') or ''}".encode()).hexdigest()[:10]
         folder = self.spool_dir / f"{s3['bucket']}-{digest}"
         return SpoolingStore(store, folder, max_bytes=self.spool_max_bytes)
-
-
-def transport(name: str, api_client: Any = None, *, tls_verify: bool = True) -> Transport:
-    """The transport `name` (direct, proxy, portforward); proxy and portforward need an ApiClient.
-    `tls_verify=False` accepts any certificate from https pod endpoints."""
-    return pprof.make_transport(name, api_client=api_client, tls_verify=tls_verify)
 
 
 def add_max_bytes_flag(parser: argparse._ActionsContainer) -> None:

@@ -106,41 +106,28 @@ class EventRecorder:
                 except errors.APINotFound:  # the Event expired (kube keeps them ~1h): start anew
                     pass
             event_name = f"{involved['name']}.{time.time_ns():x}"
-            event = self._event(event_name, namespace, involved, event_type, reason, message, now)
+            involved_object = {
+                key: involved[key]
+                for key in ("apiVersion", "kind", "namespace", "name", "uid", "resourceVersion", "fieldPath")
+                if involved.get(key)
+            }
+            event = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": event_name, "namespace": namespace},
+                "involvedObject": involved_object,
+                "type": event_type,
+                "reason": reason,
+                "message": message,
+                "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+                "reportingComponent": self.component,
+                "reportingInstance": self.host or "",
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
             send_json(self._api, "POST", f"/api/v1/namespaces/{namespace}/events", event, timeout=self._timeout)
             self._seen[key] = _Seen(event_name, namespace, 1, time.monotonic())
             self._seen.move_to_end(key)
             while len(self._seen) > self._cache_size:
                 self._seen.popitem(last=False)
-
-    def _event(
-        self,
-        name: str,
-        namespace: str,
-        involved: Mapping[str, str],
-        event_type: str,
-        reason: str,
-        message: str,
-        now: str,
-    ) -> dict:
-        involved_object = {
-            key: involved[key]
-            for key in ("apiVersion", "kind", "namespace", "name", "uid", "resourceVersion", "fieldPath")
-            if involved.get(key)
-        }
-        source = {"component": self.component, **({"host": self.host} if self.host else {})}
-        return {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved_object,
-            "type": event_type,
-            "reason": reason,
-            "message": message,
-            "source": source,
-            "reportingComponent": self.component,
-            "reportingInstance": self.host or "",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }

@@ -38,6 +38,11 @@ def micro_time(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _record(holder: str, duration: int, acquired: str, renewed: str, transitions: int) -> dict[str, Any]:
+    """The Lease spec fields of `_RECORD_FIELDS`, in their order."""
+    return dict(zip(_RECORD_FIELDS, (holder, duration, acquired, renewed, transitions), strict=True))
+
+
 class LeaderElector:
     """Campaigns for the Lease `namespace/name` as `identity` (the pod name) on a daemon thread.
 
@@ -85,7 +90,11 @@ class LeaderElector:
         self._settled = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.transitions = 0  # times this elector became leader, for metrics
+
+    @property
+    def _duration(self) -> int:
+        """leaseDurationSeconds as written: whole seconds, at least 1."""
+        return max(1, round(self.lease_duration))
 
     @property
     def path(self) -> str:
@@ -139,14 +148,7 @@ class LeaderElector:
         if spec.get("holderIdentity") != self.identity:
             return False
         now = micro_time()
-        lease["spec"] = {
-            **spec,
-            "holderIdentity": "",
-            "leaseDurationSeconds": 1,
-            "acquireTime": now,
-            "renewTime": now,
-            "leaseTransitions": spec.get("leaseTransitions") or 0,
-        }
+        lease["spec"] = {**spec, **_record("", 1, now, now, spec.get("leaseTransitions") or 0)}
         try:
             written = send_json(self._api, "PUT", self.path, lease, timeout=self._timeout)
         except Exception as exc:
@@ -202,14 +204,9 @@ class LeaderElector:
         if holder and holder != self.identity and not self._expired():
             return False
         mine = holder == self.identity
-        lease["spec"] = {
-            **spec,
-            "holderIdentity": self.identity,
-            "leaseDurationSeconds": max(1, round(self.lease_duration)),
-            "acquireTime": (spec.get("acquireTime") or now) if mine else now,
-            "renewTime": now,
-            "leaseTransitions": (spec.get("leaseTransitions") or 0) + (0 if mine else 1),
-        }
+        acquired = (spec.get("acquireTime") or now) if mine else now
+        transitions = (spec.get("leaseTransitions") or 0) + (0 if mine else 1)
+        lease["spec"] = {**spec, **_record(self.identity, self._duration, acquired, now, transitions)}
         try:
             written = send_json(self._api, "PUT", self.path, lease, timeout=self._timeout)
         except errors.APIConflict:  # someone else wrote since we read: they won this round
@@ -242,13 +239,7 @@ class LeaderElector:
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, round(self.lease_duration)),
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseTransitions": 0,
-            },
+            "spec": _record(self.identity, self._duration, now, now, 0),
         }
         leases = self.path.rpartition("/")[0]
         try:
@@ -273,7 +264,6 @@ class LeaderElector:
 
     def _begin_leadership(self) -> None:
         self._leader = True
-        self.transitions += 1
         extra = {"action": "leader-elected", "identity": self.identity}
         log.info("became leader on Lease %s/%s as %s", self.namespace, self.name, self.identity, extra=extra)
         self._call(self._on_started, "on_started_leading")

@@ -19,8 +19,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from kprof_lib.adapters import pprof
 from kprof_lib.execution import capture, results, summaries, telemetry
 from kprof_lib.execution.executor import Executor
 from kprof_lib.planning import oneshot
@@ -41,11 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated, from {','.join(PROFILE_TYPES)} (default: %(default)s)",
     )
     parser.add_argument("--seconds", type=int, default=30, help="CPU profile duration, 1-300 (default: %(default)s)")
-    destination = parser.add_mutually_exclusive_group()
-    destination.add_argument("--out", metavar="DIR", help="store under this directory (default ./profiles)")
-    destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3")
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
-    parser.add_argument("--region", help="S3 region (default: from the environment)")
+    captures.add_destination_flags(parser)
     parser.add_argument(
         "--key-layout", choices=("pod", "service-date"), default="pod", help="S3 key layout (with --to)"
     )
@@ -93,13 +89,13 @@ def run(args: argparse.Namespace) -> int:
         "cpuProfileSeconds": args.seconds,
     }
     if args.to:
-        target = urlsplit(args.to)
-        if target.scheme != "s3" or not target.netloc:
-            print(f"--to {args.to!r}: expected s3://BUCKET or s3://BUCKET/PREFIX", file=sys.stderr)
+        try:
+            bucket = captures.s3_destination(args.to)
+        except ValueError as error:
+            print(error, file=sys.stderr)
             return 2
         spec["s3Config"] = {
-            "bucket": target.netloc,
-            "prefix": target.path.strip("/"),
+            **bucket,
             "keyLayout": args.key_layout,
             **({"endpoint": args.s3_endpoint} if args.s3_endpoint else {}),
             **({"region": args.region} if args.region else {}),
@@ -147,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     # The console reports each failure once; the executor's log line of it would say it again.
     logs.configure("warning", "text").addFilter(progress.not_reported)
     store = progress.Landing(destination, console)
-    transport = progress.Watching(wiring.transport(transport_name, api, tls_verify=tls_verify), console)
+    transport = progress.Watching(pprof.make_transport(transport_name, api_client=api, tls_verify=tls_verify), console)
     tracer = provider.get_tracer(telemetry.TRACER_NAME) if provider else None
     executor = Executor(concurrency=1, max_bytes=args.max_bytes, tracer=tracer)
 
@@ -207,6 +203,8 @@ def startup_problem(
     if (problem is None or not problem.permanent) and args.url:
         decision = plan.captures[0]
         endpoint = decision.endpoint
-        index = preflight.pprof_index(endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path)
-        problem = preflight.target(index, "--url", tls_verify=tls_verify) or problem
+        found = preflight.target(
+            endpoint.scheme, decision.pod_ip, endpoint.port, endpoint.path, "--url", tls_verify=tls_verify
+        )
+        problem = found or problem
     return problem

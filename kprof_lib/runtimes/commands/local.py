@@ -16,11 +16,10 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from kprof_lib.adapters import procfs
 from kprof_lib.execution import redact
-from kprof_lib.runtimes import documents, localmode, logs, progress, wiring
+from kprof_lib.runtimes import captures, documents, localmode, logs, progress, wiring
 from kprof_lib.runtimes.single import SettingsError, parse_target
 from kprof_lib.spec import schemas
 from kprof_lib.spec.errors import SpecError
@@ -106,17 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"CPU profile duration, 1-300 (default: the config's, else {_default('cpuProfileSeconds')})",
     )
-    destination = what.add_mutually_exclusive_group()
-    destination.add_argument("--out", metavar="DIR", help="local store directory (default ./profiles)")
-    destination.add_argument("--to", metavar="s3://BUCKET/PREFIX", help="store in S3 instead")
-    what.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
+    captures.add_destination_flags(what)
     what.add_argument(
         "--spool-dir",
         metavar="DIR",
         help="with --to: where profiles wait while S3 is unreachable (default: %(default)s)",
         default=str(DEFAULT_SPOOL_DIR),
     )
-    what.add_argument("--region", help="S3 region (default: from the environment)")
     wiring.add_max_bytes_flag(what)
     wiring.add_tls_flag(parser)
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
@@ -211,10 +206,10 @@ def build_spec(args: argparse.Namespace, config: Any = None) -> tuple[Spec, list
     if args.out is not None:
         spec.pop("s3Config", None)
     elif args.to is not None:
-        target = urlsplit(args.to)
-        if target.scheme != "s3" or not target.netloc:
-            raise UsageError(f"--to {args.to!r}: expected s3://BUCKET or s3://BUCKET/PREFIX")
-        spec["s3Config"] = {"bucket": target.netloc, "prefix": target.path.strip("/")}
+        try:
+            spec["s3Config"] = captures.s3_destination(args.to)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if isinstance(spec.get("s3Config"), dict):
         if args.s3_endpoint:
             spec["s3Config"]["endpoint"] = args.s3_endpoint

@@ -10,6 +10,7 @@ that does not answer is not fatal: the watches retry and /readyz says what they 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -37,25 +38,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parse_seconds(text: str) -> float:
+def _seconds(text: str, *, zero: bool = False) -> float:
+    """A flag's number of seconds: more than 0, or with `zero` 0 or more."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-
-
-def _seconds(text: str) -> float:
-    value = _parse_seconds(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    if value < 0 if zero else not value > 0:
+        raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'more than 0'} seconds, not {text}")
     return value
 
 
-def _grace(text: str) -> float:
-    value = _parse_seconds(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
-    return value
+_grace = functools.partial(_seconds, zero=True)
 
 
 def _address(text: str) -> str:

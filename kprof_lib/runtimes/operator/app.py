@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import tracing
+from kprof_lib.adapters import pprof, tracing
 from kprof_lib.adapters.kube import connection
 from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
@@ -38,7 +38,7 @@ from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
-from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Transport
+from kprof_lib.execution.ports import ForwardingTransport, ProfileRequest, ProfileStore, Response, Transport
 from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
@@ -64,24 +64,18 @@ class StartError(RuntimeError):
     """The operator cannot start as set; the message names the flag."""
 
 
-class BoundedTransport:
+class BoundedTransport(ForwardingTransport):
     """A transport that lets at most `limit` profiles stream at once across every check, so
     `--concurrency` bounds the whole operator, not each config."""
 
     def __init__(self, inner: Transport, slots: threading.BoundedSemaphore):
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._slots = slots
 
     @contextlib.contextmanager
     def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
         with self._slots, self.inner.open(request, timeout) as response:
             yield response
-
-    def abort(self) -> None:
-        cut = getattr(self.inner, "abort", None)
-        if cut is not None:
-            cut()
 
 
 class Operator:
@@ -309,7 +303,8 @@ class Operator:
         with self._transports_lock:
             if name not in self._transports:
                 self._transports[name] = BoundedTransport(
-                    wiring.transport(name, self.api, tls_verify=self.settings.tls_verify), self._capture_slots
+                    pprof.make_transport(name, api_client=self.api, tls_verify=self.settings.tls_verify),
+                    self._capture_slots,
                 )
             return self._transports[name]
 

@@ -197,8 +197,7 @@ class CheckRunner:
             if result.status not in (results.CAPTURED, results.FAILED):
                 continue
             involved = {"apiVersion": "v1", "kind": "Pod", "namespace": result.namespace, "name": result.pod}
-            if result.uid:
-                involved["uid"] = result.uid
+            involved["uid"] = result.uid or ""  # left out of the Event when empty
             stored = [p for p in result.profiles if p.status == results.STORED]
             spooled = [p for p in result.profiles if p.status == results.SPOOLED]
             failed = [p for p in result.profiles if p.status == results.FAILED]
