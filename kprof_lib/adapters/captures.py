@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,14 @@ def profile_type(name: str) -> str:
     return stem.rsplit("-", 1)[-1] if stem[:8].isdigit() and "-" in stem else stem
 
 
-def read(location: str, *, endpoint: str | None = None, region: str | None = None) -> Capture:
-    """The capture at `location` (a directory, a file-name start, or an `s3://` prefix)."""
+def read(
+    location: str, *, endpoint: str | None = None, region: str | None = None, types: Collection[str] | None = None
+) -> Capture:
+    """The capture at `location` (a directory, a file-name start, or an `s3://` prefix); with
+    `types`, only those profile types are read (and the summary and page are not)."""
     if location.startswith("s3://"):
-        return _read_s3(location, endpoint=endpoint, region=region)
-    return _read_local(location)
+        return _read_s3(location, endpoint=endpoint, region=region, types=types)
+    return _read_local(location, types)
 
 
 def summaries(
@@ -89,7 +92,7 @@ def summaries(
         yield location, _json(path.read_bytes(), str(path))
 
 
-def _read_local(location: str) -> Capture:
+def _read_local(location: str, types: Collection[str] | None = None) -> Capture:
     path = Path(location)
     if path.is_dir():
         folder, start = path, ""
@@ -102,12 +105,16 @@ def _read_local(location: str) -> Capture:
         if not file.name.startswith(start) or not file.is_file():
             continue
         if file.name.endswith(PROFILE_SUFFIX):
+            if types is not None and profile_type(file.name[len(start) :]) not in types:
+                continue
             if file.stat().st_size > MAX_PROFILE_BYTES:
                 raise CaptureError(f"{file}: larger than {MAX_PROFILE_BYTES} bytes")
             capture.profiles[profile_type(file.name[len(start) :])] = (file.name, file.read_bytes())
             sidecar = file.with_name(file.name + ".json")
             if sidecar.is_file() and not capture.metadata:
                 capture.metadata = dict(_json(sidecar.read_bytes(), str(sidecar)).get("metadata", {}))
+        elif types is not None:
+            continue
         elif file.name == start + SUMMARY_NAME:
             capture.summary = _json(file.read_bytes(), str(file))
         elif file.name == start + PAGE_NAME:
@@ -117,7 +124,9 @@ def _read_local(location: str) -> Capture:
     return capture
 
 
-def _read_s3(location: str, *, endpoint: str | None, region: str | None) -> Capture:
+def _read_s3(
+    location: str, *, endpoint: str | None, region: str | None, types: Collection[str] | None = None
+) -> Capture:
     bucket, prefix = _split_s3(location)
     client = _client(endpoint, region)
     capture = Capture(location=location)
@@ -128,11 +137,15 @@ def _read_s3(location: str, *, endpoint: str | None, region: str | None) -> Capt
             for item in page.get("Contents", []):
                 key, name = item["Key"], item["Key"][len(prefix) :]
                 if name.endswith(PROFILE_SUFFIX):
+                    if types is not None and profile_type(name) not in types:
+                        continue
                     if item.get("Size", 0) > MAX_PROFILE_BYTES:
                         raise CaptureError(f"s3://{bucket}/{key}: larger than {MAX_PROFILE_BYTES} bytes")
                     response = client.get_object(Bucket=bucket, Key=key)
                     capture.profiles[profile_type(name)] = (key.rsplit("/", 1)[-1], response["Body"].read())
                     capture.metadata = capture.metadata or dict(response.get("Metadata", {}))
+                elif types is not None:
+                    continue
                 elif name == SUMMARY_NAME:
                     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
                     capture.summary = _json(body, f"s3://{bucket}/{key}")

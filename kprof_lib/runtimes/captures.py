@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from kprof_lib.profiles import flame, summary
 from kprof_lib.profiles.page import trace_url
 
 JAEGER_URL_VARIABLE = "KPROF_JAEGER_URL"
+_AGE = re.compile(r"^(\d+)([smhd])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def jaeger_url() -> str | None:
@@ -24,9 +27,20 @@ def jaeger_url() -> str | None:
     return os.environ.get(JAEGER_URL_VARIABLE) or None
 
 
-def add_location_flags(parser: argparse.ArgumentParser) -> None:
+def age_seconds(text: str) -> int | None:
+    """Seconds in an age such as `90s`, `30m`, `2h`, `7d` (--since), or None if it is not one."""
+    match = _AGE.match(text.strip())
+    return int(match[1]) * _AGE_UNITS[match[2]] if match else None
+
+
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """--s3-endpoint and --region: how to reach captures stored in S3."""
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
     parser.add_argument("--region", help="S3 region (default: from the environment)")
+
+
+def add_location_flags(parser: argparse.ArgumentParser) -> None:
+    add_store_flags(parser)
     parser.add_argument(
         "--jaeger-url",
         default=os.environ.get(JAEGER_URL_VARIABLE),
