@@ -191,6 +191,9 @@ class Merger:
         self._duration_nanos += message.duration_nanos
         for index in message.comment:
             self._comments.setdefault(text(index, "comment"), None)
+        if not self._mappings and mappings:
+            # pprof takes the first mapping to be the main binary: it stays first.
+            self._mapping_id(next(iter(mappings.values())))
         location_ids = {old: self._location_id(key) for old, key in locations.items()}
         scaled = any(scale != 1 for scale in scales)
         for stack, labels, values in samples:
