@@ -75,6 +75,14 @@ def capture(app: GoApp, out: Path, *extra: str) -> Path:
     return folder
 
 
+def loaded_capture(app: GoApp, *where: str) -> None:
+    """`kprof capture` of cpu (1 s) and heap while the app is under CPU load, to `where`."""
+    # Long enough to cover the command's start-up and its 1-second CPU profile on a busy machine.
+    app.load(cpu_seconds=6, workers=2)
+    done = kprof("capture", "--url", app.url, "--types", "cpu,heap", "--seconds", "1", *where)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def baseline_and_incident(app: GoApp, root: Path) -> tuple[Path, Path]:
     """Two captures of `app` (stopped afterwards): idle, then under CPU, memory and goroutine load."""
     with app:

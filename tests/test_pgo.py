@@ -17,7 +17,7 @@ import pytest
 from kprof_lib.profiles import decode, messages, top
 from kprof_lib.profiles.merge import MergeError, Merger
 from kprof_lib.runtimes.pgo import Selection, select
-from tests.profiles_support import kprof, pprof_top
+from tests.profiles_support import kprof, loaded_capture, pprof_top
 from tests.support.goapp import SAMPLE_APP_DIR, GoApp, go_environment, go_executable, run_go_tool_pprof
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pgo"
@@ -179,13 +179,6 @@ def test_select_takes_one_workloads_cpu_captures_of_the_reasons_asked():
     assert [p.location for p in both] == ["old/", "a/", "b/", "threshold/"]
 
 
-def _capture(app: GoApp, *where: str) -> None:
-    # Long enough to cover the command's start-up and its 1-second CPU profile on a busy machine.
-    app.load(cpu_seconds=6, workers=2)
-    done = kprof("capture", "--url", app.url, "--types", "cpu,heap", "--seconds", "1", *where)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def _check_written(done: subprocess.CompletedProcess, out: Path, inputs: list[bytes]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"wrote {out}: {len(inputs)} CPU profiles from 2" in done.stdout
@@ -201,7 +194,7 @@ def _check_written(done: subprocess.CompletedProcess, out: Path, inputs: list[by
 def test_pgo_command_on_a_local_directory(go_app, tmp_path):
     store = tmp_path / "store"
     for _ in range(2):
-        _capture(go_app, "--out", str(store))
+        loaded_capture(go_app, "--out", str(store))
     workload = f"127.0.0.1-{go_app.port}"
     out = tmp_path / "default.pgo"
     done = kprof("pgo", str(store), "--namespace", "local", "--workload", workload, "--since", "1h", "-o", str(out))
@@ -230,7 +223,7 @@ def test_pgo_command_on_a_local_directory(go_app, tmp_path):
 
 def test_pgo_command_on_s3(go_app, s3, s3_bucket, tmp_path):
     for _ in range(2):
-        _capture(go_app, "--to", f"s3://{s3_bucket}/profiles", "--s3-endpoint", s3.endpoint_url)
+        loaded_capture(go_app, "--to", f"s3://{s3_bucket}/profiles", "--s3-endpoint", s3.endpoint_url)
     out = tmp_path / "default.pgo"
     done = kprof(
         "pgo",

@@ -62,9 +62,10 @@ def read(
 def summaries(
     destination: str, *, under: str = "", endpoint: str | None = None, region: str | None = None
 ) -> Iterator[tuple[str, dict]]:
-    """(capture location, summary) for every `summary.json` under a destination, or only under
-    its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix alone,
-    page by page, instead of the whole bucket."""
+    """(capture location, summary) for every capture's `summary.json` under a destination, or only
+    under its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix
+    alone, page by page, instead of the whole bucket. Other summaries (a merged PGO profile's,
+    which has no `capture`) are passed over."""
     if destination.startswith("s3://"):
         bucket, prefix = _split_s3(destination)
         client = _client(endpoint, region)
@@ -78,7 +79,9 @@ def summaries(
                     key = item["Key"]
                     if key.rsplit("/", 1)[-1].endswith(SUMMARY_NAME):
                         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-                        yield f"s3://{bucket}/{key[: -len(SUMMARY_NAME)]}", _json(body, f"s3://{bucket}/{key}")
+                        found = _json(body, f"s3://{bucket}/{key}")
+                        if "capture" in found:
+                            yield f"s3://{bucket}/{key[: -len(SUMMARY_NAME)]}", found
         except _client_errors() as error:
             raise CaptureError(f"listing {destination}: {error}") from None
         return
@@ -89,7 +92,9 @@ def summaries(
         raise CaptureError(f"{destination}: no such directory")
     for path in sorted(root.rglob("*" + SUMMARY_NAME)):
         location = str(path.parent) + os.sep if path.name == SUMMARY_NAME else str(path)[: -len(SUMMARY_NAME)]
-        yield location, _json(path.read_bytes(), str(path))
+        found = _json(path.read_bytes(), str(path))
+        if "capture" in found:
+            yield location, found
 
 
 def _read_local(location: str, types: Collection[str] | None = None) -> Capture:

@@ -123,6 +123,16 @@ class SpoolingStore:
                 log.error(refused, self.inner.description, key, self.spool_dir, error)
             return stored
 
+    def replace(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject:
+        """The store behind the spool replaces what is under `key`; nothing is spooled (a document
+        that is written again at its next interval is not worth the spool's room)."""
+        replace = getattr(self.inner, "replace", None)
+        if replace is None:
+            raise StoreError(f"{self.inner.description} cannot replace objects", retryable=False)
+        return replace(key, data, metadata=metadata, tags=tags, content_type=content_type)
+
     def read(self, key: str, max_bytes: int) -> bytes:
         """What the store behind the spool has under `key` (a spooled profile is not read back)."""
         reader = getattr(self.inner, "read", None)

@@ -105,6 +105,17 @@ class ProfileStore(Protocol):
     ) -> StoredObject: ...
 
 
+class DocumentStore(Protocol):
+    """A store that can also replace what is under a key (the local directory, S3): for documents
+    derived from profiles that are written again and again under one key, such as a workload's
+    merged `default.pgo`, never for profiles (`ProfileStore.put` never overwrites). `replace` takes
+    the arguments of `put`, returns where the object went, and raises `StoreError` as `put` does."""
+
+    def replace(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject: ...
+
+
 class ProfileReader(Protocol):
     """A store that can give back what it stored (the local directory, S3, the spool in front of
     S3): the capture path reads a workload's healthy baseline back to diff an incident against it.

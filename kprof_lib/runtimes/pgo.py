@@ -11,7 +11,7 @@ pod was on fire shows the fire, not the program's usual work, and would steer th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,18 +135,12 @@ def build(
     endpoint: str | None = None,
     region: str | None = None,
     top_count: int = TOP_COUNT,
-    exclude: Collection[str] = (),
 ) -> Built:
     """Merge the CPU profiles of the captures under `destination` that `selection` takes. A
-    capture whose profile cannot be read or merged is left out and named in `left_out`; folders
-    under `exclude` (where the result itself is stored) are not searched. Raises PgoError when
-    there is nothing to merge, CaptureError when the destination cannot be listed."""
+    capture whose profile cannot be read or merged is left out and named in `left_out`. Raises
+    PgoError when there is nothing to merge, CaptureError when the destination cannot be listed."""
     under = selection.namespace if selection.key_layout == "pod" else ""
-    found = (
-        (location, summary)
-        for location, summary in stored.summaries(destination, under=under, endpoint=endpoint, region=region)
-        if not any(location.startswith(prefix) for prefix in exclude)
-    )
+    found = stored.summaries(destination, under=under, endpoint=endpoint, region=region)
     picked = select(found, selection)
     if not picked:
         raise PgoError(f"no CPU captures with a summary.json under {destination} for {selection.describe()}")

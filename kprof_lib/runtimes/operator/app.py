@@ -42,8 +42,9 @@ from kprof_lib.execution.ports import ProfileRequest, ProfileStore, Response, Tr
 from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
+from kprof_lib.runtimes.operator.pgojobs import PgoWriter
 from kprof_lib.runtimes.operator.runner import CheckRunner
-from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
+from kprof_lib.runtimes.operator.scheduling import PGO, ConfigScheduler, Run, config_key
 from kprof_lib.runtimes.operator.settings import Settings
 
 log = logging.getLogger("kprof.operator")
@@ -146,8 +147,11 @@ class Operator:
             policy=tenancy.Policy.of(settings.cluster_wide_namespaces, settings.allowed_destinations),
             jaeger_url=captures.jaeger_url(),
         )
+        self.pgo = PgoWriter(
+            configs=self._config, stores=self.stores, is_leader=self.may_check, policy=self.runner.policy
+        )
         self.scheduler = ConfigScheduler(
-            self.runner,
+            self._run,
             on_removed=self._forget,
             next_on_demand=self._next_on_demand,
             workers=max(8, settings.concurrency * 2),
@@ -281,6 +285,9 @@ class Operator:
         return found
 
     # Callbacks ---------------------------------------------------------------------------------
+
+    def _run(self, run: Run) -> object:
+        return self.pgo(run) if run.kind == PGO else self.runner(run)
 
     def _config(self, key: str) -> dict[str, Any] | None:
         namespace, _, name = key.partition("/")
