@@ -1,6 +1,6 @@
 """Reading stored captures back: the profiles, their metadata and `summary.json` of one capture
 folder, from a local directory or an S3 prefix, its page, and the summaries under a destination
-(for `kprof ls`). Used by `kprof show`, `kprof diff`, `kprof ls` and `kprof open`.
+(for `kprof ls`). Used by `kprof show`, `kprof diff`, `kprof ls`, `kprof open` and `kprof pgo`.
 
 A capture is what one capture of one pod wrote, as `kprof ls` prints it:
 - the `pod` layout keeps each capture in a folder of its own (`…/ns/pod/20261201T…Z/cpu.pprof`),
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 PROFILE_SUFFIX = ".pprof"
 SUMMARY_NAME = "summary.json"
 PAGE_NAME = "index.html"
+CAPTURE_KIND = "capture"  # a summary.json without a "kind" is a capture's
 MAX_PROFILE_BYTES = 256 * 1024 * 1024
 
 
@@ -64,8 +65,8 @@ def summaries(
 ) -> Iterator[tuple[str, dict]]:
     """(capture location, summary) for every capture's `summary.json` under a destination, or only
     under its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix
-    alone, page by page, instead of the whole bucket. Other summaries (a merged PGO profile's,
-    which has no `capture`) are passed over."""
+    alone, page by page, instead of the whole bucket. Summaries of something else (a merged PGO
+    profile's says `"kind": "pgo"`) are passed over."""
     if destination.startswith("s3://"):
         bucket, prefix = _split_s3(destination)
         client = _client(endpoint, region)
@@ -80,7 +81,7 @@ def summaries(
                     if key.rsplit("/", 1)[-1].endswith(SUMMARY_NAME):
                         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
                         found = _json(body, f"s3://{bucket}/{key}")
-                        if "capture" in found:
+                        if found.get("kind", CAPTURE_KIND) == CAPTURE_KIND:
                             yield f"s3://{bucket}/{key[: -len(SUMMARY_NAME)]}", found
         except _client_errors() as error:
             raise CaptureError(f"listing {destination}: {error}") from None
@@ -93,7 +94,7 @@ def summaries(
     for path in sorted(root.rglob("*" + SUMMARY_NAME)):
         location = str(path.parent) + os.sep if path.name == SUMMARY_NAME else str(path)[: -len(SUMMARY_NAME)]
         found = _json(path.read_bytes(), str(path))
-        if "capture" in found:
+        if found.get("kind", CAPTURE_KIND) == CAPTURE_KIND:
             yield location, found
 
 

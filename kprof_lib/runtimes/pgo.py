@@ -28,6 +28,7 @@ TOP_COUNT = 10
 PGO_FOLDER = "pgo"
 PROFILE_NAME = "default.pgo"
 SUMMARY_NAME = "summary.json"
+SUMMARY_KIND = "pgo"  # what tells this summary.json from a capture's (`adapters.captures.summaries`)
 
 
 class PgoError(Exception):
@@ -87,6 +88,7 @@ class Built:
         """What `summary.json` beside a stored `default.pgo` says."""
         return {
             "version": 1,
+            "kind": SUMMARY_KIND,
             "namespace": selection.namespace,
             "workload": selection.workload,
             "reasons": list(selection.reasons),

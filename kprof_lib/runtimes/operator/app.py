@@ -1,7 +1,7 @@
 """The operator, wired: watch caches for pods and ProfilingConfigs, leader election on a Lease, one
-scheduler with a check (and on-demand) job per config, the check runner, the stores and transports,
-the HTTP endpoints. `kprof run` builds one from its flags; the end-to-end tests build one in the
-test process when the scenario is not about processes.
+scheduler with a check (and on-demand, and pgo) job per config, the check runner, the pgo writer,
+the stores and transports, the HTTP endpoints. `kprof run` builds one from its flags; the
+end-to-end tests build one in the test process when the scenario is not about processes.
 
 Start order: endpoints (so probes answer at once), watches, the scheduler, then the campaign for
 the Lease. `stop()` is the SIGTERM path: no new runs and no new profile within the runs in progress
