@@ -17,7 +17,7 @@ import pytest
 from kprof_lib.profiles import decode, messages, top
 from kprof_lib.profiles.merge import MergeError, Merger
 from kprof_lib.runtimes.pgo import Selection, select
-from tests.profiles_support import kprof, loaded_capture, pprof_top
+from tests.profiles_support import kprof, pprof_top
 from tests.support.goapp import SAMPLE_APP_DIR, GoApp, go_environment, go_executable, run_go_tool_pprof
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pgo"
@@ -191,21 +191,17 @@ def _check_written(done: subprocess.CompletedProcess, out: Path, inputs: list[by
     assert hottest in done.stdout.splitlines()[2]
 
 
-def test_pgo_command_on_a_local_directory(go_app, tmp_path):
-    store = tmp_path / "store"
-    for _ in range(2):
-        loaded_capture(go_app, "--out", str(store))
-    workload = f"127.0.0.1-{go_app.port}"
+def test_pgo_command_on_a_local_directory(stored_captures, tmp_path):
+    store = stored_captures.copy(tmp_path / "store")
+    workload = stored_captures.workload
     out = tmp_path / "default.pgo"
     done = kprof("pgo", str(store), "--namespace", "local", "--workload", workload, "--since", "1h", "-o", str(out))
     _check_written(done, out, [p.read_bytes() for p in store.rglob("cpu.pprof")])
 
     missing = kprof("pgo", str(store), "--namespace", "local", "--workload", "cart", "-o", str(tmp_path / "none.pgo"))
     assert missing.returncode == 1
-    assert (
-        f"no CPU captures with a summary.json under {store} for namespace local, workload cart, reason on-demand"
-        in (missing.stderr)
-    )
+    searched = f"no CPU captures with a summary.json under {store} for namespace local, workload cart, reason on-demand"
+    assert searched in missing.stderr
     assert not (tmp_path / "none.pgo").exists()
     none = kprof("pgo", str(store), "--namespace", "local", "--workload", workload, "--reason", "cpu-threshold")
     assert none.returncode == 1 and "reason cpu-threshold" in none.stderr
@@ -221,9 +217,8 @@ def test_pgo_command_on_a_local_directory(go_app, tmp_path):
     assert f"wrote {out}: 1 CPU profiles from 2" in done.stdout
 
 
-def test_pgo_command_on_s3(go_app, s3, s3_bucket, tmp_path):
-    for _ in range(2):
-        loaded_capture(go_app, "--to", f"s3://{s3_bucket}/profiles", "--s3-endpoint", s3.endpoint_url)
+def test_pgo_command_on_s3(stored_captures, s3, s3_bucket, tmp_path):
+    keys = stored_captures.upload(s3, s3_bucket, "profiles")
     out = tmp_path / "default.pgo"
     done = kprof(
         "pgo",
@@ -231,11 +226,10 @@ def test_pgo_command_on_s3(go_app, s3, s3_bucket, tmp_path):
         "--namespace",
         "local",
         "--workload",
-        f"127.0.0.1-{go_app.port}",
+        stored_captures.workload,
         "--s3-endpoint",
         s3.endpoint_url,
         "-o",
         str(out),
     )
-    keys = [o["key"] for o in s3.objects(s3_bucket) if o["key"].endswith("cpu.pprof")]
     _check_written(done, out, [s3.body(s3_bucket, key) for key in keys])

@@ -19,7 +19,7 @@ from kprof_lib.runtimes.operator.scheduling import PGO, JobPlan, Run, plan_jobs
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Pgo
-from tests.profiles_support import kprof, loaded_capture
+from tests.profiles_support import kprof
 
 WORKLOADS = [{"namespace": "shop", "name": "checkout"}]
 
@@ -65,18 +65,11 @@ def _writer(config: dict, stores: wiring.Stores, policy: tenancy.Policy | None =
     return PgoWriter(configs=lambda key: config, stores=stores, is_leader=lambda: True, policy=policy)
 
 
-def test_pgo_runs_write_and_replace_the_workloads_profile_in_a_local_directory(go_app, tmp_path):
-    store = tmp_path / "store"
-    for _ in range(2):
-        loaded_capture(go_app, "--out", str(store))
-    workload = f"127.0.0.1-{go_app.port}"
-    spec = {
-        "pgo": {
-            "enabled": True,
-            "workloads": [{"namespace": "local", "name": workload}, {"namespace": "local", "name": "cart"}],
-        }
-    }
-    writer = _writer(_config(spec), wiring.Stores(local_dir=store))
+def test_pgo_runs_write_and_replace_the_workloads_profile_in_a_local_directory(stored_captures, tmp_path):
+    store = stored_captures.copy(tmp_path / "store")
+    workload = stored_captures.workload
+    workloads = [{"namespace": "local", "name": workload}, {"namespace": "local", "name": "cart"}]
+    writer = _writer(_config({"pgo": {"enabled": True, "workloads": workloads}}), wiring.Stores(local_dir=store))
     now = dt.datetime.now(dt.UTC)
 
     first, missing = writer(_run(now))
@@ -92,23 +85,22 @@ def test_pgo_runs_write_and_replace_the_workloads_profile_in_a_local_directory(g
     assert not (store / "pgo" / "local" / "cart").exists()
 
     # The next run replaces both files (the stores never overwrite a profile, but these are documents).
-    loaded_capture(go_app, "--out", str(store))
-    again, _ = writer(_run(now + dt.timedelta(seconds=5)))
+    later = now + dt.timedelta(hours=1)
+    again, _ = writer(_run(later))
     assert again.error is None
-    assert json.loads((folder / "summary.json").read_text())["profiles"] == 3
-    # A later window without captures keeps the last profile.
-    later, _ = writer(_run(now + dt.timedelta(days=30)))
-    assert "no CPU captures" in later.error and (folder / "default.pgo").exists()
+    assert json.loads((folder / "summary.json").read_text())["writtenAt"] == later.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # A window without captures keeps the last profile.
+    empty, _ = writer(_run(now + dt.timedelta(days=30)))
+    assert "no CPU captures" in empty.error and (folder / "default.pgo").exists()
     # `kprof ls` lists the captures, not the merged profile's summary.
     listed = kprof("ls", str(store), "-o", "json")
     assert listed.returncode == 0, listed.stderr
-    assert len(json.loads(listed.stdout)) == 3
+    assert len(json.loads(listed.stdout)) == 2
 
 
-def test_pgo_runs_write_to_the_configs_bucket(go_app, s3, s3_bucket):
-    for _ in range(2):
-        loaded_capture(go_app, "--to", f"s3://{s3_bucket}/prod", "--s3-endpoint", s3.endpoint_url)
-    workload = f"127.0.0.1-{go_app.port}"
+def test_pgo_runs_write_to_the_configs_bucket(stored_captures, s3, s3_bucket):
+    cpu_keys = stored_captures.upload(s3, s3_bucket, "prod")
+    workload = stored_captures.workload
     spec = {
         "pgo": {"enabled": True, "workloads": [{"namespace": "local", "name": workload}]},
         "s3Config": {"bucket": s3_bucket, "endpoint": s3.endpoint_url, "prefix": "prod"},
@@ -121,5 +113,4 @@ def test_pgo_runs_write_to_the_configs_bucket(go_app, s3, s3_bucket):
         summary = json.loads(s3.body(s3_bucket, f"prod/pgo/local/{workload}/summary.json"))
         assert summary["profiles"] == 2
     merged = decode(s3.body(s3_bucket, f"prod/pgo/local/{workload}/default.pgo"))
-    cpu_keys = [o["key"] for o in s3.objects(s3_bucket, "prod/local/") if o["key"].endswith("cpu.pprof")]
     assert merged.total(1) == sum(decode(s3.body(s3_bucket, key)).total(1) for key in cpu_keys) > 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import zlib
 from array import array
-from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
@@ -35,6 +34,8 @@ _MAPPING_ROUNDING = 0x1000
 # Samples are written out this many at a time: protobuf messages concatenate into their merge, so
 # the output is built in parts and never held as one message with every sample.
 _SAMPLES_PER_PART = 20_000
+# String fields of the header that the first profile sets.
+_HEADER_STRINGS = ("default_sample_type", "drop_frames", "keep_frames", "doc_url")
 
 # Units pprof converts between; every value is kept in the first unit of its group.
 _SCALES = {
@@ -60,23 +61,12 @@ class MergeError(ValueError):
     names the input and the field."""
 
 
-@dataclass(frozen=True)
-class MergeStats:
-    """What went into a merge: how many profiles and samples, the summed duration."""
-
-    profiles: int
-    samples_in: int
-    samples_out: int
-    duration_nanos: int
-
-
 class Merger:
     """Accumulates profiles one at a time (`add`) into one merged profile (`result`)."""
 
     def __init__(self, *, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> None:
         self.max_decoded_bytes = max_decoded_bytes
         self.profiles = 0
-        self.samples_in = 0
         self._strings: dict[str, int] = {"": 0}
         self._sample_types: list[tuple[str, str]] | None = None
         self._period_type: tuple[str, str] | None = None
@@ -177,20 +167,20 @@ class Merger:
                 )
             samples.append((stack, labels, values))
 
+        header = [text(getattr(message, name), name) for name in _HEADER_STRINGS]
+        comments = [text(index, "comment") for index in message.comment]
+
         # The merge proper: nothing below raises.
         if self._sample_types is None:
             self._sample_types, self._period_type = kept_types, kept_period_type
-            self._default_sample_type = text(message.default_sample_type, "default_sample_type")
-            self._drop_frames = text(message.drop_frames, "drop_frames")
-            self._keep_frames = text(message.keep_frames, "keep_frames")
-            self._doc_url = text(message.doc_url, "doc_url")
+            self._default_sample_type, self._drop_frames, self._keep_frames, self._doc_url = header
         period_scale = _SCALES.get(period_type[1], 1) if period_type else 1
         self._period = max(self._period, message.period * period_scale)
         if message.time_nanos and (not self._time_nanos or message.time_nanos < self._time_nanos):
             self._time_nanos = message.time_nanos
         self._duration_nanos += message.duration_nanos
-        for index in message.comment:
-            self._comments.setdefault(text(index, "comment"), None)
+        for comment in comments:
+            self._comments.setdefault(comment, None)
         if not self._mappings and mappings:
             # pprof takes the first mapping to be the main binary: it stays first.
             self._mapping_id(next(iter(mappings.values())))
@@ -209,7 +199,6 @@ class Merger:
                 for t in range(width):
                     self._values[base + t] += values[t] * scales[t]
         self.profiles += 1
-        self.samples_in += len(samples)
 
     def _function_keys(self, message, text, where: str) -> dict[int, tuple]:
         keys = {}
@@ -303,10 +292,6 @@ class Merger:
 
     # -- output -----------------------------------------------------------------------------
 
-    @property
-    def stats(self) -> MergeStats:
-        return MergeStats(self.profiles, self.samples_in, len(self._samples), self._duration_nanos)
-
     def result(self, *, compresslevel: int = 6) -> bytes:
         """The merged profile, gzip'd. Raises MergeError when nothing was added."""
         if self._sample_types is None:
@@ -381,14 +366,6 @@ class _Gzip:
     def finish(self) -> bytes:
         self._parts.append(self._deflate.flush())
         return b"".join(self._parts)
-
-
-def merge(profiles, *, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> bytes:
-    """The merge of an iterable of profile bytes (read one at a time), gzip'd."""
-    merger = Merger(max_decoded_bytes=max_decoded_bytes)
-    for data in profiles:
-        merger.add(data)
-    return merger.result()
 
 
 def _types_text(types) -> str:
