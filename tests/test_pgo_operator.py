@@ -114,3 +114,47 @@ def test_pgo_runs_write_to_the_configs_bucket(stored_captures, s3, s3_bucket):
         assert summary["profiles"] == 2
     merged = decode(s3.body(s3_bucket, f"prod/pgo/local/{workload}/default.pgo"))
     assert merged.total(1) == sum(decode(s3.body(s3_bucket, key)).total(1) for key in cpu_keys) > 0
+
+
+def test_the_operator_writes_the_profile_a_config_on_the_real_api_server_asks_for(
+    control_plane, kprof_release, stored_captures, tmp_path
+):
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.operator_support import OperatorThread, profiling_config, wait_until
+
+    namespace = control_plane.new_namespace("kprof-pgo")
+    custom = client.CustomObjectsApi(control_plane.api())
+    workload = stored_captures.workload
+    spec = {
+        "selector": {"namespace": namespace},
+        "pgo": {"enabled": True, "workloads": [{"namespace": "local", "name": workload}], "intervalSeconds": 3600},
+    }
+    # The CRD (the chart's, generated from the schema) carries the section and its limits.
+    with pytest.raises(ApiException) as refused:
+        bad = {**spec, "pgo": {**spec["pgo"], "days": 0}}
+        custom.create_namespaced_custom_object(
+            "profiling.io", "v1alpha1", namespace, "profilingconfigs", profiling_config("bad", namespace, bad)
+        )
+    assert refused.value.status == 422 and "spec.pgo.days" in refused.value.body
+    custom.create_namespaced_custom_object(
+        "profiling.io", "v1alpha1", namespace, "profilingconfigs", profiling_config("pgo", namespace, spec)
+    )
+    stored_captures.copy(tmp_path / "profiles")
+    runner = OperatorThread(
+        control_plane.kubeconfig,
+        tmp_path,
+        namespace=namespace,
+        leader_elect=False,
+        cluster_wide_namespaces=(namespace,),
+    ).start()
+    try:
+        profile = tmp_path / "profiles" / "pgo" / "local" / workload / "default.pgo"
+        wait_until(lambda: (profile.parent / "summary.json").exists(), 60, "no default.pgo written")
+        assert runner.operator.scheduler.jobs(f"{namespace}/pgo")["pgo"]["interval"] == 3600
+    finally:
+        assert runner.stop()
+    cpu = sorted((tmp_path / "profiles" / "local").rglob("cpu.pprof"))
+    assert decode(profile.read_bytes()).total(1) == sum(decode(p.read_bytes()).total(1) for p in cpu) > 0
+    assert json.loads((profile.parent / "summary.json").read_text())["profiles"] == 2
