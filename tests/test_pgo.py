@@ -71,8 +71,26 @@ def _merged(*inputs: bytes):
     return message
 
 
-def test_merge_sums_equal_stacks_and_keeps_what_the_compiler_needs(live_profiles):
-    data = live_profiles[0].read_bytes()
+def _frames(message) -> set[tuple]:
+    """(address, its frames as (function, start line, line)) of every location samples use."""
+    strings, functions = message.string_table, {f.id: f for f in message.function}
+    used = {location_id for sample in message.sample if any(sample.value) for location_id in sample.location_id}
+    return {
+        (
+            location.address,
+            tuple(
+                (strings[functions[ln.function_id].name], functions[ln.function_id].start_line, ln.line)
+                for ln in location.line
+            ),
+        )
+        for location in message.location
+        if location.id in used
+    }
+
+
+@pytest.mark.parametrize("source", ["live", "fixture"])
+def test_merge_sums_equal_stacks_and_keeps_what_the_compiler_needs(source, live_profiles):
+    data = (live_profiles[0] if source == "live" else FIXTURES / "cpu-1.pprof").read_bytes()
     once, twice = _merged(data), _merged(data, data)
     # The same profile twice: every stack once, with twice the values, nothing else grows.
     assert [list(s.location_id) for s in twice.sample] == [list(s.location_id) for s in once.sample]
@@ -85,9 +103,12 @@ def test_merge_sums_equal_stacks_and_keeps_what_the_compiler_needs(live_profiles
     )
     assert len(once.string_table) == len(set(once.string_table))
     assert twice.duration_nanos == 2 * once.duration_nanos
-    main = [f for f in once.function if once.string_table[f.name].startswith("main.")]
-    assert main and all(f.start_line for f in main)
-    assert any(len(location.line) > 1 for location in once.location), "inlined frames are kept"
+    # Every location keeps its frames: start lines, line numbers and inlined frames, as the input has them.
+    original = messages.Profile()
+    original.ParseFromString(gzip.decompress(data))
+    assert _frames(once) == _frames(original)
+    if source == "fixture":
+        assert any(len(frames) > 1 for _, frames in _frames(once)), "the fixture has inlined frames"
 
 
 def _profile(unit: str, values: list[int], *, kind: str = "cpu", function: str = "main.work") -> bytes:

@@ -20,6 +20,7 @@ from kprof_lib.adapters.captures import CaptureError
 from kprof_lib.planning.plan import ON_DEMAND
 from kprof_lib.profiles import decode, top
 from kprof_lib.profiles.merge import MergeError, Merger
+from kprof_lib.state import cluster
 
 CPU = "cpu"
 CPU_SAMPLE_TYPE = "cpu"
@@ -50,7 +51,7 @@ class Selection:
         """`namespace shop, workload checkout, reason on-demand, since 2026-11-25T10:00:00Z`."""
         parts = [f"namespace {self.namespace}", f"workload {self.workload}", f"reason {','.join(self.reasons)}"]
         if self.since is not None:
-            parts.append(f"since {self.since.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+            parts.append(f"since {cluster.format_time(self.since)}")
         return ", ".join(parts)
 
 
@@ -72,7 +73,7 @@ class Built:
     used: list[Picked]
     cpu_seconds: float
     duration_seconds: float
-    top: list[top.Entry]
+    hottest: list[top.Entry]  # the top functions by flat CPU time
     total: int
     left_out: dict[str, str] = field(default_factory=dict)  # capture folder -> why
 
@@ -92,8 +93,8 @@ class Built:
             "namespace": selection.namespace,
             "workload": selection.workload,
             "reasons": list(selection.reasons),
-            "since": selection.since.strftime("%Y-%m-%dT%H:%M:%SZ") if selection.since else None,
-            "writtenAt": written_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "since": cluster.format_time(selection.since) if selection.since else None,
+            "writtenAt": cluster.format_time(written_at),
             "profiles": len(self.used),
             "from": self.first,
             "to": self.last,
@@ -101,7 +102,7 @@ class Built:
             "durationSeconds": round(self.duration_seconds, 3),
             "top": [
                 {"name": e.name, "flat": e.flat, "flatShare": round(e.flat / self.total, 4) if self.total else 0}
-                for e in self.top
+                for e in self.hottest
             ],
             "captures": [p.location for p in self.used],
             "leftOut": self.left_out,
@@ -171,7 +172,7 @@ def build(
         used=used,
         cpu_seconds=profile.total(index) / 1e9 if profile.sample_types[index].unit == "nanoseconds" else 0.0,
         duration_seconds=profile.duration_nanos / 1e9,
-        top=top.entries(profile, profile.sample_types[index].type)[:top_count],
+        hottest=top.entries(profile, profile.sample_types[index].type)[:top_count],
         total=profile.total(index),
         left_out=left_out,
     )

@@ -77,7 +77,7 @@ def report(built: Built, output: str) -> str:
     if built.left_out:
         lines.append(f"left out: {len(built.left_out)} captures that could not be read (below)")
     lines.append(f"{'flat':>12} {'flat%':>6}  function")
-    for entry in built.top:
+    for entry in built.hottest:
         share = entry.flat / built.total * 100 if built.total else 0.0
         lines.append(f"{entry.flat / 1e9:>11.2f}s {share:>5.1f}%  {entry.name}")
     return "\n".join(lines)

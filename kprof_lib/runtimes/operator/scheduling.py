@@ -2,12 +2,13 @@
 configs the operator watches. Used by `app.Operator`, which calls `sync` for every added or changed
 config and `remove` for every deleted one, and gives the scheduler the function that runs a check.
 
-A config gets a "check" job every `thresholds.checkIntervalSeconds` (threshold captures) and, when
-`onDemand.enabled`, an "on-demand" job every `onDemand.intervalSeconds`, and when `pgo.enabled` a "pgo" job
-every `pgo.intervalSeconds` (the merged profiles, `operator.pgojobs`); a config with neither check nor on-demand, or
-an invalid one, gets a check job at the default interval, which keeps its status current. Jobs do
-not overlap: each has `max_instances=1`, missed runs are coalesced, and the two jobs of a config
-share a lock, so one config's status and history are written by one run at a time.
+A config gets a "check" job every `thresholds.checkIntervalSeconds` (threshold captures), when
+`onDemand.enabled` an "on-demand" job every `onDemand.intervalSeconds`, and when `pgo.enabled` a
+"pgo" job every `pgo.intervalSeconds` (its workloads' merged profiles, `operator.pgojobs`); a
+config with neither thresholds nor on-demand captures, or an invalid one, gets a check job at the
+default interval, which keeps its status current. Jobs do not overlap: each has `max_instances=1`,
+missed runs are coalesced, and the jobs of a config share a lock, so one config's status and
+history are written by one run at a time.
 
 An on-demand run is given its scheduled fire time as "now", not the clock: fire times are exactly
 the interval apart, so a pod captured at one run is due again at the next one however late either
