@@ -228,6 +228,10 @@ def test_pgo_command_on_a_local_directory(stored_captures, tmp_path):
     assert none.returncode == 1 and "reason cpu-threshold" in none.stderr
     bad = kprof("pgo", str(store), "--namespace", "local", "--workload", workload, "--since", "a week")
     assert bad.returncode == 2 and "--since 'a week'" in bad.stderr
+    typo = kprof("pgo", str(store), "--namespace", "local", "--workload", workload, "--reason", "ondemand")
+    assert typo.returncode == 2 and "--reason 'ondemand': expected some of on-demand, baseline" in typo.stderr
+    unwritable = kprof("pgo", str(store), "--namespace", "local", "--workload", workload, "-o", "/proc/kprof.pgo")
+    assert unwritable.returncode == 1 and "kprof pgo: -o /proc/kprof.pgo:" in unwritable.stderr
 
     # A capture whose CPU profile is broken is left out and named; the others still make the file.
     [first, *_] = sorted(store.rglob("cpu.pprof"))

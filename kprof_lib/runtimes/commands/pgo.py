@@ -18,6 +18,9 @@ from pathlib import Path
 from kprof_lib.adapters.captures import CaptureError
 from kprof_lib.runtimes import captures
 from kprof_lib.runtimes.pgo import DEFAULT_REASONS, PROFILE_NAME, Built, PgoError, Selection, build
+from kprof_lib.spec.schemas import spec_field
+
+REASONS: tuple[str, ...] = tuple(spec_field("pgo", "reasons")["items"]["enum"])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reason",
         default=",".join(DEFAULT_REASONS),
         help=f"captures of these reasons, comma-separated (default {','.join(DEFAULT_REASONS)}; "
-        "also baseline, cpu-threshold, memory-threshold)",
+        "or baseline, cpu-threshold, memory-threshold)",
     )
     parser.add_argument(
         "--key-layout", choices=("pod", "service-date"), default="pod", help="how DEST is laid out (default pod)"
@@ -50,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     reasons = tuple(r.strip() for r in args.reason.split(",") if r.strip())
-    if not reasons:
-        print("--reason: name at least one reason, e.g. on-demand", file=sys.stderr)
+    unknown = [r for r in reasons if r not in REASONS]
+    if not reasons or unknown:
+        print(f"--reason {args.reason!r}: expected some of {', '.join(REASONS)}, comma-separated", file=sys.stderr)
         return 2
     if args.n < 1:
         print("-n: must be at least 1", file=sys.stderr)
@@ -62,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     except (PgoError, CaptureError) as error:
         print(f"kprof pgo: {error}", file=sys.stderr)
         return 1
-    _write(Path(args.output), built.data)
+    try:
+        _write(Path(args.output), built.data)
+    except OSError as error:
+        print(f"kprof pgo: -o {args.output}: {error.strerror or error}", file=sys.stderr)
+        return 1
     print(report(built, args.output))
     for location, why in built.left_out.items():
         print(f"left out {location}: {why}", file=sys.stderr)
