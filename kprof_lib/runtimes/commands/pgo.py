@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from kprof_lib.adapters.captures import CaptureError
+from kprof_lib.adapters.files import write_atomically
 from kprof_lib.runtimes import captures
 from kprof_lib.runtimes.pgo import DEFAULT_REASONS, PROFILE_NAME, Built, PgoError, Selection, build
 from kprof_lib.spec.schemas import spec_field
@@ -67,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"kprof pgo: {error}", file=sys.stderr)
         return 1
     try:
-        _write(Path(args.output), built.data)
+        # Whole or not at all: a build never picks up half a profile.
+        write_atomically([(Path(args.output), built.data)])
     except OSError as error:
         print(f"kprof pgo: -o {args.output}: {error.strerror or error}", file=sys.stderr)
         return 1
@@ -89,11 +89,3 @@ def report(built: Built, output: str) -> str:
         share = entry.flat / built.total * 100 if built.total else 0.0
         lines.append(f"{entry.flat / 1e9:>11.2f}s {share:>5.1f}%  {entry.name}")
     return "\n".join(lines)
-
-
-def _write(path: Path, data: bytes) -> None:
-    # Whole or not at all: a build never picks up half a profile.
-    folder = path.parent if str(path.parent) else Path(".")
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=False) as out:
-        out.write(data)
-    os.replace(out.name, path)

@@ -7,8 +7,8 @@ previous ones, so a CI pipeline always finds the newest under one key.
 Only the leader writes. A config that is invalid, or asks for a namespace the operator does not
 let it reach (`planning.tenancy`), writes nothing (its check runs report why). A workload with no
 capture to merge keeps its previous profile; one failure never stops the other workloads. Runs
-of one config never overlap (the scheduler's lock), and the profile goes before its summary, so
-the summary never describes a profile that is not there.
+of one config never overlap (the scheduler's lock), and the profile is stored before its summary,
+so a summary is never there before the profile it describes.
 """
 
 from __future__ import annotations
