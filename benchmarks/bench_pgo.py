@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.bench_pprof_decode import measure, pprof_binary
-from kprof_lib.profiles import messages
+from kprof_lib.profiles import decode, messages
 
 MERGER = (
     "import sys\n"
@@ -130,8 +130,6 @@ def main() -> None:
                 measure([go_pprof, "-proto", "-symbolize=none", "-output", str(theirs_out), *map(str, paths)], env)
             )
         # Both sides made the same profile, or the comparison means nothing.
-        from kprof_lib.profiles import decode
-
         mine, go = decode(ours_out.read_bytes()), decode(theirs_out.read_bytes())
         assert [mine.total(i) for i in range(2)] == [go.total(i) for i in range(2)], "totals differ"
         assert mine.sample_count == go.sample_count, (mine.sample_count, go.sample_count)

@@ -233,8 +233,8 @@ class Merger:
         return keys
 
     def _location_keys(self, message, functions, mappings, where: str) -> dict[int, tuple]:
-        """{old location id: (mapping, relative address, lines, is_folded, absolute address)} with
-        functions and mappings as their identity keys, ready to be given new ids."""
+        """{old location id: (mapping, address relative to the mapping's start, lines, is_folded)},
+        with the mapping and each line's function as their identity keys, ready for new ids."""
         keys = {}
         for i, location in enumerate(message.location):
             if location.id == 0:
