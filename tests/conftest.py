@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.kube_emulator.fixtures",
     "tests.support.controlplane",
     "tests.support.chart",
+    "tests.profiles_support",
 ]

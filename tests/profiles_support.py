@@ -1,15 +1,20 @@
 """Profiles taken from the real Go sample app for the profile tests: one app under load, every
-profile type fetched once per test session into a temporary folder, and a reader of
+profile type fetched once per test session into a temporary folder, captures stored by `kprof
+capture` (the `stored_captures` fixture, registered in conftest), and a reader of
 `go tool pprof -top` output to compare against."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.support.goapp import GoApp, run_go_tool_pprof
 
@@ -73,6 +78,43 @@ def capture(app: GoApp, out: Path, *extra: str) -> Path:
     assert done.returncode == 0, done.stdout + done.stderr
     [folder] = {p.parent for p in out.rglob("*.pprof")}
     return folder
+
+
+@dataclass(frozen=True)
+class StoredCaptures:
+    """Captures `kprof capture` stored in a directory (pod layout) from one sample app under CPU
+    load: `workload` is the name kprof gives that app (namespace `local`)."""
+
+    root: Path
+    workload: str
+
+    def copy(self, to: Path) -> Path:
+        """A copy of the directory, for a test that changes it."""
+        shutil.copytree(self.root, to)
+        return to
+
+    def upload(self, s3, bucket: str, prefix: str) -> list[str]:
+        """Every profile and summary under `prefix/` in S3, keyed as in the directory; the keys
+        of the CPU profiles."""
+        client = s3.client()
+        for path in sorted(self.root.rglob("*")):
+            if path.name.endswith(".pprof") or path.name == "summary.json":
+                key = f"{prefix}/{path.relative_to(self.root).as_posix()}"
+                client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+        return [f"{prefix}/{p.relative_to(self.root).as_posix()}" for p in sorted(self.root.rglob("cpu.pprof"))]
+
+
+@pytest.fixture(scope="session")
+def stored_captures(sample_app_binary, tmp_path_factory) -> StoredCaptures:
+    """Two captures (cpu 1 s and heap) of one sample app under CPU load, made once per session."""
+    root = tmp_path_factory.mktemp("stored-captures")
+    with GoApp(sample_app_binary) as app:
+        for _ in range(2):
+            # Long enough to cover the command's start-up and its 1-second CPU profile on a busy machine.
+            app.load(cpu_seconds=6, workers=2)
+            done = kprof("capture", "--url", app.url, "--types", "cpu,heap", "--seconds", "1", "--out", str(root))
+            assert done.returncode == 0, done.stdout + done.stderr
+        return StoredCaptures(root, f"127.0.0.1-{app.port}")
 
 
 def baseline_and_incident(app: GoApp, root: Path) -> tuple[Path, Path]:

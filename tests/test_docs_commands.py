@@ -25,6 +25,7 @@ GUIDES = [
     "LOCAL.md",
     "ARCHITECTURE.md",
     "PROFILES.md",
+    "PGO.md",
 ]
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:examples|helm|kustomize|scripts|schemas|docs)/[\w./-]*[\w-])")

@@ -1,6 +1,6 @@
 """Reading stored captures back: the profiles, their metadata and `summary.json` of one capture
 folder, from a local directory or an S3 prefix, its page, and the summaries under a destination
-(for `kprof ls`). Used by `kprof show`, `kprof diff`, `kprof ls` and `kprof open`.
+(for `kprof ls`). Used by `kprof show`, `kprof diff`, `kprof ls`, `kprof open` and `kprof pgo`.
 
 A capture is what one capture of one pod wrote, as `kprof ls` prints it:
 - the `pod` layout keeps each capture in a folder of its own (`…/ns/pod/20261201T…Z/cpu.pprof`),
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 PROFILE_SUFFIX = ".pprof"
 SUMMARY_NAME = "summary.json"
 PAGE_NAME = "index.html"
+CAPTURE_KIND = "capture"  # a summary.json without a "kind" is a capture's
 MAX_PROFILE_BYTES = 256 * 1024 * 1024
 
 
@@ -49,19 +50,23 @@ def profile_type(name: str) -> str:
     return stem.rsplit("-", 1)[-1] if stem[:8].isdigit() and "-" in stem else stem
 
 
-def read(location: str, *, endpoint: str | None = None, region: str | None = None) -> Capture:
-    """The capture at `location` (a directory, a file-name start, or an `s3://` prefix)."""
+def read(
+    location: str, *, endpoint: str | None = None, region: str | None = None, types: Collection[str] | None = None
+) -> Capture:
+    """The capture at `location` (a directory, a file-name start, or an `s3://` prefix); with
+    `types`, only those profile types are read (and the summary and page are not)."""
     if location.startswith("s3://"):
-        return _read_s3(location, endpoint=endpoint, region=region)
-    return _read_local(location)
+        return _read_s3(location, endpoint=endpoint, region=region, types=types)
+    return _read_local(location, types)
 
 
 def summaries(
     destination: str, *, under: str = "", endpoint: str | None = None, region: str | None = None
 ) -> Iterator[tuple[str, dict]]:
-    """(capture location, summary) for every `summary.json` under a destination, or only under
-    its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix alone,
-    page by page, instead of the whole bucket."""
+    """(capture location, summary) for every capture's `summary.json` under a destination, or only
+    under its sub-folder `under` (e.g. `ns/pod` in the pod layout), so that S3 lists that prefix
+    alone, page by page, instead of the whole bucket. Summaries of something else (a merged PGO
+    profile's says `"kind": "pgo"`) are passed over."""
     if destination.startswith("s3://"):
         bucket, prefix = _split_s3(destination)
         client = _client(endpoint, region)
@@ -75,7 +80,9 @@ def summaries(
                     key = item["Key"]
                     if key.rsplit("/", 1)[-1].endswith(SUMMARY_NAME):
                         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-                        yield f"s3://{bucket}/{key[: -len(SUMMARY_NAME)]}", _json(body, f"s3://{bucket}/{key}")
+                        found = _json(body, f"s3://{bucket}/{key}")
+                        if found.get("kind", CAPTURE_KIND) == CAPTURE_KIND:
+                            yield f"s3://{bucket}/{key[: -len(SUMMARY_NAME)]}", found
         except _client_errors() as error:
             raise CaptureError(f"listing {destination}: {error}") from None
         return
@@ -86,10 +93,12 @@ def summaries(
         raise CaptureError(f"{destination}: no such directory")
     for path in sorted(root.rglob("*" + SUMMARY_NAME)):
         location = str(path.parent) + os.sep if path.name == SUMMARY_NAME else str(path)[: -len(SUMMARY_NAME)]
-        yield location, _json(path.read_bytes(), str(path))
+        found = _json(path.read_bytes(), str(path))
+        if found.get("kind", CAPTURE_KIND) == CAPTURE_KIND:
+            yield location, found
 
 
-def _read_local(location: str) -> Capture:
+def _read_local(location: str, types: Collection[str] | None = None) -> Capture:
     path = Path(location)
     if path.is_dir():
         folder, start = path, ""
@@ -102,12 +111,16 @@ def _read_local(location: str) -> Capture:
         if not file.name.startswith(start) or not file.is_file():
             continue
         if file.name.endswith(PROFILE_SUFFIX):
+            if types is not None and profile_type(file.name[len(start) :]) not in types:
+                continue
             if file.stat().st_size > MAX_PROFILE_BYTES:
                 raise CaptureError(f"{file}: larger than {MAX_PROFILE_BYTES} bytes")
             capture.profiles[profile_type(file.name[len(start) :])] = (file.name, file.read_bytes())
             sidecar = file.with_name(file.name + ".json")
             if sidecar.is_file() and not capture.metadata:
                 capture.metadata = dict(_json(sidecar.read_bytes(), str(sidecar)).get("metadata", {}))
+        elif types is not None:
+            continue
         elif file.name == start + SUMMARY_NAME:
             capture.summary = _json(file.read_bytes(), str(file))
         elif file.name == start + PAGE_NAME:
@@ -117,7 +130,9 @@ def _read_local(location: str) -> Capture:
     return capture
 
 
-def _read_s3(location: str, *, endpoint: str | None, region: str | None) -> Capture:
+def _read_s3(
+    location: str, *, endpoint: str | None, region: str | None, types: Collection[str] | None = None
+) -> Capture:
     bucket, prefix = _split_s3(location)
     client = _client(endpoint, region)
     capture = Capture(location=location)
@@ -128,11 +143,15 @@ def _read_s3(location: str, *, endpoint: str | None, region: str | None) -> Capt
             for item in page.get("Contents", []):
                 key, name = item["Key"], item["Key"][len(prefix) :]
                 if name.endswith(PROFILE_SUFFIX):
+                    if types is not None and profile_type(name) not in types:
+                        continue
                     if item.get("Size", 0) > MAX_PROFILE_BYTES:
                         raise CaptureError(f"s3://{bucket}/{key}: larger than {MAX_PROFILE_BYTES} bytes")
                     response = client.get_object(Bucket=bucket, Key=key)
                     capture.profiles[profile_type(name)] = (key.rsplit("/", 1)[-1], response["Body"].read())
                     capture.metadata = capture.metadata or dict(response.get("Metadata", {}))
+                elif types is not None:
+                    continue
                 elif name == SUMMARY_NAME:
                     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
                     capture.summary = _json(body, f"s3://{bucket}/{key}")

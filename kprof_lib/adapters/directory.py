@@ -79,6 +79,24 @@ class LocalStore:
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
+        return self._write(key, data, metadata, tags, content_type, exclusive=True)
+
+    def replace(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject:
+        """Like `put`, but what is under `key` is replaced (the `DocumentStore` port)."""
+        return self._write(key, data, metadata, tags, content_type, exclusive=False)
+
+    def _write(
+        self,
+        key: str,
+        data: bytes,
+        metadata: Mapping[str, str],
+        tags: Mapping[str, str],
+        content_type: str,
+        *,
+        exclusive: bool,
+    ) -> StoredObject:
         path = self.path_for(key)
         sidecar = {
             "key": key,
@@ -95,7 +113,7 @@ class LocalStore:
             # The sidecar goes first: whoever finds the profile finds its description too.
             sidecar_text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
             write_atomically(
-                [(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)], exclusive=True
+                [(path.with_name(path.name + SIDECAR_SUFFIX), sidecar_text.encode()), (path, data)], exclusive=exclusive
             )
         except FileExistsError as error:
             taken = error.filename2 or error.filename

@@ -121,21 +121,9 @@ class S3Store:
     def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
     ) -> StoredObject:
-        request: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": key,
-            "Body": data,
-            "ContentType": content_type,
-            "Metadata": self._sendable_metadata(key, metadata),
-            # Conditional: an object already under the key is never overwritten (412 instead).
-            "IfNoneMatch": "*",
-        }
-        if tags:
-            request["Tagging"] = urllib.parse.urlencode(sorted(tags.items()), quote_via=urllib.parse.quote)
-        if self.sse:
-            request["ServerSideEncryption"] = self.sse
-        if self.kms_key_id:
-            request["SSEKMSKeyId"] = self.kms_key_id
+        request = self._request(key, data, metadata, tags, content_type)
+        # Conditional: an object already under the key is never overwritten (412 instead).
+        request["IfNoneMatch"] = "*"
         try:
             response = self._put_dropping_refused(request)
         except _AlreadyThere as there:
@@ -148,6 +136,31 @@ class S3Store:
             # flush after a crash): the profile is stored.
             response = {}
         return StoredObject(uri=self.uri_for(key), key=key, size=len(data), attempts=_attempts(response) or 1)
+
+    def replace(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject:
+        """Like `put`, but what is under `key` is replaced (the `DocumentStore` port)."""
+        response = self._put_dropping_refused(self._request(key, data, metadata, tags, content_type))
+        return StoredObject(uri=self.uri_for(key), key=key, size=len(data), attempts=_attempts(response) or 1)
+
+    def _request(
+        self, key: str, data: bytes, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentType": content_type,
+            "Metadata": self._sendable_metadata(key, metadata),
+        }
+        if tags:
+            request["Tagging"] = urllib.parse.urlencode(sorted(tags.items()), quote_via=urllib.parse.quote)
+        if self.sse:
+            request["ServerSideEncryption"] = self.sse
+        if self.kms_key_id:
+            request["SSEKMSKeyId"] = self.kms_key_id
+        return request
 
     def read(self, key: str, max_bytes: int) -> bytes:
         """The object under `key` (needs s3:GetObject): a healthy

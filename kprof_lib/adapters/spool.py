@@ -42,7 +42,7 @@ from typing import Any
 from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution import redact
 from kprof_lib.execution.clock import SystemClock
-from kprof_lib.execution.ports import Clock, ForwardingStore, ProfileStore, StoredObject, StoreError
+from kprof_lib.execution.ports import Clock, DocumentStore, ForwardingStore, ProfileStore, StoredObject, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,15 @@ class SpoolingStore(ForwardingStore):
                 refused = "%s refused %s permanently; it waits in the spool %s until the configuration is fixed: %s"
                 log.error(refused, self.inner.description, key, self.spool_dir, error)
             return stored
+
+    def replace(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject:
+        """The store behind the spool replaces what is under `key`; nothing is spooled (a document
+        that is written again at its next interval is not worth the spool's room)."""
+        if not isinstance(self.inner, DocumentStore):
+            raise StoreError(f"{self.inner.description} cannot replace objects", retryable=False)
+        return self.inner.replace(key, data, metadata=metadata, tags=tags, content_type=content_type)
 
     def flush(self) -> FlushReport:
         """Upload spooled profiles oldest first, deleting each once stored; stop at the first

@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 PPROF_CONTENT_TYPE = "application/octet-stream"
 
@@ -134,6 +134,18 @@ class ProfileStore(Protocol):
         (for S3, a HeadBucket with the credentials of the default chain; its cause is the SDK's
         error); a store with nothing to ask returns."""
         ...
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """A store that can also replace what is under a key (the local directory, S3): for documents
+    derived from profiles that are written again and again under one key, such as a workload's
+    merged `default.pgo`, never for profiles (`ProfileStore.put` never overwrites). `replace` takes
+    the arguments of `put`, returns where the object went, and raises `StoreError` as `put` does."""
+
+    def replace(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], tags: Mapping[str, str], content_type: str
+    ) -> StoredObject: ...
 
 
 class ForwardingStore:

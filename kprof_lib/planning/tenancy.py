@@ -92,6 +92,13 @@ def scope(spec: Spec, namespace: str, policy: Policy) -> Spec:
             f"configs in {_listed(policy.cluster_wide_namespaces)} select other namespaces"
         )
         problems.append({"path": "spec.selector.namespace", "message": message})
+    for index, workload in enumerate((spec.get("pgo") or {}).get("workloads", [])):
+        if workload["namespace"] != namespace and not cluster_wide:
+            message = (
+                f"{workload['namespace']!r} is not this config's namespace ({namespace!r}); the operator lets only "
+                f"configs in {_listed(policy.cluster_wide_namespaces)} write profiles of other namespaces"
+            )
+            problems.append({"path": f"spec.pgo.workloads[{index}].namespace", "message": message})
     destination = destination_of(spec)
     if not policy.allows_destination(destination):
         field = "spec.s3Config.endpoint" if (spec.get("s3Config") or {}).get("endpoint") else "spec.s3Config.bucket"

@@ -2,7 +2,7 @@
 built at import time into a private descriptor pool, so the protobuf runtime (its C parser) decodes
 profiles without generated code and without touching the default pool other libraries register in.
 
-Only `kprof_lib.profiles.decoding` uses this module.
+Only `kprof_lib.profiles.decoding` and `kprof_lib.profiles.merge` use this module.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from kprof_lib.profiles import flame, summary
 from kprof_lib.profiles.page import trace_url
 
 JAEGER_URL_VARIABLE = "KPROF_JAEGER_URL"
+_AGE = re.compile(r"^(\d+)([smhd])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def jaeger_url() -> str | None:
@@ -26,7 +29,14 @@ def jaeger_url() -> str | None:
     return os.environ.get(JAEGER_URL_VARIABLE) or None
 
 
+def age_seconds(text: str) -> int | None:
+    """Seconds in an age such as `90s`, `30m`, `2h`, `7d` (--since), or None if it is not one."""
+    match = _AGE.match(text.strip())
+    return int(match[1]) * _AGE_UNITS[match[2]] if match else None
+
+
 def add_s3_flags(parser: argparse._ActionsContainer) -> None:
+    """--s3-endpoint and --region: how to reach captures stored in S3."""
     parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (MinIO and the like)")
     parser.add_argument("--region", help="S3 region (default: from the environment)")
 

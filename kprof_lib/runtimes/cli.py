@@ -25,6 +25,7 @@ COMMANDS = {
     "show": "print the top functions of a stored capture",
     "diff": "what grew between a baseline capture and an incident capture",
     "open": "open a stored capture's flame-graph page in the browser (or go tool pprof -http)",
+    "pgo": "merge a workload's stored CPU profiles into a default.pgo for go build -pgo",
     "crd": "print the ProfilingConfig CRD",
     "sidecar": "profile the app container of this pod from a sidecar",
     "local": "profile a process on this machine by thresholds or on a schedule",

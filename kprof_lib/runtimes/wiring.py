@@ -16,7 +16,7 @@ from kprof_lib.adapters.directory import LocalStore
 from kprof_lib.adapters.s3 import S3Store
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
-from kprof_lib.execution.ports import ProfileStore
+from kprof_lib.execution.ports import DocumentStore, ProfileStore
 
 # The s3Config fields that tell the cached S3 stores apart.
 _S3_STORE_FIELDS = ("bucket", "region", "endpoint", "serverSideEncryption", "kmsKeyId")
@@ -46,6 +46,12 @@ class Stores:
             if key not in self._cache:
                 self._cache[key] = self._build(s3)
             return self._cache[key]
+
+    def documents_for(self, spec: Mapping[str, Any]) -> DocumentStore:
+        """The store of `for_spec`, for documents replaced in place (a workload's merged default.pgo)."""
+        store = self.for_spec(spec)
+        assert isinstance(store, LocalStore | S3Store | SpoolingStore)
+        return store
 
     def spooling(self) -> list[SpoolingStore]:
         """Every spooled store built so far: the runtimes flush them and export their size."""

@@ -32,6 +32,16 @@ class KeyLayout:
     prefix: str = ""
 
 
+@dataclass(frozen=True)
+class Pgo:
+    """spec.pgo when enabled: which workloads get a merged `default.pgo`, how often, from what."""
+
+    workloads: tuple[tuple[str, str], ...]  # (namespace, workload name)
+    interval: int  # seconds between writes
+    days: int  # captures of the last this many days are merged
+    reasons: tuple[str, ...]  # capture reasons merged
+
+
 class Spec(Mapping[str, Any]):
     """A validated spec with defaults applied. Treat it and what it holds as read-only."""
 
@@ -41,6 +51,7 @@ class Spec(Mapping[str, Any]):
         "cpu_profile_seconds",
         "key_layout",
         "on_demand_interval",
+        "pgo",
         "profile_types",
         "thresholds",
     )
@@ -62,6 +73,17 @@ class Spec(Mapping[str, Any]):
         self.on_demand_interval: int | None = on_demand["intervalSeconds"] if on_demand.get("enabled") else None
         # spec.baseline: healthy captures kprof takes itself (None: off).
         self.baseline_interval: int | None = (data.get("baseline") or {}).get("intervalSeconds")
+        pgo = data.get("pgo") or {}
+        self.pgo: Pgo | None = (
+            Pgo(
+                tuple((w["namespace"], w["name"]) for w in pgo["workloads"]),
+                pgo["intervalSeconds"],
+                pgo["days"],
+                tuple(pgo["reasons"]),
+            )
+            if pgo.get("enabled")
+            else None
+        )
         self.profile_types: tuple[str, ...] = tuple(data["profileTypes"])
         self.cpu_profile_seconds: int = data["cpuProfileSeconds"]
         s3 = data.get("s3Config") or {}

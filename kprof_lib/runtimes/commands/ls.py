@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import sys
 from typing import Any
 
@@ -16,9 +15,6 @@ from kprof_lib.adapters import captures as stored
 from kprof_lib.adapters.captures import CaptureError
 from kprof_lib.profiles import summary as summaries
 from kprof_lib.runtimes import captures
-
-_SINCE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     since = None
     if args.since:
-        match = _SINCE.match(args.since.strip())
-        if not match:
+        seconds = captures.age_seconds(args.since)
+        if seconds is None:
             print(f"--since {args.since!r}: expected a number and s, m, h or d, e.g. 2h", file=sys.stderr)
             return 2
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     under = ""
     if args.key_layout == "pod" and args.namespace:
         under = args.namespace + (f"/{args.pod}" if args.pod else "")

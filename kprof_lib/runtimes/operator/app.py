@@ -1,7 +1,7 @@
 """The operator, wired: watch caches for pods and ProfilingConfigs, leader election on a Lease, one
-scheduler with a check (and on-demand) job per config, the check runner, the stores and transports,
-the HTTP endpoints. `kprof run` builds one from its flags; the end-to-end tests build one in the
-test process when the scenario is not about processes.
+scheduler with a check (and on-demand, and pgo) job per config, the check runner, the pgo writer,
+the stores and transports, the HTTP endpoints. `kprof run` builds one from its flags; the
+end-to-end tests build one in the test process when the scenario is not about processes.
 
 Start order: endpoints (so probes answer at once), watches, the scheduler, then the campaign for
 the Lease. `stop()` is the SIGTERM path: no new runs and no new profile within the runs in progress
@@ -42,8 +42,9 @@ from kprof_lib.execution.ports import ForwardingTransport, ProfileRequest, Profi
 from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
+from kprof_lib.runtimes.operator.pgojobs import PgoWriter
 from kprof_lib.runtimes.operator.runner import CheckRunner
-from kprof_lib.runtimes.operator.scheduling import ConfigScheduler, config_key
+from kprof_lib.runtimes.operator.scheduling import PGO, ConfigScheduler, Run, config_key
 from kprof_lib.runtimes.operator.settings import Settings
 
 log = logging.getLogger("kprof.operator")
@@ -140,8 +141,11 @@ class Operator:
             policy=tenancy.Policy.of(settings.cluster_wide_namespaces, settings.allowed_destinations),
             jaeger_url=captures.jaeger_url(),
         )
+        self.pgo = PgoWriter(
+            configs=self._config, stores=self.stores, is_leader=self.may_check, policy=self.runner.policy
+        )
         self.scheduler = ConfigScheduler(
-            self.runner,
+            self._run,
             on_removed=self._forget,
             next_on_demand=self._next_on_demand,
             workers=max(8, settings.concurrency * 2),
@@ -275,6 +279,9 @@ class Operator:
         return found
 
     # Callbacks ---------------------------------------------------------------------------------
+
+    def _run(self, run: Run) -> object:
+        return self.pgo(run) if run.kind == PGO else self.runner(run)
 
     def _config(self, key: str) -> dict[str, Any] | None:
         namespace, _, name = key.partition("/")

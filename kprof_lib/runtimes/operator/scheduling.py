@@ -2,11 +2,13 @@
 configs the operator watches. Used by `app.Operator`, which calls `sync` for every added or changed
 config and `remove` for every deleted one, and gives the scheduler the function that runs a check.
 
-A config gets a "check" job every `thresholds.checkIntervalSeconds` (threshold captures) and, when
-`onDemand.enabled`, an "on-demand" job every `onDemand.intervalSeconds`; a config with neither, or
-an invalid one, gets a check job at the default interval, which keeps its status current. Jobs do
-not overlap: each has `max_instances=1`, missed runs are coalesced, and the two jobs of a config
-share a lock, so one config's status and history are written by one run at a time.
+A config gets a "check" job every `thresholds.checkIntervalSeconds` (threshold captures), when
+`onDemand.enabled` an "on-demand" job every `onDemand.intervalSeconds`, and when `pgo.enabled` a
+"pgo" job every `pgo.intervalSeconds` (its workloads' merged profiles, `operator.pgojobs`); a
+config with neither thresholds nor on-demand captures, or an invalid one, gets a check job at the
+default interval, which keeps its status current. Jobs do not overlap: each has `max_instances=1`,
+missed runs are coalesced, and the jobs of a config share a lock, so one config's status and
+history are written by one run at a time.
 
 An on-demand run is given its scheduled fire time as "now", not the clock: fire times are exactly
 the interval apart, so a pod captured at one run is due again at the next one however late either
@@ -45,18 +47,21 @@ log = logging.getLogger("kprof.operator.scheduling")
 
 CHECK = "check"
 ON_DEMAND = "on-demand"
-KINDS = (CHECK, ON_DEMAND)
+PGO = "pgo"
+KINDS = (CHECK, ON_DEMAND, PGO)
 
 
 @dataclasses.dataclass(frozen=True)
 class JobPlan:
-    """The jobs of one config: seconds between checks and between on-demand runs (None: no job)."""
+    """The jobs of one config: seconds between checks, between on-demand runs and between writes
+    of its merged PGO profiles (None: no job)."""
 
     check_interval: int | None
     on_demand_interval: int | None
+    pgo_interval: int | None = None
 
     def intervals(self) -> dict[str, int]:
-        planned = {CHECK: self.check_interval, ON_DEMAND: self.on_demand_interval}
+        planned = {CHECK: self.check_interval, ON_DEMAND: self.on_demand_interval, PGO: self.pgo_interval}
         return {kind: seconds for kind, seconds in planned.items() if seconds is not None}
 
 
@@ -70,7 +75,7 @@ def plan_jobs(spec: Any) -> JobPlan:
     # A spec with on-demand captures only needs no check job; one with neither keeps one, so its
     # status stays current.
     check = None if valid.thresholds is None and on_demand is not None else cadence.check_interval(valid)
-    return JobPlan(check, on_demand)
+    return JobPlan(check, on_demand, valid.pgo.interval if valid.pgo else None)
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -83,7 +88,7 @@ class Run:
     """One run of a job, as handed to the run function."""
 
     key: str  # namespace/name of the ProfilingConfig
-    kind: str  # CHECK or ON_DEMAND
+    kind: str  # CHECK, ON_DEMAND or PGO
     now: dt.datetime  # the scheduled fire time (on-demand) or the clock, whole seconds, UTC
     uid: str | None
     generation: int | None
