@@ -122,7 +122,15 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
         # A new crossing after the hand-over: the new leader captures it, once.
         create_configs(second)
         wait_until(lambda: len(captured(second)) >= len(workload.opted), 60, standby.output, 0.5)
-        time.sleep(12)  # one more check interval: nothing is captured twice
+        # The check after the capture: every pod in cooldown, so nothing is captured twice.
+        second_key = f"{workload.namespace}/{second.config}"
+        wait_until(
+            lambda: {d.get("pod") for d in checks_by(standby, second_key) if d.get("reason") == "cooldown"}
+            >= {f"{workload.namespace}/{pod}" for pod in workload.opted},
+            30,
+            standby.output,
+            0.5,
+        )
         assert len(captured(first)) == len(captured(second)) == len(workload.opted)
         # The first crossing is in the history the new leader reads: cooldown, no second capture.
         decisions = checks_by(standby, f"{workload.namespace}/{first.config}")
