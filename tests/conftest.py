@@ -1,11 +1,11 @@
 """Shared pytest set-up: the real parts (Go pprof app, S3 server, OTLP receiver, the real control
 plane, Kubernetes API emulator) are fixtures defined in their own support modules and registered here.
 
-The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml). A module's
-tests that use a real control plane stay together on one worker (an `xdist_group` per module), so
-that its module-scoped workload and operator runs are made once and the worker's session control
-plane starts only on a worker that has such a module. Those modules go first: each is minutes of
-mostly waiting, which the other worker fills with the short tests.
+The suite runs on two pytest-xdist workers, a module at a time (`-n 2 --dist loadscope` in
+pyproject.toml): a module's tests stay on one worker, so that its module-scoped workloads and
+operator runs are made once, and a worker starts the session's control plane only if one of its
+modules uses it. The modules that use a real control plane go first: each is minutes of mostly
+waiting, which the other worker fills with the short modules.
 """
 
 import pytest
@@ -31,10 +31,7 @@ def uses_control_plane(item: pytest.Item) -> bool:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if uses_control_plane(item):
-            item.add_marker(pytest.mark.xdist_group(f"control-plane:{item.nodeid.split('::')[0]}"))
-    # A stable sort: the control-plane modules first, each in its own order, then everything else.
+    # A stable sort: each test keeps its place within its module; xdist hands a module out where
+    # its first test stands.
     items.sort(key=lambda item: not uses_control_plane(item))

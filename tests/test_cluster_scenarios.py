@@ -234,6 +234,14 @@ def test_watch_expiry_after_compaction_relists_and_a_new_pod_is_captured(
     apps: list = []
     try:
         workload = cluster_scenario.start_workload(plane, sample_app_binary, s3_server, apps, pods=("busy-1",))
+        # The process of the pod added after the relist runs from the start, and the node agent
+        # reports it as the kubelet would report a container it runs: by the time its pod is
+        # created, metrics-server has scraped it twice (a CPU rate), as for any pod running a while.
+        late_app = cluster_scenario.GoApp(sample_app_binary)
+        apps.append(late_app)
+        late_app.load(cpu_seconds=0.3, workers=1, wait=True)
+        assert plane.agent is not None
+        plane.agent.add(workload.namespace, "late-1", "app", late_app.pid)
         operator_namespace = plane.new_namespace("operator")
         run = Run(new_tag(), None, workload, operator_namespace)  # type: ignore[arg-type]
         run.operator = cluster_scenario.operator_process(
@@ -267,16 +275,13 @@ def test_watch_expiry_after_compaction_relists_and_a_new_pod_is_captured(
                 60,
                 lambda: f"no relist of pods after compacting to {revision}:\n{run.operator.output()}",
             )
-            app = cluster_scenario.GoApp(sample_app_binary)
-            apps.append(app)
-            app.load(cpu_seconds=0.3, workers=1, wait=True)
             plane.run_pod(
                 workload.namespace,
                 "late-1",
-                port=app.port,
-                pid=app.pid,
+                port=late_app.port,
+                pid=late_app.pid,
                 labels={"app": "busy"},
-                annotations={"profiling.io/enabled": "true", "profiling.io/port": str(app.port)},
+                annotations={"profiling.io/enabled": "true", "profiling.io/port": str(late_app.port)},
                 requests={"cpu": "1", "memory": "1Mi"},
             )
             wait_until(
