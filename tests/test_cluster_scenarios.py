@@ -122,7 +122,15 @@ def test_two_replicas_capture_once_and_a_kill_9_hands_over(
         # A new crossing after the hand-over: the new leader captures it, once.
         create_configs(second)
         wait_until(lambda: len(captured(second)) >= len(workload.opted), 60, standby.output, 0.5)
-        time.sleep(12)  # one more check interval: nothing is captured twice
+        # The check after the capture: every pod in cooldown, so nothing is captured twice.
+        second_key = f"{workload.namespace}/{second.config}"
+        wait_until(
+            lambda: {d.get("pod") for d in checks_by(standby, second_key) if d.get("reason") == "cooldown"}
+            >= {f"{workload.namespace}/{pod}" for pod in workload.opted},
+            30,
+            standby.output,
+            0.5,
+        )
         assert len(captured(first)) == len(captured(second)) == len(workload.opted)
         # The first crossing is in the history the new leader reads: cooldown, no second capture.
         decisions = checks_by(standby, f"{workload.namespace}/{first.config}")
@@ -226,6 +234,14 @@ def test_watch_expiry_after_compaction_relists_and_a_new_pod_is_captured(
     apps: list = []
     try:
         workload = cluster_scenario.start_workload(plane, sample_app_binary, s3_server, apps, pods=("busy-1",))
+        # The process of the pod added after the relist runs from the start, and the node agent
+        # reports it as the kubelet would report a container it runs: by the time its pod is
+        # created, metrics-server has scraped it twice (a CPU rate), as for any pod running a while.
+        late_app = cluster_scenario.GoApp(sample_app_binary)
+        apps.append(late_app)
+        late_app.load(cpu_seconds=0.3, workers=1, wait=True)
+        assert plane.agent is not None
+        plane.agent.add(workload.namespace, "late-1", "app", late_app.pid)
         operator_namespace = plane.new_namespace("operator")
         run = Run(new_tag(), None, workload, operator_namespace)  # type: ignore[arg-type]
         run.operator = cluster_scenario.operator_process(
@@ -259,16 +275,13 @@ def test_watch_expiry_after_compaction_relists_and_a_new_pod_is_captured(
                 60,
                 lambda: f"no relist of pods after compacting to {revision}:\n{run.operator.output()}",
             )
-            app = cluster_scenario.GoApp(sample_app_binary)
-            apps.append(app)
-            app.load(cpu_seconds=0.3, workers=1, wait=True)
             plane.run_pod(
                 workload.namespace,
                 "late-1",
-                port=app.port,
-                pid=app.pid,
+                port=late_app.port,
+                pid=late_app.pid,
                 labels={"app": "busy"},
-                annotations={"profiling.io/enabled": "true", "profiling.io/port": str(app.port)},
+                annotations={"profiling.io/enabled": "true", "profiling.io/port": str(late_app.port)},
                 requests={"cpu": "1", "memory": "1Mi"},
             )
             wait_until(
