@@ -19,7 +19,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -37,6 +39,10 @@ MANAGED_BY = "kprof"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 COMPONENT = "capture-history"
 CONFIG_ANNOTATION = "profiling.io/config"
+# Pause before re-reading after a conflicting write: up to 10 ms, doubling per attempt, at most
+# 0.5 s (ten attempts wait under 3 s in all).
+CONFLICT_PAUSE = 0.01
+CONFLICT_PAUSE_CAP = 0.5
 
 History = dict[str, dict[str, str]]
 
@@ -115,7 +121,7 @@ class ConfigMapHistory:
             return
         with self._lock_for(config_key):
             stored = self._cache.get(config_key) or self._fetch(config_key)
-            for _ in range(self._attempts):
+            for attempt in range(self._attempts):
                 entries = self._prune(_merged(stored.entries, updates))
                 try:
                     self._cache[config_key] = self._write(config_key, stored.resource_version, entries)
@@ -126,7 +132,9 @@ class ConfigMapHistory:
                     self._cache.pop(config_key, None)
                     raise _failure("write", self._path(config_key), exc) from None
                 # Someone else wrote (409), created it first (409 on create) or deleted it (404):
-                # start again from what is stored now.
+                # start again from what is stored now, after a jittered pause that grows, so that
+                # writers racing in step (a hand-over, replicas on a busy node) fall out of step.
+                time.sleep(random.uniform(0, min(CONFLICT_PAUSE_CAP, CONFLICT_PAUSE * 2**attempt)))
                 stored = self._fetch(config_key)
             self._cache.pop(config_key, None)
             raise HistoryError(f"{self._path(config_key)}: still conflicting after {self._attempts} attempts")
