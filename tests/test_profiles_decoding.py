@@ -79,7 +79,7 @@ def test_plain_protobuf_reads_like_gzip(captured):
     ("data", "message"),
     [
         (b"\x1f\x8b\x08\x00garbage", "gzip:"),
-        (gzip.compress(b"\x0a\x05\x08\x01"), "not a pprof profile"),
+        (gzip.compress(b"\x0a\x05\x08\x01", mtime=0), "not a pprof profile"),
         # sample_type {type: 1} but string_table has only "": index 1 is outside it
         (b"\x0a\x02\x08\x01\x32\x00", "sample_type[0].type: string index 1 is outside string_table"),
         # a sample naming location 7 with no locations at all
