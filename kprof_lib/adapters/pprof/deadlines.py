@@ -85,9 +85,12 @@ class Watchdog:
         """Call `cut` at `deadline` (or when `group` is cut) unless the returned watch is cancelled
         first."""
         entry = Watch(self, cut, group)
-        if group is not None and group.cut:
-            deadline = -math.inf
         with self.lock:
+            if group is not None and group.cut:
+                # Fired here, not by the thread: an exchange quicker than the thread's wake-up (a
+                # heap profile) would otherwise be done before it was cut.
+                entry._fire()
+                return entry
             heapq.heappush(self._heap, (deadline, next(self._order), entry))
             self._live += 1
             if self._thread is None:
