@@ -6,7 +6,7 @@ The requests an adapter makes are read from the API server's audit log: the adap
 authenticate as a ServiceAccount bound to cluster-admin (`audited`), whose requests the control
 plane's audit policy records. What a real API server cannot do on demand here (500s, 429s, slow
 answers, dropped watches, bookmarks every fraction of a second) stays in tests/test_kube_adapters.py
-against the emulator.
+through the front proxy of tests/kube_emulator, before the same control plane.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ namespaces, pods, CRDs and ProfilingConfigs. The operator runs on this machine a
 portforward, since pod IPs are rarely routable from outside). On the project's control plane there
 is no kubelet: the pods' processes are the sample app run on this machine (pod IP 127.0.0.1, the
 node agent reports their CPU and memory to metrics-server) and the transport is direct
-(port-forward needs a kubelet; the emulator suite covers it). Profiles go to the moto S3 server on
+(port-forward needs a kubelet; tests/test_capture_via_api.py covers it through the front of
+tests/kube_emulator). Profiles go to the moto S3 server on
 127.0.0.1. Each run works in a namespace of its own (kprof-e2e-<random>), which also holds the
 operator's Lease and history; on a cluster of your own it is deleted afterwards.
 
@@ -21,7 +22,7 @@ key and metadata, moves the status counters and records an Event; an invalid con
 while the others work; on-demand captures at its interval; SIGTERM exits 0 and releases the
 Lease; the cooldown holds across a restart; of two operators one captures and the other takes
 over after a kill without capturing again. API faults (500, dropped watches) cannot be caused on
-demand in a real cluster and are covered by the emulator suite only.
+demand in a real cluster and are covered through the front of tests/kube_emulator only.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ SAMPLE_IMAGE = os.environ.get("KPROF_E2E_SAMPLE_IMAGE", "kprof/sample-app:latest
 TRANSPORT = os.environ.get("KPROF_E2E_TRANSPORT", "portforward")
 PPROF_PORT = 6060
 ON_DEMAND_INTERVAL = 30
-# Real clusters are slower than the emulator: pods pull and start, metrics-server scrapes every 15 s.
+# Real clusters are slower than the project's control plane: pods pull and start, metrics-server scrapes every 15 s.
 POD_START_TIMEOUT = 180
 METRICS_TIMEOUT = 180
 
