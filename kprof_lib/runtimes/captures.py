@@ -6,6 +6,7 @@ or JSON out."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -29,10 +30,15 @@ def jaeger_url() -> str | None:
     return os.environ.get(JAEGER_URL_VARIABLE) or None
 
 
-def age_seconds(text: str) -> int | None:
-    """Seconds in an age such as `90s`, `30m`, `2h`, `7d` (--since), or None if it is not one."""
-    match = _AGE.match(text.strip())
-    return int(match[1]) * _AGE_UNITS[match[2]] if match else None
+def cutoff(since: str | None, example: str) -> dt.datetime | None:
+    """The time `--since` (an age such as `90s`, `30m`, `2h`, `7d`) reaches back to from now, or
+    None without one; ValueError naming the flag, with `example`, when it is not an age."""
+    if not since:
+        return None
+    match = _AGE.match(since.strip())
+    if not match:
+        raise ValueError(f"--since {since!r}: expected a number and s, m, h or d, e.g. {example}")
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(match[1]) * _AGE_UNITS[match[2]])
 
 
 def add_s3_flags(parser: argparse._ActionsContainer) -> None:

@@ -31,13 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    since = None
-    if args.since:
-        seconds = captures.age_seconds(args.since)
-        if seconds is None:
-            print(f"--since {args.since!r}: expected a number and s, m, h or d, e.g. 2h", file=sys.stderr)
-            return 2
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    try:
+        since = captures.cutoff(args.since, "2h")
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     under = ""
     if args.key_layout == "pod" and args.namespace:
         under = args.namespace + (f"/{args.pod}" if args.pod else "")

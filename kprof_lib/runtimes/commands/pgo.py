@@ -9,7 +9,6 @@ when no capture matches or one could not be read (the others are still merged), 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 
@@ -44,13 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    since = None
-    if args.since:
-        seconds = captures.age_seconds(args.since)
-        if seconds is None:
-            print(f"--since {args.since!r}: expected a number and s, m, h or d, e.g. 7d", file=sys.stderr)
-            return 2
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    try:
+        since = captures.cutoff(args.since, "7d")
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     reasons = tuple(r.strip() for r in args.reason.split(",") if r.strip())
     unknown = [r for r in reasons if r not in REASONS]
     if not reasons or unknown:
