@@ -280,8 +280,12 @@ class Status:
     def __init__(self, config: dict):
         self.config = config
         self.patches: list[dict] = []
+        self.failures = 0  # how many of the next patches fail, as a connection cut mid-write does
 
     def patch_status(self, namespace, name, status):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("connection cut")
         self.patches.append(json.loads(json.dumps(status)))
         self.config["status"] = {**(self.config.get("status") or {}), **status}
         return json.loads(json.dumps(self.config))
@@ -402,6 +406,22 @@ def test_a_check_captures_counts_and_writes_status_events_and_history(tmp_path):
         )
         == 2
     )
+
+
+def test_a_status_write_that_fails_loses_no_count_and_an_unwritten_invalid_status_is_written_later(tmp_path):
+    hot, hot_metrics = busy_pod("hot-1")
+    spec = {**THRESHOLD_SPEC, "onDemand": {"enabled": True, "intervalSeconds": 60}}
+    h = Harness(tmp_path, spec, [hot], [hot_metrics])
+    h.status.failures = 1
+    assert h.run().result == "ok" and h.status.patches == []
+    h.run(ON_DEMAND, now=T0 + dt.timedelta(seconds=30))
+    assert h.config["status"]["totalProfiles"] == 4, "the unwritten run's two profiles are still counted"
+
+    bad = Harness(tmp_path, {"thresholds": {"cpuThresholdPercent": 0}, "profileTypes": []}, [hot], [hot_metrics])
+    bad.status.failures = 1
+    assert bad.run().result == "invalid" and bad.status.patches == []
+    bad.run(now=T0 + dt.timedelta(seconds=30))
+    assert bad.condition("Valid")["status"] == "False", "the Invalid status is written once the API takes it"
 
 
 def test_an_on_demand_run_reads_no_metrics(tmp_path):

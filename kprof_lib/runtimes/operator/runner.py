@@ -89,9 +89,10 @@ class CheckRunner:
     # What configs may reach (namespaces, destinations); None: the default, strict one.
     policy: tenancy.Policy | None = None
     jaeger_url: str | None = None  # where the capture pages link their traces
-    # The latest status this process wrote per config (uid, status): the base the totals are
-    # added to, newer than the watch cache right after a write.
-    _written: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict, init=False)
+    # The latest status this process built per config (uid, status, whether the API took it): the
+    # base the totals are added to, newer than the watch cache right after a write. A write that
+    # failed is kept too, so the next one still counts what this one did.
+    _written: dict[str, tuple[str | None, dict[str, Any], bool]] = field(default_factory=dict, init=False)
     _written_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _destinations: DestinationChecks = field(default_factory=DestinationChecks, init=False)
 
@@ -250,7 +251,8 @@ class CheckRunner:
         self.instruments.active_pods.labels(run.key).set(0)
         outcome = statuses.Invalid(str(error))
         generation = config["metadata"].get("generation")
-        if statuses.already_reported(self._base_status(run.key, config), outcome, generation):
+        # Reported means written: an Invalid status the API did not take is written again.
+        if statuses.already_reported(self._base_status(run.key, config, sent_only=True), outcome, generation):
             return Outcome("invalid", outcome.message)  # already reported for this generation
         extra = {"config": run.key, "action": "reject", "reason": "invalid-spec"}
         log.warning("%s: %s", run.key, outcome.message.replace("\n  ", "; "), extra=extra)
@@ -272,13 +274,14 @@ class CheckRunner:
 
     # Status bookkeeping ------------------------------------------------------------------------
 
-    def _base_status(self, key: str, config: dict[str, Any]) -> dict[str, Any]:
-        """The status to build on: what this process last wrote for this object, else what the
-        watch cache has (written by a previous leader, or before a restart)."""
+    def _base_status(self, key: str, config: dict[str, Any], *, sent_only: bool = False) -> dict[str, Any]:
+        """The status to build on: what this process last built for this object (only if the API
+        took it, with `sent_only`), else what the watch cache has (written by a previous leader,
+        or before a restart)."""
         uid = config["metadata"].get("uid")
         with self._written_lock:
             written = self._written.get(key)
-        if written is not None and written[0] == uid:
+        if written is not None and written[0] == uid and (written[2] or not sent_only):
             return written[1]
         return dict(config.get("status") or {})
 
@@ -289,11 +292,13 @@ class CheckRunner:
         except Exception as error:
             extra = {"config": key, "action": "write-status", "reason": "status-error"}
             log.error("%s: status not written: %s", key, error, extra=extra)
+            with self._written_lock:
+                self._written[key] = (metadata.get("uid"), status, False)
             return
         if updated is None:
             return  # deleted meanwhile
         with self._written_lock:
-            self._written[key] = (updated["metadata"].get("uid"), dict(updated.get("status") or {}))
+            self._written[key] = (updated["metadata"].get("uid"), dict(updated.get("status") or {}), True)
 
     def forget(self, key: str) -> None:
         """Drop what is remembered of a deleted config."""
