@@ -32,9 +32,7 @@ class ProfileError(ValueError):
 
 def decode(data: bytes, *, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> Profile:
     """The profile in `data` (gzip'd, as Go serves it, or plain protobuf)."""
-    raw = gunzip(data, max_decoded_bytes) if data[:2] == _GZIP_MAGIC else bytes(data)
-    if len(raw) > max_decoded_bytes:
-        raise ProfileError(f"profile is {len(raw)} bytes, more than the limit of {max_decoded_bytes}")
+    raw = unpacked(data, max_decoded_bytes)
     # Samples are most of a big profile. Parsed all at once they would sit in the parser's arena
     # beside the arrays built from them (several times the file's size); parsed a run of a few
     # MiB at a time, only the arrays stay. Everything else is parsed in one go.
@@ -105,6 +103,15 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
         shift += 7
+
+
+def unpacked(data: bytes, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> bytes:
+    """The protobuf bytes of a profile, gzip'd (as Go serves it) or plain, refusing more than
+    `max_decoded_bytes`; `ProfileError` otherwise."""
+    raw = gunzip(data, max_decoded_bytes) if data[:2] == _GZIP_MAGIC else bytes(data)
+    if len(raw) > max_decoded_bytes:
+        raise ProfileError(f"profile is {len(raw)} bytes, more than the limit of {max_decoded_bytes}")
+    return raw
 
 
 def gunzip(data: bytes, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> bytes:

@@ -27,9 +27,8 @@ from array import array
 from google.protobuf.message import DecodeError
 
 from kprof_lib.profiles import messages
-from kprof_lib.profiles.decoding import DEFAULT_MAX_DECODED_BYTES, gunzip
+from kprof_lib.profiles.decoding import DEFAULT_MAX_DECODED_BYTES, ProfileError, unpacked
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _MAPPING_ROUNDING = 0x1000
 # Samples are written out this many at a time: protobuf messages concatenate into their merge, so
 # the output is built in parts and never held as one message with every sample.
@@ -94,8 +93,8 @@ class Merger:
         Raises MergeError; the merge so far is unchanged when it does."""
         where = f"{name}: " if name else f"profile {self.profiles + 1}: "
         try:
-            raw = gunzip(data, self.max_decoded_bytes) if data[:2] == _GZIP_MAGIC else bytes(data)
-        except ValueError as error:
+            raw = unpacked(data, self.max_decoded_bytes)
+        except ProfileError as error:
             raise MergeError(f"{where}{error}") from None
         message = messages.Profile()
         try:

@@ -19,6 +19,7 @@ from kprof_lib import profiles
 from kprof_lib.adapters import captures
 from kprof_lib.profiles import flame, summary
 from kprof_lib.profiles.page import trace_url
+from kprof_lib.state import cluster
 
 JAEGER_URL_VARIABLE = "KPROF_JAEGER_URL"
 _AGE = re.compile(r"^(\d+)([smhd])$")
@@ -39,6 +40,17 @@ def cutoff(since: str | None, example: str) -> dt.datetime | None:
     if not match:
         raise ValueError(f"--since {since!r}: expected a number and s, m, h or d, e.g. {example}")
     return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(match[1]) * _AGE_UNITS[match[2]])
+
+
+def taken_since(captured_at: object, since: dt.datetime | None) -> bool:
+    """Whether a capture's `capturedAt` is at `since` or later (always, without `since`); a time
+    that cannot be read is not."""
+    if since is None:
+        return True
+    try:
+        return cluster.parse_time(captured_at) >= since
+    except ValueError:
+        return False
 
 
 def add_s3_flags(parser: argparse._ActionsContainer) -> None:

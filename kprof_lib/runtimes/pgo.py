@@ -20,6 +20,7 @@ from kprof_lib.adapters.captures import CaptureError
 from kprof_lib.planning.plan import ON_DEMAND
 from kprof_lib.profiles import decode, top
 from kprof_lib.profiles.merge import MergeError, Merger
+from kprof_lib.runtimes import captures
 from kprof_lib.state import cluster
 
 CPU = "cpu"
@@ -122,10 +123,8 @@ def select(found: Iterable[tuple[str, dict[str, Any]]], selection: Selection) ->
         if capture.get("reason") not in selection.reasons:
             continue
         captured_at = str(capture.get("capturedAt", ""))
-        if selection.since is not None:
-            when = _time(captured_at)
-            if when is None or when < selection.since:
-                continue
+        if not captures.taken_since(captured_at, selection.since):
+            continue
         picked.append(Picked(location, captured_at, str(capture.get("pod", "")), str(capture["reason"])))
     picked.sort(key=lambda p: (p.captured_at, p.location))
     return picked
@@ -189,9 +188,3 @@ def _cpu_index(profile) -> int:
             return index
     return profile.sample_type_index()
 
-
-def _time(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -1,6 +1,6 @@
 """Builds the profile store a config asks for (S3 behind a spool, or the local store; the capture
-transport comes from `adapters.pprof.make_transport`). Shared by the operator, the sidecar and the commands; stores
-are cached so a check every few seconds does not build a new S3 client each time."""
+transport comes from `adapters.pprof.make_transport`). Shared by the operator, the sidecar and the
+commands; stores are cached so a check every few seconds does not build a new S3 client each time."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Stores:
     def documents_for(self, spec: Mapping[str, Any]) -> DocumentStore:
         """The store of `for_spec`, for documents replaced in place (a workload's merged default.pgo)."""
         store = self.for_spec(spec)
-        assert isinstance(store, LocalStore | S3Store | SpoolingStore)
+        assert isinstance(store, DocumentStore)  # every store this builds can replace
         return store
 
     def spooling(self) -> list[SpoolingStore]:

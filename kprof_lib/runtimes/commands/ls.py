@@ -96,10 +96,4 @@ def _wanted(row: dict[str, Any], args: argparse.Namespace, since: dt.datetime | 
         return False
     if args.reason and row["reason"] != args.reason:
         return False
-    if since is not None:
-        try:
-            when = dt.datetime.fromisoformat(row["capturedAt"].replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return when >= since
-    return True
+    return captures.taken_since(row["capturedAt"], since)
