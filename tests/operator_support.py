@@ -114,16 +114,17 @@ def create_pods(plane: ControlPlane, pods: Iterable[dict[str, Any]], threads: in
 
 
 @contextlib.contextmanager
-def bench_control_plane(*namespaces: str) -> Iterator[ControlPlane]:
-    """A control plane of a benchmark's own (without metrics-server: benchmarks choose the usage),
-    with the ProfilingConfig CRD and `namespaces` (the operator's among them) created."""
+def bench_control_plane(*namespaces: str, metrics: bool = False) -> Iterator[ControlPlane]:
+    """A control plane of a benchmark's own (without metrics-server unless `metrics`: benchmarks
+    choose the usage), with the ProfilingConfig CRD and `namespaces` (the operator's among them)
+    created."""
     from kubernetes import client
 
     from kprof_lib.spec import schemas
     from kprof_lib.spec.crd import build_crd
     from tests.support import chart, controlplane
 
-    with controlplane.running(metrics=False) as plane:
+    with controlplane.running(metrics=metrics) as plane:
         crd = build_crd(schemas.load("profilingconfig"))
         client.ApiextensionsV1Api(plane.api()).create_custom_resource_definition(crd)
         chart.wait_established(plane)

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/bits"
 	"net"
 	"net/http"
 	_ "net/http/pprof" // registers /debug/pprof/* on http.DefaultServeMux
@@ -29,6 +30,8 @@ const (
 	maxCPUSeconds  = 600
 	maxHoldSeconds = 600
 	maxMemMiB      = 2048
+	maxSites       = 1 << 20
+	siteBytes      = 64
 	maxWorkers     = 256
 	mebibyte       = 1 << 20
 	pageSize       = 4096
@@ -40,6 +43,7 @@ type loadRequest struct {
 	CPUSeconds  float64 `json:"cpuSeconds"`
 	Workers     int     `json:"workers"`
 	MemMiB      int     `json:"memMiB"`
+	Sites       int     `json:"sites"`
 	HoldSeconds float64 `json:"holdSeconds"`
 	Status      string  `json:"status"`
 }
@@ -168,6 +172,11 @@ func parseLoadRequest(r *http.Request) (loadRequest, error) {
 		return req, err
 	}
 	req.MemMiB = int(mem)
+	sites, err := floatParam(q.Get("sites"), 0, 0, maxSites, "sites")
+	if err != nil {
+		return req, err
+	}
+	req.Sites = int(sites)
 	if req.HoldSeconds, err = floatParam(q.Get("hold"), req.CPUSeconds, 0, maxHoldSeconds, "hold"); err != nil {
 		return req, err
 	}
@@ -197,7 +206,7 @@ func (a *app) runLoad(req loadRequest) string {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		holdMemory(ctx, req.MemMiB, time.Duration(req.HoldSeconds*float64(time.Second)))
+		holdMemory(ctx, req.MemMiB, req.Sites, time.Duration(req.HoldSeconds*float64(time.Second)))
 	}()
 
 	deadline := time.Now().Add(time.Duration(req.CPUSeconds * float64(time.Second)))
@@ -258,13 +267,15 @@ func sampleProgress(ctx context.Context, deadline time.Time, shared *loadState) 
 	}
 }
 
-// holdMemory allocates mib mebibytes, writes to every page so they are resident, keeps them for
-// hold, then drops them and returns the memory to the OS.
-func holdMemory(ctx context.Context, mib int, hold time.Duration) {
-	if mib <= 0 {
+// holdMemory allocates mib mebibytes, writes to every page so they are resident, and makes one
+// small allocation from each of `sites` call stacks; keeps them all for hold, then drops them and
+// returns the memory to the OS.
+func holdMemory(ctx context.Context, mib int, sites int, hold time.Duration) {
+	if mib <= 0 && sites <= 0 {
 		return
 	}
 	blocks := allocateHeld(mib)
+	spread := allocateSites(sites)
 	timer := time.NewTimer(hold)
 	select {
 	case <-timer.C:
@@ -272,7 +283,46 @@ func holdMemory(ctx context.Context, mib int, hold time.Duration) {
 		timer.Stop()
 	}
 	runtime.KeepAlive(blocks)
+	runtime.KeepAlive(spread)
 	debug.FreeOSMemory()
+}
+
+// allocateSites makes `sites` allocations of siteBytes, each from a call stack of its own: the
+// bits of its index choose, frame by frame, which of spreadLeft and spreadRight is called. A heap
+// profile then has a sample per site, as a large program's has one per allocation site (every one
+// of them is recorded when the app runs with GODEBUG=memprofilerate=1).
+func allocateSites(sites int) [][]byte {
+	if sites <= 0 {
+		return nil
+	}
+	depth := bits.Len(uint(sites - 1))
+	held := make([][]byte, sites)
+	for i := range held {
+		held[i] = spreadLeft(uint(i), depth)
+	}
+	return held
+}
+
+//go:noinline
+func spreadLeft(path uint, depth int) []byte {
+	if depth == 0 {
+		return make([]byte, siteBytes)
+	}
+	if path&1 == 0 {
+		return spreadLeft(path>>1, depth-1)
+	}
+	return spreadRight(path>>1, depth-1)
+}
+
+//go:noinline
+func spreadRight(path uint, depth int) []byte {
+	if depth == 0 {
+		return make([]byte, siteBytes)
+	}
+	if path&1 == 0 {
+		return spreadLeft(path>>1, depth-1)
+	}
+	return spreadRight(path>>1, depth-1)
 }
 
 func allocateHeld(mib int) [][]byte {

@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -513,6 +513,39 @@ class ControlPlane:
         if pid is not None and self.agent is not None:
             self.agent.add(namespace, name, "app", pid)
         return self.api().sanitize_for_serialization(pod)
+
+    def store_pods(self, pods: Iterable[Mapping[str, Any]], batch: int = 128) -> int:
+        """Writes pods (as the API server returns them, tests.support.pods) straight into etcd, as
+        JSON under the API server's own keys, `batch` to a transaction (etcd's default cap on
+        operations in one): the API server reads JSON from storage as well as its own protobuf,
+        and its watch cache sees them come as it sees any write. For benchmarks of 100,000 pods:
+        the create path (admission, validation, a status patch) takes ~18 s per 1,000 here.
+        No admission or validation runs, so the pods must be valid. Returns how many were written."""
+        written = 0
+        operations: list[dict[str, Any]] = []
+
+        def commit() -> None:
+            if operations:
+                self._etcd_post("/v3/kv/txn", {"success": operations})
+                operations.clear()
+
+        for pod in pods:
+            metadata = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
+            document = json.dumps({**pod, "apiVersion": "v1", "kind": "Pod", "metadata": metadata})
+            key = f"/registry/pods/{metadata['namespace']}/{metadata['name']}"
+            operations.append(
+                {
+                    "requestPut": {
+                        "key": base64.b64encode(key.encode()).decode(),
+                        "value": base64.b64encode(document.encode()).decode(),
+                    }
+                }
+            )
+            written += 1
+            if len(operations) >= batch:
+                commit()
+        commit()
+        return written
 
     def delete_pod(self, namespace: str, name: str) -> None:
         from kubernetes import client

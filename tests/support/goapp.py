@@ -315,13 +315,17 @@ class GoApp:
         mem_mib: int = 0,
         hold: float | None = None,
         *,
+        sites: int = 0,
         wait: bool = False,
     ) -> dict[str, Any]:
-        """Start a load via /load and return the app's JSON description of it.
+        """Start a load via /load and return the app's JSON description of it. `sites`: that many
+        small allocations, each from a call stack of its own (a heap profile of that many samples).
 
         With wait=True the call returns only when the load has finished.
         """
         query: dict[str, object] = {"cpu": cpu_seconds, "mem": mem_mib}
+        if sites:
+            query["sites"] = sites
         if workers is not None:
             query["workers"] = workers
         if hold is not None:
