@@ -174,6 +174,46 @@ def test_one_capture_per_pod_at_a_time(go_app, tmp_path):
     assert first.key != second.key and first.attempts == second.attempts == 1
 
 
+def test_cpu_and_byte_bound_captures_have_limits_of_their_own(go_app_factory, tmp_path):
+    # Four pods, each a CPU profile then a heap profile; one byte-bound slot, three CPU slots.
+    apps = go_app_factory.start_many(4)
+    plan = reconcile(on_demand("cpu", "heap", seconds=1), state(*(pod_at(f"p{i}", app.port) for i, app in enumerate(apps))))
+    executor = Executor(concurrency=1, cpu_concurrency=3)
+    seen: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            kinds = [entry.profile_type for entry in executor.in_flight()]
+            seen.append((kinds.count("cpu"), len(kinds) - kinds.count("cpu")))
+            done.wait(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = executor.execute(plan, store=LocalStore(tmp_path), transport=DirectTransport())
+    finally:
+        done.set()
+        watcher.join()
+    assert [r.status for r in report.results] == ["captured"] * 4
+    # Three CPU profiles ran at once beside the heap slot's one, never more of either kind.
+    assert max(cpu for cpu, _ in seen) == 3
+    assert max(other for _, other in seen) == 1
+
+
+def test_a_drain_cancels_the_captures_waiting_for_a_slot(go_app_factory, tmp_path):
+    apps = go_app_factory.start_many(2)
+    plan = reconcile(on_demand("cpu", seconds=2), state(*(pod_at(f"p{i}", app.port) for i, app in enumerate(apps))))
+    executor = Executor(cpu_concurrency=1)
+    threading.Timer(0.5, executor.drain).start()
+    report = executor.execute(plan, store=LocalStore(tmp_path), transport=DirectTransport())
+    # The one in its slot ends as it would; the one waiting for the slot never starts.
+    assert sorted((r.status, r.profiles[0].error) for r in report.results) == [
+        ("cancelled", "not started: stopping"),
+        ("captured", None),
+    ]
+
+
 def test_a_capture_gives_up_waiting_for_the_pod_after_pod_wait(go_app, tmp_path):
     locks = PodLocks()
     plan = reconcile(on_demand("heap"), state(pod_at("p", go_app.port)))

@@ -27,7 +27,8 @@ from kprof_lib.adapters.kube.informer import (
     slim_pod,
 )
 from kprof_lib.adapters.kube.leader import LeaderElector
-from kprof_lib.adapters.kube.metrics import MetricsServer, MetricsUnavailable
+from kprof_lib.adapters.kube.metrics import MetricsServer, MetricsUnavailable, slim_metrics
+from kprof_lib.adapters.kube.reads import decode_list
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.planning import conditions
 from kprof_lib.planning.reconcile import reconcile
@@ -255,6 +256,46 @@ def test_slim_pod_keeps_the_fields_reconcile_reads():
     assert slim["status"] == {"phase": "Running", "podIP": "10.244.1.17"}
 
 
+def test_replicas_of_a_workload_share_one_slimmed_spec():
+    first, second = (slim_pod(pod(name, "shop", app="checkout", owner_replicaset="checkout-7d9"))
+                     for name in ("checkout-7d9-a", "checkout-7d9-b"))
+    other = slim_pod(pod("batch-1", "shop", containers=[{"name": "job", "requests": {"cpu": "2"}}]))
+    assert first["spec"] is second["spec"] and first["spec"] == {
+        "containers": [{"name": "app", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
+                                                     "limits": {"cpu": "1", "memory": "256Mi"}}}]}
+    assert other["spec"] == {"containers": [{"name": "job", "resources": {"requests": {"cpu": "2"}}}]}
+
+
+@pytest.mark.parametrize(
+    ("text", "fields", "items"),
+    [
+        ("{}", {}, []),
+        ('{"items":[]}', {"items": 0}, []),
+        (' {"kind": "PodList", "metadata": {"continue": "x"},\n "items": [ {"a": [1, {"b": "]}"}]} , 2 ] } ',
+         {"kind": "PodList", "metadata": {"continue": "x"}, "items": 2}, [{"a": [1, {"b": "]}"}]}, 2]),
+        ('{"items": [{"a": 1}], "apiVersion": "v1"}', {"items": 1, "apiVersion": "v1"}, [{"a": 1}]),
+        ('{"items": null}', {"items": None}, []),
+    ],
+)
+def test_a_list_is_decoded_item_by_item(text, fields, items):
+    seen: list = []
+    assert (decode_list(text, seen.append), seen) == (fields, items)
+    assert seen == (json.loads(text).get("items") or [])
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("", "expected '{'"), ("[1]", "expected '{'"), ('{"items": [1, 2,]}', "Expecting value"),
+        ('{"items": [1 2]}', "expected ','"), ('{"items": [1]', "expected ','"), ('{"a" 1}', "expected ':'"),
+        ("{1: 2}", "expected a field name"), ('{"a": 1} x', "extra data"),
+    ],
+)
+def test_a_malformed_list_is_a_value_error_saying_where(text, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        decode_list(text, lambda item: None)
+
+
 # ----------------------------------------------------------------- metrics
 
 
@@ -309,6 +350,28 @@ def test_pod_metrics_errors_name_the_api_path(kube_front, kube_api):
     kube_front.faults.add(Fault(path="metrics.k8s.io", status=404, message="the server could not find the requested resource"))
     with pytest.raises(MetricsUnavailable, match=r"metrics\.k8s\.io not available: is metrics-server installed"):
         metrics.pod_metrics(None, "app=x")
+
+
+def test_pod_metrics_are_cut_to_what_reconcile_reads_and_decide_the_same(kube_front, kube_api):
+    names = ["checkout-1", "checkout-2"]
+    for index, name in enumerate(names):
+        kube_front.set_pod_metrics("shop", name, {"app": {"cpu": f"{100 + index}m", "memory": "64Mi"}})
+    read = MetricsServer(kube_api).pod_metrics("shop", None)
+    assert sorted(read, key=lambda m: m["metadata"]["name"]) == [
+        {"metadata": {"name": name, "namespace": "shop"},
+         "containers": [{"name": "app", "usage": {"cpu": f"{100 + index}m", "memory": "64Mi"}}]}
+        for index, name in enumerate(names)
+    ]
+    full = pod_metrics("checkout-1", "shop", {"app": {"cpu": "300m", "memory": "64Mi"}})
+    pods = [pod("checkout-1", "shop", annotations=ENABLED)]
+    spec = {"thresholds": {"cpuThresholdPercent": 50}}
+
+    def plan(metrics):
+        return reconcile(spec, {"now": "2026-11-25T10:00:00Z", "pods": pods, "podMetrics": metrics}).to_dict()
+
+    assert plan([slim_metrics(full)]) == plan([full])
+    # What is not shaped like a PodMetrics goes on as it is, for reconcile to name.
+    assert slim_metrics({"metadata": "x"}) == {"metadata": "x"} and slim_metrics(3) == 3
 
 
 # ----------------------------------------------------------------- history

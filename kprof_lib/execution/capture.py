@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from kprof_lib.execution import ports
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# CPU profiles fetched at once (the executor's `cpu_concurrency`): each waits `cpuProfileSeconds`
+# for the target, then streams a body of tens of KB, so many at once cost a thread each and little
+# memory (the in-flight byte budget bounds it all the same).
+DEFAULT_CPU_CONCURRENCY = 32
 DEFAULT_TIMEOUT_SECONDS = 30.0
 CPU_MARGIN_SECONDS = 15.0
 

@@ -1,6 +1,11 @@
 """Carries out a plan: captures each due pod's profiles through a transport, stores them, and reports.
 
-Captures across pods run concurrently, bounded by `concurrency`; one pod's profiles are taken one
+Captures across pods run concurrently. Two limits hold across every execute() of one executor (the
+operator runs all its checks through one): at most `concurrency` byte-bound profiles (heap,
+goroutine, ...: what they cost is bytes streamed and stored) and at most `cpu_concurrency` CPU
+profiles (what they cost is mostly waiting out their seconds while the target samples itself)
+are fetched at once, so CPU captures do not queue behind each other for slots they barely use.
+The bytes of both kinds count against the one in-flight byte budget. One pod's profiles are taken one
 after the other, and at most one capture per pod runs at a time (pass the same `PodLocks` to every
 executor that may reach the same pods): a second capture of a pod (another config's, on the same
 schedule) waits for the first to end, then runs. A failed capture is reported and the run goes on.
@@ -40,7 +45,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from kprof_lib.execution import budget, capture, keys, redact, results, telemetry
-from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
+from kprof_lib.execution.capture import DEFAULT_CPU_CONCURRENCY, DEFAULT_MAX_BYTES
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.ports import (
     PPROF_CONTENT_TYPE,
@@ -140,6 +145,7 @@ class Executor:
         self,
         *,
         concurrency: int = 8,
+        cpu_concurrency: int = DEFAULT_CPU_CONCURRENCY,
         max_bytes: int = DEFAULT_MAX_BYTES,
         base_timeout: float = 30.0,
         cpu_margin: float = 15.0,
@@ -152,6 +158,8 @@ class Executor:
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if cpu_concurrency < 1:
+            raise ValueError(f"cpu_concurrency must be at least 1, not {cpu_concurrency}")
         # Bytes of profiles held at once, from the first byte until stored, across every execute()
         # (the operator runs several checks at once through one executor). Default: exactly room
         # for `concurrency` profiles at the cap.
@@ -160,6 +168,11 @@ class Executor:
         if problem:
             raise ValueError(problem)
         self.concurrency = concurrency
+        self.cpu_concurrency = cpu_concurrency
+        self._slots = {
+            True: threading.BoundedSemaphore(cpu_concurrency),
+            False: threading.BoundedSemaphore(concurrency),
+        }
         self.max_bytes = max_bytes
         self.base_timeout = base_timeout
         self.cpu_margin = cpu_margin
@@ -246,7 +259,8 @@ class Executor:
                 otel_context.detach(token)
 
         if due:
-            workers = min(self.concurrency, len(due))
+            # Threads enough for both kinds at their limits; the slots (_slot) hold each kind to its own.
+            workers = min(self.concurrency + self.cpu_concurrency, len(due))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kprof-capture") as pool:
                 for decision, outcome in zip(due, pool.map(run, due), strict=True):
                     outcomes[decision.key] = outcome
@@ -318,6 +332,27 @@ class Executor:
         """Captures and stores one profile; None: the target was busy (retry later). The profile's
         bytes count against the in-flight byte budget until the store has them. An unexpected error
         is this profile's failure: the pod's other profiles, stored already or to come, keep theirs."""
+        with self._slot(request) as free:
+            if not free:
+                return _cancelled(request, "not started: stopping")
+            return self._capture_in_slot(job, request)
+
+    @contextmanager
+    def _slot(self, request: ProfileRequest) -> Iterator[bool]:
+        """Yields True once one of the slots of the request's kind is this capture's (given back
+        after), False if a drain began while it waited."""
+        slots = self._slots[request.profile_type == "cpu"]
+        # In slices, so a drain is seen within a moment without anyone notifying.
+        while not slots.acquire(timeout=STOP_POLL_SECONDS):
+            if self.draining:
+                yield False
+                return
+        try:
+            yield True
+        finally:
+            slots.release()
+
+    def _capture_in_slot(self, job: _PodJob, request: ProfileRequest) -> results.ProfileResult | None:
         timeout = capture.timeout_for(request, self.base_timeout, self.cpu_margin)
         started = self.clock.monotonic()
         entry = next(self._ids)

@@ -29,7 +29,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from kprof_lib.adapters.kube import errors
-from kprof_lib.adapters.kube.reads import get_json, open_response
+from kprof_lib.adapters.kube.reads import get_list, open_response
 from kprof_lib.spec import crd
 
 log = logging.getLogger(__name__)
@@ -235,17 +235,16 @@ class Informer:
         while True:
             page_query = query + ([("continue", token)] if token else [])
             try:
-                page = get_json(self._api, self.path, page_query, timeout=self._request_timeout)
+                page, kept = self._page(page_query)
             except errors.APIGone as exc:  # the continue token expired: the whole LIST starts again
                 raise _Expired(f"LIST {self.path}: 410 Gone ({exc.message})") from None
             item_api_version = page.get("apiVersion")
             item_kind = (page.get("kind") or "").removesuffix("List")
-            for item in page.get("items") or ():
+            for obj in kept:
                 # Typed lists leave apiVersion/kind out of their items; watch events carry them.
-                if item_api_version and item_kind:
-                    item.setdefault("apiVersion", item_api_version)
-                    item.setdefault("kind", item_kind)
-                obj = self._slim(item) if self._slim else item
+                if item_api_version and item_kind and not self._slim:
+                    obj.setdefault("apiVersion", item_api_version)
+                    obj.setdefault("kind", item_kind)
                 metadata = obj.get("metadata") or {}
                 objects.setdefault(metadata.get("namespace") or "", {})[metadata.get("name", "")] = obj
             metadata = page.get("metadata") or {}
@@ -256,6 +255,17 @@ class Informer:
             if not token:
                 break
         self._replace(objects, resource_version)
+
+    def _page(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One LIST page: its fields and its objects, each slimmed as soon as it is decoded
+        (reads.get_list), so that the full objects of a page never exist all at once."""
+        kept: list[dict[str, Any]] = []
+        slim = self._slim
+
+        def keep(item: dict[str, Any]) -> None:
+            kept.append(slim(item) if slim else item)
+
+        return get_list(self._api, self.path, keep, query, timeout=self._request_timeout), kept
 
     def _replace(self, objects: dict[str, dict[str, dict[str, Any]]], resource_version: str | None) -> None:
         with self._lock:
@@ -385,8 +395,8 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """The pod reduced to what reconcile and the executor read: metadata (name, namespace, uid,
     resourceVersion, labels, the `profiling.io/` annotations, deletionTimestamp, ownerReferences'
     kind/name/controller), containers' and init containers' name, resources (and restartPolicy for
-    init containers), status.phase and status.podIP. About a tenth of a full pod; maps that pods of
-    one workload have in common (labels, resources, owners) are stored once and shared."""
+    init containers), status.phase and status.podIP. About a twentieth of a full pod; what pods of
+    one workload have in common (labels, owners, the whole slimmed spec) is stored once and shared."""
     metadata = pod.get("metadata") or {}
     slim_metadata: dict[str, Any] = {}
     for key in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp"):
@@ -412,6 +422,8 @@ def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     slim_spec: dict[str, Any] = {"containers": [_slim_container(c, False) for c in spec.get("containers") or ()]}
     if spec.get("initContainers"):
         slim_spec["initContainers"] = [_slim_container(c, True) for c in spec["initContainers"]]
+    # The replicas of a workload have the same containers: one spec for all of them.
+    slim_spec = _shared(slim_spec)
 
     status = pod.get("status") or {}
     slim_status = {key: _intern(status[key]) for key in ("phase", "podIP") if status.get(key) is not None}

@@ -1,7 +1,9 @@
 """PodMetrics from metrics-server (the `metrics.k8s.io/v1beta1` API), the operator's
 `MetricsSource`: one LIST per namespace a ProfilingConfig selects (or one cluster-wide LIST), with
-the label selector pushed to the server, never a GET per pod. Failures come out as
-`MetricsUnavailable` naming the API path and status, so a check that cannot see usage says why.
+the label selector pushed to the server, never a GET per pod. Each PodMetrics is cut to what
+reconcile reads (name, namespace, containers' names and usage) as soon as it is decoded, so a
+cluster-wide list of 100,000 never exists whole. Failures come out as `MetricsUnavailable` naming
+the API path and status, so a check that cannot see usage says why.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import urllib3
 from kubernetes.client import ApiClient
 
 from kprof_lib.adapters.kube import errors
-from kprof_lib.adapters.kube.reads import get_json
+from kprof_lib.adapters.kube.reads import get_list
 
 METRICS_API = "/apis/metrics.k8s.io/v1beta1"
 
@@ -38,16 +40,31 @@ class MetricsServer:
         `label_selector` (the API's selector syntax; None or "" matches all)."""
         path = f"{METRICS_API}/pods" if namespace is None else f"{METRICS_API}/namespaces/{namespace}/pods"
         query = [("labelSelector", label_selector)] if label_selector else []
+        items: list[Any] = []
         try:
-            document = get_json(self._api, path, query, timeout=self._timeout)
+            document = get_list(self._api, path, lambda item: items.append(slim_metrics(item)), query, self._timeout)
         except errors.APIError as exc:
             raise MetricsUnavailable(_explain(path, exc), path=path, status=exc.status) from None
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise MetricsUnavailable(f"GET {path}: {type(exc).__name__}: {exc}", path=path, status=0) from None
-        items = document.get("items") if isinstance(document, dict) else None
-        if not isinstance(items, list):
+        if not isinstance(document.get("items"), int):  # get_list counts the items of an array
             raise MetricsUnavailable(f"GET {path}: the answer is not a PodMetricsList", path=path, status=200)
         return items
+
+
+def slim_metrics(item: Any) -> Any:
+    """A PodMetrics cut to what reconcile reads: metadata name and namespace, containers' name and
+    usage. Anything not shaped like one is passed on as it is, for reconcile to report."""
+    if not isinstance(item, dict):
+        return item
+    metadata, containers = item.get("metadata"), item.get("containers")
+    if not isinstance(metadata, dict) or not isinstance(containers, list):
+        return item
+    slim: dict[str, Any] = {"metadata": {k: metadata[k] for k in ("name", "namespace") if k in metadata}}
+    slim["containers"] = [
+        {k: c[k] for k in ("name", "usage") if k in c} if isinstance(c, dict) else c for c in containers
+    ]
+    return slim
 
 
 def _explain(path: str, exc: errors.APIError) -> str:

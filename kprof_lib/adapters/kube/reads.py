@@ -1,12 +1,15 @@
 """Requests to the Kubernetes API as plain JSON (`_preload_content=False`): the client's model
-objects cost several times the memory and lose nothing we need. `get_json` reads; `send_json`
-writes (POST, PUT, PATCH with the content type the patch kind needs, DELETE). Both raise an
-`errors.APIError` for error statuses (`APINotFound`, `APIConflict`, `APIGone`, ...), so callers
-catch by class. `open_response`, under both, also serves streamed bodies (watches, pods/proxy)."""
+objects cost several times the memory and lose nothing we need. `get_json` reads; `get_list` reads
+a List item by item; `send_json` writes (POST, PUT, PATCH with the content type the patch kind
+needs, DELETE). All raise an `errors.APIError` for error statuses (`APINotFound`, `APIConflict`,
+`APIGone`, ...), so callers catch by class. `open_response`, under them, also serves streamed
+bodies (watches, pods/proxy)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -21,6 +24,92 @@ def get_json(api: client.ApiClient, path: str, query: list[tuple[str, str]] | No
     """GET `path` (e.g. /api/v1/namespaces/default/pods/x) and decode its JSON body.
     Raises `errors.APIError` for error statuses."""
     return _call(api, "GET", path, query=query, timeout=timeout)
+
+
+def get_list(
+    api: client.ApiClient,
+    path: str,
+    each_item: Callable[[Any], None],
+    query: list[tuple[str, str]] | None = None,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """GET a List (`/api/v1/pods?limit=500`, a PodMetricsList, ...): `each_item` gets every item as
+    soon as it is decoded, so only one item's objects exist at a time beside what the caller keeps
+    of them; the List's other fields (apiVersion, kind, metadata) are returned, and under `items`
+    how many there were. Decoding a 500-pod
+    page whole instead leaves thousands of dead objects among the kept ones (a fragmented heap) and
+    gives the garbage collector all of them to walk. Raises `errors.APIError` for error statuses,
+    `ValueError` when the body is not a JSON object."""
+    try:
+        response = open_response(api, "GET", path, query=query, timeout=timeout)
+    except ApiException as exc:
+        raise errors.from_exception(exc) from None
+    try:
+        data = response.data
+    finally:
+        response.release_conn()
+    return decode_list(data.decode("utf-8"), each_item)
+
+
+_DECODE = json.JSONDecoder().raw_decode
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def decode_list(text: str, each_item: Callable[[Any], None]) -> dict[str, Any]:
+    """A JSON object decoded field by field, the elements of its `items` array handed to
+    `each_item` one at a time instead of kept; returns the other fields, and under `items` how
+    many elements it had. `json.JSONDecodeError` (a `ValueError`) for malformed JSON or a document
+    that is not an object."""
+    fields: dict[str, Any] = {}
+    at = _expect(text, 0, "{")
+    if text.startswith("}", at):
+        return _end(text, at, fields)
+    while True:
+        key, at = _DECODE(text, at)
+        if not isinstance(key, str):
+            raise json.JSONDecodeError("expected a field name", text, at)
+        at = _expect(text, at, ":")
+        if key == "items" and text.startswith("[", at):
+            at, fields[key] = _skip(text, at + 1), 0
+            if text.startswith("]", at):
+                at += 1
+            else:
+                while True:
+                    item, at = _DECODE(text, at)
+                    each_item(item)
+                    fields[key] += 1
+                    at = _skip(text, at)
+                    if text.startswith("]", at):
+                        at += 1
+                        break
+                    at = _expect(text, at, ",")
+        else:
+            fields[key], at = _DECODE(text, at)
+        at = _skip(text, at)
+        if text.startswith("}", at):
+            return _end(text, at, fields)
+        at = _expect(text, at, ",")
+
+
+def _end(text: str, at: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields`, if nothing but space follows the object's closing brace at `at`."""
+    at = _skip(text, at + 1)
+    if at != len(text):
+        raise json.JSONDecodeError("extra data after the object", text, at)
+    return fields
+
+
+def _skip(text: str, at: int) -> int:
+    match = _SPACE.match(text, at)
+    return match.end() if match else at
+
+
+def _expect(text: str, at: int, token: str) -> int:
+    """The position after `token` (and any space around it) at `at`; JSONDecodeError if it is not there."""
+    at = _skip(text, at)
+    if not text.startswith(token, at):
+        raise json.JSONDecodeError(f"expected {token!r}", text, at)
+    return _skip(text, at + 1)
 
 
 def read_pod(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:

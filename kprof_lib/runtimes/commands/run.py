@@ -91,7 +91,12 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
     (
         "--concurrency",
         {"type": _positive_int, "metavar": "N"},
-        "profiles captured at once, across every config (default: {})",
+        "profiles other than CPU (heap, goroutine, ...) captured at once, across every config (default: {})",
+    ),
+    (
+        "--cpu-concurrency",
+        {"type": _positive_int, "metavar": "N"},
+        "CPU profiles captured at once, across every config: they mostly wait out their seconds (default: {})",
     ),
     ("--max-profile-bytes", {"type": _positive_int, "metavar": "N"}, "size cap of one profile (default: {})"),
     (

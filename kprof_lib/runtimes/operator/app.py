@@ -14,14 +14,13 @@ when it gains the Lease it reads the capture history afresh and checks every con
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import gc
 import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import trace
@@ -38,7 +37,7 @@ from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
-from kprof_lib.execution.ports import ForwardingTransport, ProfileRequest, ProfileStore, Response, Transport
+from kprof_lib.execution.ports import ProfileStore, Transport
 from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
@@ -65,20 +64,6 @@ class StartError(RuntimeError):
     """The operator cannot start as set; the message names the flag."""
 
 
-class BoundedTransport(ForwardingTransport):
-    """A transport that lets at most `limit` profiles stream at once across every check, so
-    `--concurrency` bounds the whole operator, not each config."""
-
-    def __init__(self, inner: Transport, slots: threading.BoundedSemaphore):
-        super().__init__(inner)
-        self._slots = slots
-
-    @contextlib.contextmanager
-    def open(self, request: ProfileRequest, timeout: float) -> Iterator[Response]:
-        with self._slots, self.inner.open(request, timeout) as response:
-            yield response
-
-
 class Operator:
     def __init__(
         self, settings: Settings, *, api_client: Any = None, tracer_provider: trace.TracerProvider | None = None
@@ -98,14 +83,16 @@ class Operator:
         self.stores = wiring.Stores(
             local_dir=settings.local_dir, spool_dir=settings.spool_dir, spool_max_bytes=settings.spool_max_bytes
         )
+        # One executor for every check: its limits (--concurrency, --cpu-concurrency) and its byte
+        # budget bound the whole operator, not each config.
         self.executor = Executor(
             concurrency=settings.concurrency,
+            cpu_concurrency=settings.cpu_concurrency,
             max_bytes=settings.max_profile_bytes,
             pod_locks=PodLocks(),
             tracer=tracing.get_tracer(tracer_provider),
             byte_budget=ByteBudget(settings.max_inflight_bytes),
         )
-        self._capture_slots = threading.BoundedSemaphore(settings.concurrency)
         self._transports: dict[str, Transport] = {}
         self._transports_lock = threading.Lock()
 
@@ -309,9 +296,8 @@ class Operator:
     def _transport(self, name: str) -> Transport:
         with self._transports_lock:
             if name not in self._transports:
-                self._transports[name] = BoundedTransport(
-                    pprof.make_transport(name, api_client=self.api, tls_verify=self.settings.tls_verify),
-                    self._capture_slots,
+                self._transports[name] = pprof.make_transport(
+                    name, api_client=self.api, tls_verify=self.settings.tls_verify
                 )
             return self._transports[name]
 
@@ -331,6 +317,10 @@ class Operator:
             return
         extra = {"action": "synced", "pods": len(self.pods), "configs": len(self.configs)}
         log.info("caches synced: %d pods, %d ProfilingConfigs", len(self.pods), len(self.configs), extra=extra)
+        # The caches (hundreds of thousands of small objects at scale) live as long as the process:
+        # out of the collector's generations, every later collection no longer walks them.
+        gc.collect()
+        gc.freeze()
         with self._activation:
             self._synced.set()
             if self.is_leader():

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kprof_lib.adapters import spool
-from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
+from kprof_lib.execution.capture import DEFAULT_CPU_CONCURRENCY, DEFAULT_MAX_BYTES
 
 
 @dataclass
@@ -24,7 +24,8 @@ class Settings:
     health_addr: str = ":8081"
     metrics_addr: str = ":8080"
     transport: str = "direct"
-    concurrency: int = 4
+    concurrency: int = 4  # byte-bound profiles (heap, goroutine, ...) fetched at once
+    cpu_concurrency: int = DEFAULT_CPU_CONCURRENCY  # CPU profiles fetched at once (mostly waiting)
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     # Bytes of profiles in memory at once, streaming or waiting for the store (execution.budget).
     # With the defaults, 4 x 64 MiB: the chart's 512 Mi limit keeps room for the process itself.
