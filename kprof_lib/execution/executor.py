@@ -238,7 +238,9 @@ class Executor:
         layout = plan.key_layout
         parent = otel_context.get_current()
         due = plan.captures
-        outcomes: dict[str, results.PodResult] = {}
+        # By the decision's identity: most pods of a big plan capture nothing, and their results
+        # are made without building a key for each.
+        outcomes: dict[int, results.PodResult] = {}
         with self._lock:
             if transport not in self._transports:
                 self._transports.append(transport)
@@ -263,16 +265,16 @@ class Executor:
             workers = min(self.concurrency + self.cpu_concurrency, len(due))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kprof-capture") as pool:
                 for decision, outcome in zip(due, pool.map(run, due), strict=True):
-                    outcomes[decision.key] = outcome
+                    outcomes[id(decision)] = outcome
 
         report = [
-            outcomes.get(decision.key)
+            outcomes.get(id(decision))
             or results.PodResult(
                 decision.namespace, decision.pod, results.SKIPPED, decision.reason, message=decision.message
             )
             for decision in plan.results
         ]
-        history = {} if check_mode else _history_updates(plan, report)
+        history = {} if check_mode else _history_updates(plan.now, due, report)
         return results.ExecutionReport(plan.now, check_mode, report, history)
 
     # One pod -----------------------------------------------------------------------------------
@@ -574,11 +576,12 @@ def record_error(span: trace.Span, error: Exception, message: str) -> None:
     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
 
 
-def _history_updates(plan: Plan, report: list[results.PodResult]) -> dict[str, dict[str, str]]:
-    now = plan.now
-    decisions = {decision.key: decision for decision in plan.captures}
+def _history_updates(now: str, due: list[PodDecision], report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+    decisions = {decision.key: decision for decision in due}
     updates: dict[str, dict[str, str]] = {}
     for result in report:
+        if result.status not in (results.FAILED, results.CAPTURED):
+            continue  # most of a big plan: nothing was due
         decision = decisions.get(result.key)
         if result.status == results.FAILED and decision is not None:
             # The pod is retried with backoff (planning.cadence.retry_due), not at every check.

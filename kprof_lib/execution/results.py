@@ -33,7 +33,8 @@ class ProfileResult:
     target: str | None = None
 
 
-@dataclass
+# Slots: a plan of 100,000 pods has a result for each, made anew every check.
+@dataclass(slots=True)
 class PodResult:
     namespace: str
     pod: str
@@ -77,10 +78,9 @@ class ExecutionReport:
 
     def recap(self) -> str:
         """`captured: 2  failed: 1  skipped: 7  profiles: 6 stored, 1 spooled, 1 failed`."""
-        pods = "  ".join(
-            f"{status}: {self.count(status)}" for status in (PLANNED, CAPTURED, FAILED, CANCELLED, SKIPPED)
-            if self.count(status)
-        )
+        counts = Counter(result.status for result in self.results)
+        shown = [status for status in (PLANNED, CAPTURED, FAILED, CANCELLED, SKIPPED) if counts[status]]
+        pods = "  ".join(f"{status}: {counts[status]}" for status in shown)
         by_status = Counter(profile.status for profile in self.profiles)
         profiles = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
         return (pods or "nothing to do") + (f"  profiles: {profiles}" if profiles else "")

@@ -188,9 +188,11 @@ def write(
     done: dict[str, CaptureSummary] = {}
     try:
         for result in execution.results:
+            if result.status != results.CAPTURED:
+                continue  # most of a big plan: nothing was due
             decision = decisions.get(result.key)
             kept = [p for p in result.profiles if p.status in (results.STORED, results.SPOOLED) and p.key]
-            if result.status != results.CAPTURED or decision is None or not kept:
+            if decision is None or not kept:
                 continue
             with _ONE_AT_A_TIME, tracer.start_as_current_span(telemetry.SPAN_SUMMARY) as span:
                 span.set_attributes(
