@@ -362,6 +362,9 @@ def test_pod_metrics_are_cut_to_what_reconcile_reads_and_decide_the_same(kube_fr
          "containers": [{"name": "app", "usage": {"cpu": f"{100 + index}m", "memory": "64Mi"}}]}
         for index, name in enumerate(names)
     ]
+    # Those of the pods not wanted are dropped as they are read.
+    assert [m["metadata"]["name"] for m in MetricsServer(kube_api).pod_metrics(
+        "shop", None, {("shop", "checkout-2")}.__contains__)] == ["checkout-2"]
     full = pod_metrics("checkout-1", "shop", {"app": {"cpu": "300m", "memory": "64Mi"}})
     pods = [pod("checkout-1", "shop", annotations=ENABLED)]
     spec = {"thresholds": {"cpuThresholdPercent": 50}}

@@ -6,7 +6,7 @@ Contracts are stated here, once: what each method returns, what it raises, and w
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -235,11 +235,18 @@ class PodSource(Protocol):
 
 
 class MetricsSource(Protocol):
-    """PodMetrics as metrics-server returns them. One LIST per call: the label selector (a string
-    in the API's syntax, e.g. "tier in (web),!canary") is pushed to the server. Raises on API errors
-    (the check then fails and is retried at the next interval)."""
+    """PodMetrics as metrics-server returns them (cut to the fields reconcile reads). One LIST per
+    call: the label selector (a string in the API's syntax, e.g. "tier in (web),!canary") is pushed
+    to the server; `wanted`, when given, says which pods' ((namespace, name)) to keep, the others
+    being dropped as they are read. Raises on API errors (the check then fails and is retried at
+    the next interval)."""
 
-    def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict]: ...
+    def pod_metrics(
+        self,
+        namespace: str | None,
+        label_selector: str | None,
+        wanted: Callable[[tuple[str, str]], bool] | None = None,
+    ) -> list[dict]: ...
 
 
 class HistoryStore(Protocol):

@@ -8,6 +8,7 @@ the API path and status, so a check that cannot see usage says why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -35,14 +36,31 @@ class MetricsServer:
         self._api = api_client
         self._timeout = timeout
 
-    def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict[str, Any]]:
+    def pod_metrics(
+        self,
+        namespace: str | None,
+        label_selector: str | None,
+        wanted: Callable[[tuple[str, str]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
         """The PodMetrics of `namespace` (None: every namespace) whose pod labels match
-        `label_selector` (the API's selector syntax; None or "" matches all)."""
+        `label_selector` (the API's selector syntax; None or "" matches all); with `wanted`, only
+        those of the pods it says yes to ((namespace, name)), the others dropped as they are read.
+        Items without a name and namespace are kept, for reconcile to report."""
         path = f"{METRICS_API}/pods" if namespace is None else f"{METRICS_API}/namespaces/{namespace}/pods"
         query = [("labelSelector", label_selector)] if label_selector else []
         items: list[Any] = []
+
+        def keep(item: Any) -> None:
+            slim = slim_metrics(item)
+            metadata = slim.get("metadata") if isinstance(slim, dict) else None
+            if wanted is not None and isinstance(metadata, dict):
+                namespace, name = metadata.get("namespace"), metadata.get("name")
+                if isinstance(namespace, str) and isinstance(name, str) and not wanted((namespace, name)):
+                    return
+            items.append(slim)
+
         try:
-            document = get_list(self._api, path, lambda item: items.append(slim_metrics(item)), query, self._timeout)
+            document = get_list(self._api, path, keep, query, self._timeout)
         except errors.APIError as exc:
             raise MetricsUnavailable(_explain(path, exc), path=path, status=exc.status) from None
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:

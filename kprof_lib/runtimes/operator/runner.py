@@ -42,12 +42,22 @@ from kprof_lib.spec import validation
 from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
-from kprof_lib.state import cluster
+from kprof_lib.state import cluster, optin
 
 log = logging.getLogger("kprof.operator.checks")
 
 READY = statuses.READY
 VALID = statuses.VALID
+
+
+def opted_in(pods: list[dict[str, Any]]) -> Callable[[tuple[str, str]], bool]:
+    """Whether a (namespace, name) is one of `pods` that opts in to profiling."""
+    keys = set()
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        if optin.is_enabled(metadata.get("annotations") or {}):
+            keys.add((metadata.get("namespace"), metadata.get("name")))
+    return keys.__contains__
 
 
 def kinds_for_run(spec: Spec, kind: str) -> frozenset[str]:
@@ -122,9 +132,12 @@ class CheckRunner:
         kinds = kinds_for_run(spec, run.kind)
 
         def gather() -> dict[str, Any]:
-            state: dict[str, Any] = {"now": cluster.format_time(run.now), "pods": self.pods.pods(spec.namespace)}
+            pods = self.pods.pods(spec.namespace)
+            state: dict[str, Any] = {"now": cluster.format_time(run.now), "pods": pods}
             if THRESHOLD in kinds and spec.thresholds is not None:
-                state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None)
+                # Reconcile measures the usage of opted-in pods only: the PodMetrics of the others
+                # (most pods of a big cluster) are dropped as they are read.
+                state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None, opted_in(pods))
             state["history"] = self.history.load(run.key)
             return state
 
