@@ -25,7 +25,7 @@ from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileRequest, Response
 from kprof_lib.runtimes import cli, endpoints, logs
 from kprof_lib.runtimes.operator import monitoring
-from kprof_lib.runtimes.operator.runner import CheckRunner, kinds_for_run, opted_in
+from kprof_lib.runtimes.operator.runner import CheckRunner, kinds_for_run
 from kprof_lib.runtimes.operator.scheduling import (
     CHECK,
     DEFAULT_CHECK_INTERVAL,
@@ -249,8 +249,9 @@ class Metrics:
         self.calls.append((namespace, label_selector))
         if self.error is not None:
             raise self.error
-        return [m for m in self.items if (namespace is None or m["metadata"]["namespace"] == namespace)
-                and (wanted is None or wanted((m["metadata"]["namespace"], m["metadata"]["name"])))]
+        self.kept = [m for m in self.items if (namespace is None or m["metadata"]["namespace"] == namespace)
+                     and (wanted is None or wanted((m["metadata"]["namespace"], m["metadata"]["name"])))]
+        return self.kept
 
 
 class History:
@@ -409,16 +410,16 @@ def test_a_check_captures_counts_and_writes_status_events_and_history(tmp_path):
     )
 
 
-def test_a_check_keeps_the_pod_metrics_of_opted_in_pods_only_and_decides_the_same(tmp_path):
+def test_a_check_decides_about_opted_in_pods_only_with_their_pod_metrics_only(tmp_path):
     hot, hot_metrics = busy_pod("hot-1")
     other = pod("other-1", "shop", app="checkout", labels={"tier": "backend"})
     other_metrics = pod_metrics("other-1", "shop", {"app": {"cpu": "900m", "memory": "10Mi"}})
     h = Harness(tmp_path, THRESHOLD_SPEC, [hot, other], [hot_metrics, other_metrics])
     outcome = h.run()
-    assert [(r.pod, r.reason) for r in outcome.report.plan.results] == [
-        ("hot-1", "cpu-threshold"), ("other-1", "not-enabled")]
-    wanted = opted_in([hot, other, pod("no-metadata-annotations", "shop")])
-    assert (wanted(("shop", "hot-1")), wanted(("shop", "other-1")), wanted(("web", "hot-1"))) == (True, False, False)
+    # The pod that does not opt in could never be captured: it is not decided about at all.
+    assert [(r.pod, r.reason) for r in outcome.report.plan.results] == [("hot-1", "cpu-threshold")]
+    assert h.metrics.kept == [hot_metrics]
+    assert h.config["status"]["activePods"] == 1
 
 
 def test_a_status_write_that_fails_loses_no_count_and_an_unwritten_invalid_status_is_written_later(tmp_path):
