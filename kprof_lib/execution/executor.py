@@ -1,13 +1,13 @@
 """Carries out a plan: captures each due pod's profiles through a transport, stores them, and reports.
 
-Captures across pods run concurrently. Two limits hold across every execute() of one executor (the
-operator runs all its checks through one): at most `concurrency` byte-bound profiles (heap,
+Captures across pods run concurrently. Two limits hold across every execute() of one executor
+(the operator runs all its checks through one): at most `concurrency` byte-bound profiles (heap,
 goroutine, ...: what they cost is bytes streamed and stored) and at most `cpu_concurrency` CPU
-profiles (what they cost is mostly waiting out their seconds while the target samples itself)
-are fetched at once, so CPU captures do not queue behind each other for slots they barely use.
-The bytes of both kinds count against the one in-flight byte budget. One pod's profiles are taken one
-after the other, and at most one capture per pod runs at a time (pass the same `PodLocks` to every
-executor that may reach the same pods): a second capture of a pod (another config's, on the same
+profiles (what they cost is mostly waiting out their seconds while the target samples itself) are
+fetched at once, so CPU captures do not queue for slots they barely use; the bytes of both kinds
+count against the one in-flight byte budget. One pod's profiles are taken one after the other,
+and at most one capture per pod runs at a time (pass the same `PodLocks` to every executor that
+may reach the same pods): a second capture of a pod (another config's, on the same
 schedule) waits for the first to end, then runs. A failed capture is reported and the run goes on.
 When Go's CPU profiler is held by another profiler, that capture is retried at the end of the pod's
 turn with backoff. Every capture and upload is an OpenTelemetry span under the caller's current span.

@@ -36,10 +36,9 @@ def get_list(
     """GET a List (`/api/v1/pods?limit=500`, a PodMetricsList, ...): `each_item` gets every item as
     soon as it is decoded, so only one item's objects exist at a time beside what the caller keeps
     of them; the List's other fields (apiVersion, kind, metadata) are returned, and under `items`
-    how many there were. Decoding a 500-pod
-    page whole instead leaves thousands of dead objects among the kept ones (a fragmented heap) and
-    gives the garbage collector all of them to walk. Raises `errors.APIError` for error statuses,
-    `ValueError` when the body is not a JSON object."""
+    how many there were. Decoding a 500-pod page whole instead leaves thousands of dead objects
+    among the kept ones (a fragmented heap) and gives the garbage collector all of them to walk.
+    Raises `errors.APIError` for error statuses, `ValueError` when the body is not a JSON object."""
     try:
         response = open_response(api, "GET", path, query=query, timeout=timeout)
     except ApiException as exc:
