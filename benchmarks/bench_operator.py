@@ -173,6 +173,13 @@ def bench_requests(pods: int) -> bool:
     return ok
 
 
+def start_operator(kubeconfig: Path, work_dir: Path) -> OperatorProcess:
+    """A real `kprof run`, not electing a leader, whose configs in `platform` may select everything."""
+    return OperatorProcess(
+        kubeconfig, work_dir, args=["--no-leader-elect", "--cluster-wide-namespaces", CLUSTER_WIDE], name="kprof run"
+    )
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -210,13 +217,7 @@ def bench_rss(pods: int) -> bool:
             started = time.perf_counter()
             size = seed(plane, front, pods)
             print(f"\nseeded {pods} pods ({time.perf_counter() - started:.1f} s); about {size} bytes of JSON each")
-            kubeconfig = front.write_kubeconfig(tmp / "kubeconfig")
-            operator = OperatorProcess(
-                kubeconfig,
-                tmp / "op",
-                args=["--no-leader-elect", "--cluster-wide-namespaces", CLUSTER_WIDE],
-                name="kprof run",
-            )
+            operator = start_operator(front.write_kubeconfig(tmp / "kubeconfig"), tmp / "op")
             try:
                 started = time.perf_counter()
                 operator.wait_ready(timeout=300)

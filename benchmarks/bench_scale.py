@@ -44,15 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_operator import CLUSTER_WIDE, NAMESPACES, TEAMS, baseline_rss, rss_mb, start_operator
 from tests.kube_emulator import KubeFront
-from tests.operator_support import OperatorProcess, bench_control_plane, create_config, create_pods, wait_until
+from tests.operator_support import bench_control_plane, create_config, create_pods, wait_until
 from tests.support.controlplane import NODE_NAME, ControlPlane
 from tests.support.pods import ENABLED, pod
 
 REPO = Path(__file__).resolve().parent.parent
-NAMESPACES = 10
-TEAMS = [f"team-{index}" for index in range(NAMESPACES)]
-CLUSTER_WIDE = "platform"
 CHECK_INTERVAL = 20
 IDLE_WINDOW = 5.0
 SPEC = {
@@ -83,14 +81,6 @@ count_metrics = len(get("/apis/metrics.k8s.io/v1beta1/pods", [])["items"])
 print(count, count_metrics)
 """
 
-IDLE = """
-import time
-import kprof_lib.runtimes.cli, kprof_lib.runtimes.commands.run
-import kprof_lib.runtimes.operator.app, kprof_lib.adapters.tracing
-print("imported", flush=True)
-time.sleep(60)
-"""
-
 
 def make_pods(count: int, node: str | None = None) -> Iterator[dict[str, Any]]:
     """`count` pods of 50 Deployments over the team namespaces, every tenth opted in."""
@@ -115,40 +105,20 @@ def usage(i: int, round_: int) -> dict[str, dict[str, str]]:
     return {"app": {"cpu": f"{(i * 7919 + round_ * 104729) % 150_000_000}n", "memory": f"{(i + round_) % 64 + 16}Mi"}}
 
 
-def proc_status(pid: int, field: str) -> float:
-    """A /proc/PID/status figure in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} for {pid}")
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def idle_rss() -> float:
-    process = subprocess.Popen([sys.executable, "-c", IDLE], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()
-        time.sleep(0.5)
-        return proc_status(process.pid, "VmRSS")
-    finally:
-        process.kill()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def bare_lister(kubeconfig: Path, pods: int) -> float:
     """Seconds from the start of a bare lister process to its exit."""
     started = time.perf_counter()
     answer = subprocess.run(
-        [sys.executable, "-c", BARE_LISTER, str(kubeconfig)], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", BARE_LISTER, str(kubeconfig)], cwd=REPO, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - started
+    if answer.returncode != 0:
+        raise RuntimeError(f"the bare lister failed ({answer.returncode}):\n{answer.stderr[-3000:]}")
     listed = int(answer.stdout.split()[0])
     assert listed >= pods, f"the bare lister saw {listed} pods, not {pods}"
     return elapsed
@@ -260,12 +230,7 @@ def measure(mode: str, count: int, cycles: int) -> Figures:
             bare_list = statistics.median(bare_lister(kubeconfig, count) for _ in range(3))
             bare_cpu = statistics.median(bare_metrics_cpu(kubeconfig) for _ in range(3))
             started = time.perf_counter()
-            operator = OperatorProcess(
-                kubeconfig,
-                tmp / "op",
-                args=["--no-leader-elect", "--cluster-wide-namespaces", CLUSTER_WIDE],
-                name="kprof run",
-            )
+            operator = start_operator(kubeconfig, tmp / "op")
             try:
                 pid = operator.process.pid
 
@@ -274,7 +239,7 @@ def measure(mode: str, count: int, cycles: int) -> Figures:
 
                 operator.wait_for_log(lambda r: r.get("action") == "synced", 600, "the caches to sync")
                 time.sleep(1)
-                rss_synced = proc_status(pid, "VmRSS")
+                rss_synced = rss_mb(pid)
                 wait_until(lambda: checks_done(), 600, "the first check")
                 first_check = time.perf_counter() - started
                 [first] = checks_done()
@@ -291,14 +256,14 @@ def measure(mode: str, count: int, cycles: int) -> Figures:
                     idle_rate = (cpu_seconds(pid) - quiet_cpu) / (time.perf_counter() - quiet)
                     wait_until(lambda n=round_: len(checks_done()) > n, CHECK_INTERVAL * 10, f"check {round_ + 1}")
                     spent.append(cpu_seconds(pid) - ended_cpu - idle_rate * (time.perf_counter() - ended))
-                peak = proc_status(pid, "VmHWM")
+                peak = rss_mb(pid, "VmHWM")
             finally:
                 operator.terminate()
                 operator.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cycle_cpu = statistics.median(spent)
-    return Figures(mode, count, rss_synced, peak, idle_rss(), first_check, bare_list, cycle_cpu, bare_cpu, cycles)
+    return Figures(mode, count, rss_synced, peak, baseline_rss(), first_check, bare_list, cycle_cpu, bare_cpu, cycles)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -514,20 +514,27 @@ class ControlPlane:
             self.agent.add(namespace, name, "app", pid)
         return self.api().sanitize_for_serialization(pod)
 
-    def store_pods(self, pods: Iterable[Mapping[str, Any]], batch: int = 128) -> int:
+    def store_pods(self, pods: Iterable[Mapping[str, Any]], batch: int = 128, timeout: float = 600.0) -> int:
         """Writes pods (as the API server returns them, tests.support.pods) straight into etcd, as
         JSON under the API server's own keys, `batch` to a transaction (etcd's default cap on
         operations in one): the API server reads JSON from storage as well as its own protobuf,
         and its watch cache sees them come as it sees any write. For benchmarks of 100,000 pods:
         the create path (admission, validation, a status patch) takes ~18 s per 1,000 here.
-        No admission or validation runs, so the pods must be valid. Returns how many were written."""
-        written = 0
+        No admission or validation runs, so the pods must be valid. Returns how many were written,
+        once the API server's watch cache has caught up with them (before that, a paged LIST
+        may answer 504 "Too large resource version")."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        written, revision = 0, 0
         operations: list[dict[str, Any]] = []
 
-        def commit() -> None:
-            if operations:
-                self._etcd_post("/v3/kv/txn", {"success": operations})
-                operations.clear()
+        def commit() -> int:
+            if not operations:
+                return revision
+            answer = self._etcd_post("/v3/kv/txn", {"success": operations})
+            operations.clear()
+            return int(answer["header"]["revision"])
 
         for pod in pods:
             metadata = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
@@ -543,9 +550,20 @@ class ControlPlane:
             )
             written += 1
             if len(operations) >= batch:
-                commit()
-        commit()
-        return written
+                revision = commit()
+        revision = commit()
+        core = client.CoreV1Api(self.api())
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                core.list_pod_for_all_namespaces(
+                    limit=1, resource_version=str(revision), resource_version_match="NotOlderThan"
+                )
+                return written
+            except ApiException as error:
+                if error.status != 504 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         from kubernetes import client
