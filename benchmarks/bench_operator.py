@@ -15,8 +15,8 @@ chosen here (idle usage, so a check decides about every pod and captures none).
    the same modules.
 
 Pods are written straight into etcd (`ControlPlane.store_pods`): what is counted and measured is
-the operator, and creating 10,000 pods through the API server takes minutes here. About 2
-minutes with the defaults.
+the operator, and creating 10,000 pods through the API server takes minutes here. About 30 s with
+the defaults.
 
     python -m benchmarks.bench_operator [--pods 5000] [--rss-pods 10000]
 """

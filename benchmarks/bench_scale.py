@@ -11,8 +11,8 @@ ProfilingConfig selecting all of them), each figure beside a baseline measured i
   `json.loads` of the same PodMetrics list (this thread's CPU).
 
 Medians of `--cycles` cycles and of 3 bare runs. Every cycle sees new usage figures, as a real
-metrics-server's. Usage is below every threshold, so every cycle decides about every pod and
-captures none.
+metrics-server's. Usage is below every threshold, so every cycle decides about every opted-in pod
+and captures none.
 
 Two ways to run the cluster. `emulated` (the big sizes): a real control plane of its own whose
 pods are written straight into etcd (`ControlPlane.store_pods`; the API server's create path takes
@@ -23,8 +23,8 @@ tests.support.nodeagent), the operator talking to the API server directly.
 
     python -m benchmarks.bench_scale [--sizes 10000,50000,100000] [--real 2000] [--cycles 3]
 
-With the defaults it takes about 25 minutes on a 2-core machine (most of it the API server
-serving 100,000 pods); `--sizes 10000 --real 0` about 3.
+With the defaults it takes about 12 minutes on a 2-core machine (most of it the API server
+serving 100,000 pods); `--sizes 10000 --real 0` about 2.
 """
 
 from __future__ import annotations

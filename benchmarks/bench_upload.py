@@ -11,7 +11,7 @@ from object to object, so none is always first after a pause), each timed for wa
 this process's CPU; the figures are medians of the per-object ratios to boto3's put of the same
 object, over `--repeat` rounds of `--objects`. moto's own time is in the wall-clock figure and not
 in the client CPU one, which shows what kprof adds. Target: throughput ratio (boto3 time ÷ kprof
-time) >= 0.9, i.e. kprof's stores cost at most a tenth more than the SDK call they wrap. About 30 s.
+time) >= 0.9, i.e. kprof's stores cost at most a tenth more than the SDK call they wrap. About 20 s.
 
     python -m benchmarks.bench_upload [--objects 200] [--size 262144] [--repeat 3]
 """
