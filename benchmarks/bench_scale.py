@@ -168,7 +168,7 @@ class Figures:
             f"same imports {self.idle:.0f} MB",
             f"  time to first check {self.first_check:.1f} s ÷ bare lister {self.bare_list:.1f} s = "
             f"{self.first_check / self.bare_list:.2f}",
-            f"  cycle CPU {self.cycle_cpu:.2f} s ÷ bare GET + parse of the metrics list {self.bare_cpu:.2f} s = "
+            f"  cycle CPU {self.cycle_cpu:.3f} s ÷ bare GET + parse of the metrics list {self.bare_cpu:.3f} s = "
             f"{self.cycle_cpu / self.bare_cpu:.2f}  (median of {self.cycles})",
         ]
 
@@ -176,7 +176,7 @@ class Figures:
         return (
             f"| {self.mode} | {self.pods:,} | {self.rss_synced:.0f} | {self.peak:.0f} | {self.idle:.0f} | "
             f"{self.first_check:.1f} ÷ {self.bare_list:.1f} = {self.first_check / self.bare_list:.2f} | "
-            f"{self.cycle_cpu:.2f} ÷ {self.bare_cpu:.2f} = {self.cycle_cpu / self.bare_cpu:.2f} |"
+            f"{self.cycle_cpu:.3f} ÷ {self.bare_cpu:.3f} = {self.cycle_cpu / self.bare_cpu:.2f} |"
         )
 
 
