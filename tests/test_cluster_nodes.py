@@ -234,3 +234,19 @@ def test_each_node_agent_grant_is_needed(
     print(f"NODE-RBAC-ROW {role_kind} {group or 'core'} {resource} {verb}: fails at {failed_at}: {line}")
     assert failed_at != "done", f"without {verb} {group or 'core'}/{resource} the whole scenario completes:\n{output}"
     assert line, f"the scenario failed at {failed_at} without naming {named!r}:\n{output}"
+
+
+def test_a_nodes_history_carries_any_key_across_a_restart_and_is_its_own(control_plane, node_release):
+    from kprof_lib.adapters.kube.history import ConfigMapHistory
+
+    api, namespace, key = control_plane.api(), node_release.namespace, "shop/any-key-config"
+    entry = {"lastThresholdCapture": "2026-12-02T10:00:00Z", "captureNowValue": "deploy-42"}
+    ConfigMapHistory(api, namespace, node=NODES[0]).merge(key, {"shop/p-1": entry})
+    try:
+        # A new agent process on the same node reads it back; another node's agent has its own.
+        assert ConfigMapHistory(api, namespace, node=NODES[0]).load(key) == {"shop/p-1": entry}
+        assert ConfigMapHistory(api, namespace, node=NODES[1]).load(key) == {}
+        assert ConfigMapHistory(api, namespace).load(key) == {}
+    finally:
+        ConfigMapHistory(api, namespace, node=NODES[0]).forget(key)
+

@@ -86,31 +86,39 @@ def _unescape(value: str) -> str:
 
 class Rates:
     """CPU rates between scrapes: keeps each container's earlier sample (the one a rate is taken
-    from) until a later one is at least `min_window` seconds after it."""
+    from) until a later one is at least `min_window` seconds after it, and each container's latest
+    usage, so a scrape too soon after the last one (two checks at once) still serves it."""
 
     def __init__(self, min_window: float = 1.0) -> None:
         self._min_window = min_window
         self._base: dict[Container, Sample] = {}
+        self._usage: dict[Container, tuple[float, float, float]] = {}
 
     def update(self, samples: dict[Container, Sample]) -> dict[Container, tuple[float, float, float]]:
         """(cores, memory bytes, window seconds) of every container with a rate now."""
-        usage: dict[Container, tuple[float, float, float]] = {}
         for key, sample in samples.items():
             base = self._base.get(key)
             if sample.cpu_seconds is None or sample.memory_bytes is None:
+                self._usage.pop(key, None)
                 continue
             if base is None or base.cpu_seconds is None or sample.cpu_seconds < base.cpu_seconds:
                 self._base[key] = sample  # first seen, or restarted: its counter starts over
+                self._usage.pop(key, None)
                 continue
             window = sample.time - base.time
             if window < self._min_window:
+                if key in self._usage:  # the rate stands; the memory is the latest
+                    cores, _, last_window = self._usage[key]
+                    self._usage[key] = (cores, sample.memory_bytes, last_window)
                 continue
-            usage[key] = ((sample.cpu_seconds - base.cpu_seconds) / window, sample.memory_bytes, window)
+            self._usage[key] = ((sample.cpu_seconds - base.cpu_seconds) / window, sample.memory_bytes, window)
             self._base[key] = sample
-        # Containers gone from the node are forgotten: the map stays the size of the node.
+        # Containers gone from the node are forgotten: the maps stay the size of the node.
         for gone in self._base.keys() - samples.keys():
             del self._base[gone]
-        return usage
+        for gone in self._usage.keys() - samples.keys():
+            del self._usage[gone]
+        return dict(self._usage)
 
 
 def pod_metrics(
@@ -173,6 +181,8 @@ class KubeletMetrics:
             assert_hostname=None if tls_verify else False,
         )
         self._rates = Rates(min_window)
+        self._min_window = min_window
+        self._scraped = float("-inf")
         self._samples: dict[Container, Sample] = {}
         self._usage: dict[Container, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
@@ -184,12 +194,17 @@ class KubeletMetrics:
         with self._lock:
             self._samples = parse(text, time.time())
             self._usage = self._rates.update(self._samples)
+            self._scraped = time.monotonic()
             self.scrapes += 1
 
     def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict[str, Any]]:
         """PodMetrics of the node's pods in `namespace` (None: all). `label_selector` is not
-        applied: reconcile selects pods itself, and usage of pods it does not select is unused."""
-        self.scrape()
+        applied: reconcile selects pods itself, and usage of pods it does not select is unused.
+        Checks of several configs at once share one scrape (one younger than `min_window`)."""
+        with self._lock:
+            fresh = time.monotonic() - self._scraped < self._min_window
+        if not fresh:
+            self.scrape()
         with self._lock:
             return pod_metrics(self._samples, self._usage, namespace)
 
