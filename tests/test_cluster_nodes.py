@@ -20,8 +20,8 @@ import pytest
 
 from kprof_lib.runtimes import rbac
 from tests.operator_support import condition, events_about, lease_holder, wait_until
-from tests.support import node_scenario
-from tests.support.cluster_scenario import identity_without, reports_forbidden
+from tests.support import cluster_scenario, node_scenario
+from tests.support.cluster_scenario import audited_calls, identity_without, reports_forbidden
 from tests.support.node_scenario import NodeWorkload, captured_pods, node_history, node_report, node_run, status
 
 NODES = ("kprof-node-a", "kprof-node-b", "kprof-node-c")
@@ -57,7 +57,10 @@ def chart_kubeconfig(control_plane, node_release, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def three_nodes(control_plane, node_release, workload, chart_kubeconfig, tmp_path_factory) -> Iterator[dict[str, Any]]:
+def three_nodes(control_plane, node_release, workload, chart_kubeconfig, tmp_path_factory) -> dict[str, Any]:
+    """The three agents' run, and what it left: after the captures, then after node a's agent was
+    killed and started again. The agents are stopped before the module's other tests (an agent
+    watches every config: left running, it would take part in their runs)."""
     work = tmp_path_factory.mktemp("three-nodes")
     with node_run(workload, chart_kubeconfig, work, node_release.namespace, NODES) as run:
         wait_until(
@@ -70,7 +73,34 @@ def three_nodes(control_plane, node_release, workload, chart_kubeconfig, tmp_pat
         seen["reports"] = {node: node_report(run, node) for node in NODES}
         seen["holder"] = lease_holder(control_plane.api(), node_release.namespace, f"fold-{run.tag}")
         seen["forbidden"] = [line for line in run.output_lines() if reports_forbidden(line)]
-        yield seen
+        seen["captured"] = captured_pods(run)
+        seen["captures_by"] = {node: _captures_by(run, node) for node in NODES}
+        seen["recaps"] = {node: _checks(run.agents[node], run.config_key) for node in NODES}
+        seen["restart"] = _restart(run, workload, NODES[0])
+    return seen
+
+
+def _restart(run, workload: NodeWorkload, node: str) -> dict[str, Any]:
+    """Kills `node`'s agent (no cleanup at all, as when it is OOM-killed), starts another, and
+    waits for two checks of it that hold the cooldown of the node's captured pods."""
+    run.agents[node].kill()
+    agent = run.start_agent(node)
+    cooling = f"cooldown: {len(workload.pods[node])}"
+
+    def held() -> bool:
+        return len([recap for recap in _checks(agent, run.config_key) if cooling in recap]) >= 2
+
+    wait_until(held, 60, lambda: f"the restarted agent did not hold the cooldown:\n{agent.output()}", 0.5)
+    return {
+        "recaps": _checks(agent, run.config_key),
+        "captured": captured_pods(run),
+        "report": node_report(run, node),
+        "events": [
+            e
+            for e in events_about(run.workload.plane.api(), workload.namespace, workload.pods[node][0])
+            if e.reason == "ProfileCaptured" and run.tag in e.message
+        ],
+    }
 
 
 def _captures_by(run, node: str) -> list[str]:
@@ -84,9 +114,9 @@ def _captures_by(run, node: str) -> list[str]:
 
 def test_each_agent_captures_the_pods_of_its_own_node_once(three_nodes, workload):
     run = three_nodes["run"]
-    assert captured_pods(run) == sorted(workload.opted)
+    assert three_nodes["captured"] == sorted(workload.opted)
     for node in NODES:
-        assert _captures_by(run, node) == sorted(workload.pods[node]), run.output()
+        assert three_nodes["captures_by"][node] == sorted(workload.pods[node]), run.output()
 
 
 def _checks(agent, config_key: str) -> list[str]:
@@ -96,13 +126,12 @@ def _checks(agent, config_key: str) -> list[str]:
 
 
 def test_a_pod_with_a_bad_annotation_is_skipped_and_the_others_are_not(three_nodes, workload):
-    run = three_nodes["run"]
-    assert workload.bad not in captured_pods(run)
-    recaps = _checks(run.agents[NODES[0]], run.config_key)
+    assert workload.bad not in three_nodes["captured"]
+    recaps = three_nodes["recaps"][NODES[0]]
     assert recaps and all("invalid-annotation: 1" in recap for recap in recaps), recaps
     # Only node a has it: the others never saw the pod.
     for node in NODES[1:]:
-        assert not any("invalid-annotation" in recap for recap in _checks(run.agents[node], run.config_key))
+        assert not any("invalid-annotation" in recap for recap in three_nodes["recaps"][node])
 
 
 def test_history_and_reports_are_kept_per_node(three_nodes, workload):
@@ -130,32 +159,20 @@ def test_an_invalid_config_is_one_event_not_one_per_node(three_nodes):
     run = three_nodes["run"]
     valid = condition(three_nodes["unusable"], "Valid")
     assert valid["status"] == "False" and "spec.selector.labelSelector" in valid["message"]
-    assert len(node_scenario.invalid_events(run)) == 1
+    assert len(cluster_scenario.invalid_events(run)) == 1
 
 
 def test_no_403_in_the_agents_logs(three_nodes):
     assert three_nodes["forbidden"] == []
 
 
-def test_cooldown_holds_when_a_nodes_agent_restarts(three_nodes, workload, control_plane):
-    run = three_nodes["run"]
-    node = NODES[0]
-    before = captured_pods(run)
-    run.agents[node].kill()  # as when the node's agent is OOM-killed: no cleanup at all
-    agent = run.start_agent(node)
-
-    cooling = f"cooldown: {len(workload.pods[node])}"
-
-    def held() -> bool:
-        return len([recap for recap in _checks(agent, run.config_key) if cooling in recap]) >= 2
-
-    wait_until(held, 60, lambda: f"the restarted agent did not hold the cooldown:\n{agent.output()}", 0.5)
-    assert all("capture: 0  none" in recap for recap in _checks(agent, run.config_key))
-    assert captured_pods(run) == before
+def test_cooldown_holds_when_a_nodes_agent_restarts(three_nodes, workload):
+    restart, node = three_nodes["restart"], NODES[0]
+    assert all("capture: 0  none" in recap for recap in restart["recaps"]), restart["recaps"]
+    assert restart["captured"] == three_nodes["captured"]
     # Its share of the totals did not start over: the fold still counts every capture.
-    assert node_report(run, node)["totalUploads"] == len(workload.pods[node])
-    events = [e for e in events_about(control_plane.api(), workload.namespace, workload.pods[node][0])]
-    assert len([e for e in events if e.reason == "ProfileCaptured" and run.tag in e.message]) == 1
+    assert restart["report"]["totalUploads"] == len(workload.pods[node])
+    assert len(restart["events"]) == 1
 
 
 # RBAC: the node agents' grants, each needed -----------------------------------------------------------
@@ -196,7 +213,7 @@ def one_node_run(control_plane, node_release, workload, chart_kubeconfig, tmp_pa
     """The whole staged scenario on the first node with the chart's identity."""
     work = tmp_path_factory.mktemp("one-node")
     with node_run(workload, chart_kubeconfig, work, node_release.namespace, NODES[:1]) as run:
-        reached, _ = node_scenario.drive(run)
+        reached, _ = cluster_scenario.drive(run, stages=node_scenario.STAGES)
         return {"run": run, "reached": reached, "output": run.output()}
 
 
@@ -206,14 +223,7 @@ def test_the_whole_node_scenario_completes_with_the_charts_rbac(one_node_run):
 
 def test_the_calls_made_are_exactly_the_grants(one_node_run, control_plane, node_release, workload):
     username = f"system:serviceaccount:{node_release.namespace}:{node_release.service_account}"
-    used = set()
-    for event in control_plane.audit(username):
-        ref = event.get("objectRef") or {}
-        resource = ref.get("resource", "")
-        if ref.get("subresource"):
-            resource += "/" + ref["subresource"]
-        used.add((ref.get("apiGroup", ""), resource, event["verb"]))
-        assert event["responseStatus"]["code"] != 403, event
+    used = audited_calls(control_plane, username)
     kubelet = control_plane.nodes[NODES[0]]
     used |= {("", resource, verb) for user, verb, resource in kubelet.authorized if user == username}
     granted = set()
@@ -229,7 +239,7 @@ def test_each_node_agent_grant_is_needed(
     kubeconfig, namespace = identity_without(control_plane, node_release, role_kind, (group, resource, verb), tmp_path)
     named = refusal_words(group, resource, verb)
     with node_run(workload, kubeconfig, tmp_path, namespace, NODES[:1]) as run:
-        failed_at, line = node_scenario.drive(run, named)
+        failed_at, line = cluster_scenario.drive(run, named, node_scenario.STAGES)
         output = run.output()
     print(f"NODE-RBAC-ROW {role_kind} {group or 'core'} {resource} {verb}: fails at {failed_at}: {line}")
     assert failed_at != "done", f"without {verb} {group or 'core'}/{resource} the whole scenario completes:\n{output}"
@@ -249,4 +259,3 @@ def test_a_nodes_history_carries_any_key_across_a_restart_and_is_its_own(control
         assert ConfigMapHistory(api, namespace).load(key) == {}
     finally:
         ConfigMapHistory(api, namespace, node=NODES[0]).forget(key)
-

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,10 @@ from tests.operator_support import (
     aws_environment,
     condition,
     events_about,
-    profiling_config,
-    s3_config,
     status_of,
 )
-from tests.support import chart
-from tests.support.cluster_scenario import UNUSABLE_SELECTOR, new_tag
+from tests.support import chart, cluster_scenario
+from tests.support.cluster_scenario import Stage, create_configs, delete_configs, invalid_events, new_tag
 from tests.support.controlplane import ControlPlane
 from tests.support.goapp import GoApp
 from tests.support.s3server import S3Server
@@ -179,43 +177,6 @@ class NodeRun:
         return any(agent.process.poll() is not None for agent in self.agents.values())
 
 
-def create_configs(run: NodeRun, *, cooldown: int = 600) -> None:
-    from kubernetes import client
-
-    workload = run.workload
-    custom = client.CustomObjectsApi(workload.plane.api())
-    spec = {
-        "selector": {"namespace": workload.namespace, "labelSelector": {"matchLabels": {"app": "busy"}}},
-        "thresholds": {"memoryThresholdPercent": 90, "checkIntervalSeconds": 10, "cooldownSeconds": cooldown},
-        "profileTypes": ["heap"],
-        "s3Config": s3_config(workload.s3, workload.bucket, run.tag),
-    }
-    bad = {"selector": {"namespace": workload.namespace, "labelSelector": UNUSABLE_SELECTOR}, "thresholds": {}}
-    for name, body in ((run.config, spec), (run.unusable, bad)):
-        custom.create_namespaced_custom_object(
-            "profiling.io",
-            "v1alpha1",
-            workload.namespace,
-            "profilingconfigs",
-            profiling_config(name, workload.namespace, body),
-        )
-
-
-def delete_configs(run: NodeRun, only: str | None = None) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    custom = client.CustomObjectsApi(run.workload.plane.api())
-    for name in [only] if only else (run.config, run.unusable):
-        try:
-            custom.delete_namespaced_custom_object(
-                "profiling.io", "v1alpha1", run.workload.namespace, "profilingconfigs", name
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-
 @contextlib.contextmanager
 def node_run(
     workload: NodeWorkload, kubeconfig: Path, work: Path, namespace: str, nodes: Sequence[str], *extra: str
@@ -238,13 +199,9 @@ def node_run(
 # What a run left behind ---------------------------------------------------------------------------
 
 
-def captured(run: NodeRun) -> list[dict[str, Any]]:
-    """The run's profiles in S3 (not the summaries beside them)."""
-    return [o for o in run.workload.s3.objects(run.workload.bucket, f"{run.tag}/") if o["key"].endswith(".pprof")]
-
-
 def captured_pods(run: NodeRun) -> list[str]:
-    return sorted(o["key"].split("/")[2] for o in captured(run))
+    """The pods whose profiles the run stored in S3."""
+    return sorted(o["key"].split("/")[2] for o in cluster_scenario.captured(run))
 
 
 def _configmap(run: NodeRun, name: str) -> dict[str, Any] | None:
@@ -275,11 +232,6 @@ def status(run: NodeRun, name: str | None = None) -> dict[str, Any]:
     return status_of(run.workload.plane.api(), run.workload.namespace, name or run.config)
 
 
-def invalid_events(run: NodeRun) -> list[Any]:
-    api = run.workload.plane.api()
-    return [e for e in events_about(api, run.workload.namespace, run.unusable) if e.reason == "InvalidConfig"]
-
-
 def capture_complete(run: NodeRun, nodes: Sequence[str]) -> bool:
     """The opted-in pods of `nodes` captured, counted in the folded status, each with its Event, and
     the invalid config reported."""
@@ -300,31 +252,6 @@ def capture_complete(run: NodeRun, nodes: Sequence[str]) -> bool:
 # The RBAC scenario: one node, its agent folding ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One step: an action, then a state the agent must bring about within `timeout`; once a log
-    line names the permission a test removed, `grace` more seconds."""
-
-    name: str
-    done: Callable[[NodeRun], bool]
-    action: Callable[[NodeRun], None] | None = None
-    timeout: float = 60.0
-    grace: float = 8.0
-
-
-def _touch_unusable(run: NodeRun) -> None:
-    from kubernetes import client
-
-    client.CustomObjectsApi(run.workload.plane.api()).patch_namespaced_custom_object(
-        "profiling.io",
-        "v1alpha1",
-        run.workload.namespace,
-        "profilingconfigs",
-        run.unusable,
-        {"spec": {"thresholds": {"checkIntervalSeconds": 20}}},
-    )
-
-
 def _late_captured(run: NodeRun) -> bool:
     node = run.workload.nodes[0]
     late = run.workload.late
@@ -337,6 +264,7 @@ def _gone(run: NodeRun) -> bool:
     return node_history(run, node) is None and node_report(run, node) is None
 
 
+# The operator's staged scenario on the first node, its agent folding (cluster_scenario.drive runs it).
 STAGES = (
     # Pods by field selector, usage from the kubelet, S3, the node's history and report, Events, the
     # Lease, the fold into the status; the invalid config reported once.
@@ -350,39 +278,7 @@ STAGES = (
         grace=12,
     ),
     # The invalid config changed, still invalid the same way: the same Event again, its count patched.
-    Stage(
-        "event-repeat",
-        lambda run: any((e.count or 1) >= 2 for e in invalid_events(run)),
-        action=_touch_unusable,
-        timeout=30,
-        grace=8,
-    ),
+    next(stage for stage in cluster_scenario.STAGES if stage.name == "event-repeat"),
     # The config deleted: the node's history and report go with it.
     Stage("history-delete", _gone, action=lambda run: delete_configs(run, only=run.config), timeout=30, grace=6),
 )
-
-
-def named_line(run: NodeRun, named: str) -> str | None:
-    for line in run.output_lines():
-        if named in line.replace('\\"', '"'):
-            return line
-    return None
-
-
-def drive(run: NodeRun, named: str | None = None) -> tuple[str, str | None]:
-    """The stages in order: ("done", line) when all completed, else (the first that did not, line)."""
-    for stage in STAGES:
-        if stage.action is not None:
-            stage.action(run)
-        started = time.monotonic()
-        named_at: float | None = None
-        while not stage.done(run):
-            now = time.monotonic()
-            if named and named_at is None and named_line(run, named):
-                named_at = now
-            out_of_time = now - started > stage.timeout
-            out_of_grace = named_at is not None and now - max(started, named_at) > stage.grace
-            if out_of_time or out_of_grace or run.exited():
-                return stage.name, named_line(run, named) if named else None
-            time.sleep(0.5)
-    return "done", named_line(run, named) if named else None

@@ -12,15 +12,14 @@ What differs from the operator, and why:
   builds on as it builds on a status; the elected agent folds the reports into the configs'
   statuses (`node.folder`). Events on pods are the node's agent's; the InvalidConfig Event on a
   config is the folder's, once, not one per node; pgo jobs run on the folder only;
-- every agent checks (the operator checks only while it holds its Lease): the Lease elects the
-  folder;
+- every agent checks (the operator checks only while it holds its Lease): the operator's Lease
+  and leader election elect the folder;
 - transport: always direct, to the pod IPs of the node (a config's `transport` is not used: the
   node's pods are reachable from the node, and the agents need no pods/proxy or portforward grant).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -33,7 +32,6 @@ from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
 from kprof_lib.adapters.kube.informer import PodCache
 from kprof_lib.adapters.kube.kubelet import KubeletMetrics
-from kprof_lib.adapters.kube.leader import LeaderElector
 from kprof_lib.adapters.kube.metrics import MetricsUnavailable
 from kprof_lib.adapters.kube.nodereports import NodeReports, ReportError
 from kprof_lib.execution.ports import Transport
@@ -79,28 +77,14 @@ class NodeAgent(Operator):
         self.node = settings.node_name
         self.node_settings = settings
         self._kubelet_url = kubelet_url(settings)
-        # The operator's Lease is this agent's folding election; every agent checks.
-        super().__init__(
-            dataclasses.replace(settings, leader_elect=False), api_client=api_client, tracer_provider=tracer_provider
-        )
-        elector = None
-        if settings.leader_elect:
-            elector = LeaderElector(
-                self.api,
-                settings.namespace,
-                settings.lease_name,
-                self.identity,
-                lease_duration=settings.lease_duration,
-                renew_deadline=settings.renew_deadline,
-                retry_period=settings.retry_period,
-                on_started_leading=self._started_folding,
-            )
+        super().__init__(settings, api_client=api_client, tracer_provider=tracer_provider)
+        # The operator's Lease (self.elector) elects the agent that folds; every agent checks.
         self.folder = StatusFolder(
             self.api,
             settings.namespace,
             self.configs,
             self._pod_events.recorder,
-            elector=elector,
+            elector=self.elector,
             interval=settings.fold_interval,
             refresh=settings.report_refresh,
         )
@@ -156,20 +140,21 @@ class NodeAgent(Operator):
         super()._forget(key)
         self.reports.forget(key)
 
-    def _started_folding(self) -> None:
+    # The Lease elects the folder only: checks run in every agent, leading or not.
+
+    def is_leader(self) -> bool:
+        return not self._stopped.is_set()
+
+    def _started_leading(self) -> None:
         log.info("folding the node reports into the statuses", extra={"action": "lead", "node": self.node})
+        self.folder.leadership_changed()
+
+    def _stopped_leading(self) -> None:
         self.folder.leadership_changed()
 
     # Lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> NodeAgent:
-        elector = self.folder.elector
-        if elector is not None and elector.missing_namespace():
-            namespace = self.settings.namespace
-            raise StartError(
-                f"namespace {namespace!r} does not exist: the node reports, capture history and Lease live "
-                "there; create it, or set --namespace"
-            )
         super().start()
         # A first scrape now, so that the first check already has a CPU rate.
         threading.Thread(target=self._prime, name="kprof-kubelet-prime", daemon=True).start()
@@ -181,9 +166,15 @@ class NodeAgent(Operator):
     def stop(self) -> bool:
         if self._stopped.is_set():
             return True
-        finished = super().stop()
         self.folder.stop()
-        return finished
+        return super().stop()  # releases the Lease: another agent folds at once
+
+    def ready(self) -> tuple[bool, str]:
+        ready, why = super().ready()
+        if not ready:
+            return ready, why
+        role = "folding the statuses" if self.folder.is_leader else "another agent folds the statuses"
+        return True, f"caches synced; node {self.node}; {role}"
 
     def _prime(self) -> None:
         try:

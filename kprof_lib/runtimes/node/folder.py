@@ -71,8 +71,7 @@ class StatusFolder:
         return self.elector is None or self.elector.is_leader
 
     def start(self) -> StatusFolder:
-        if self.elector is not None:
-            self.elector.start()
+        """Fold from now on while leading (the elector is started and stopped by its owner)."""
         self._thread = threading.Thread(target=self._loop, name="kprof-node-fold", daemon=True)
         self._thread.start()
         return self
@@ -81,8 +80,6 @@ class StatusFolder:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(10)
-        if self.elector is not None:
-            self.elector.stop(release=True)
 
     def leadership_changed(self) -> None:
         self._written.clear()  # another agent may have written meanwhile
