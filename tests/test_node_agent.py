@@ -135,7 +135,8 @@ def test_usage_is_read_from_a_kubelet_over_http(busy_process):
         [item] = metrics.pod_metrics("shop", "app=ignored")
         [container] = item["containers"]
         cores = int(container["usage"]["cpu"].rstrip("n")) / 1e9
-        assert 0.2 < cores <= 1.5, container  # a process spinning on one core
+        # A process spinning on one core, of two shared with other work: some share, never more than one.
+        assert 0.01 < cores <= 1.2, container
         assert int(container["usage"]["memory"]) > 1024 * 1024
         assert metrics.scrapes == 2 and stand_in.scrapes == 2
         # A second check at once shares the scrape.
