@@ -253,8 +253,8 @@ def _environment(changes: Mapping[str, str | None]) -> dict[str, str]:
 
 
 class OperatorProcess:
-    """`kprof run` (or `python operator_main.py`) in a subprocess; stderr's JSON lines are kept in
-    `logs`. Stopped (SIGKILL if need be) by `close()`."""
+    """`kprof run` (or `python operator_main.py`; with `command_name` "node", `kprof node`) in a
+    subprocess; stderr's JSON lines are kept in `logs`. Stopped (SIGKILL if need be) by `close()`."""
 
     def __init__(
         self,
@@ -265,11 +265,12 @@ class OperatorProcess:
         env: Mapping[str, str | None] | None = None,
         entrypoint: str = "kprof",
         name: str = "operator",
+        command_name: str = "run",
     ):
         self.name = name
         work_dir.mkdir(parents=True, exist_ok=True)
         command = (
-            [*kprof_command(), "run"]
+            [*kprof_command(), command_name]
             if entrypoint == "kprof"
             else [sys.executable, str(REPO_ROOT / "operator_main.py")]
         )

@@ -30,6 +30,7 @@ COMMANDS = {
     "sidecar": "profile the app container of this pod from a sidecar",
     "local": "profile a process on this machine by thresholds or on a schedule",
     "run": "run the operator (in a cluster, or against a kubeconfig)",
+    "node": "run a node agent: the operator's checks over the pods of one node",
 }
 
 

@@ -3,8 +3,8 @@
 One source for every place that grants or checks permissions: the Helm chart's and the kustomize
 base's ClusterRole and Role are compared with `REQUIRED_RULES` (plus `TRANSPORT_RULES` for the
 transports they enable) by the tests, and the API calls the operator makes against a real API
-server (its audit log) are compared with the same rules. The sidecar needs none of these: it makes
-no Kubernetes API calls.
+server (its audit log) are compared with the same rules; `NODE_AGENT_RULES` are the node agents'.
+The sidecar needs none of these: it makes no Kubernetes API calls.
 """
 
 from __future__ import annotations
@@ -64,6 +64,29 @@ TRANSPORT_RULES: Mapping[str, tuple[Rule, ...]] = {
     "direct": (),
     "proxy": (Rule("", ("pods/proxy",), ("get",)),),
     "portforward": (Rule("", ("pods/portforward",), ("create", "get")),),
+}
+
+
+# The node agents' (`kprof node`, the chart with mode=node), each shown to be needed the same way
+# (tests/test_cluster_nodes.py). The pods watch is cut to the agent's node by a field selector,
+# which RBAC cannot require: the grant is cluster-wide, the requests are not. `nodes/metrics` is
+# what a kubelet asks the API server about (SubjectAccessReview) before it serves /metrics/resource
+# (direct to the kubelet; `nodes/proxy` would be needed only through the API server's node proxy,
+# and grants far more: the kubelet's whole API). Profiles are fetched from the pod IPs (direct).
+# In the agents' namespace: the Lease electing the agent that folds, and ConfigMaps: each agent's
+# history and report per config (get, create, update, delete), the folder's LIST of the reports.
+NODE_AGENT_RULES: Mapping[str, tuple[Rule, ...]] = {
+    CLUSTER_ROLE: (
+        Rule("", ("pods",), ("list", "watch")),
+        Rule("", ("events",), ("create", "patch")),
+        Rule("profiling.io", ("profilingconfigs",), ("list", "watch")),
+        Rule("profiling.io", ("profilingconfigs/status",), ("patch",)),
+        Rule("", ("nodes/metrics",), ("get",)),
+    ),
+    NAMESPACE_ROLE: (
+        Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
+        Rule("", ("configmaps",), ("get", "list", "create", "update", "delete")),
+    ),
 }
 
 

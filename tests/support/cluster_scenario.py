@@ -139,7 +139,13 @@ class Run:
 
     def forbidden(self) -> list[str]:
         """The operator's log lines that report a 403 / forbidden answer."""
-        return [line for line in self.operator.output_lines() if reports_forbidden(line)]
+        return [line for line in self.output_lines() if reports_forbidden(line)]
+
+    def output_lines(self) -> list[str]:
+        return self.operator.output_lines()
+
+    def exited(self) -> bool:
+        return self.operator.process.poll() is not None
 
 
 # A whole "403" only: neither a random port such as 127.0.0.1:40325 nor the milliseconds of a
@@ -281,7 +287,7 @@ def _late_captured(run: Run) -> bool:
     return bool(found) and len(history(run) or {}) == len(run.workload.opted) + 1
 
 
-def _touch_unusable(run: Run) -> None:
+def touch_unusable(run: Run) -> None:
     """A new generation of the invalid config, with the same problem."""
     from kubernetes import client
 
@@ -314,7 +320,7 @@ STAGES = (
     Stage(
         "event-repeat",
         lambda run: any((e.count or 1) >= 2 for e in invalid_events(run)),
-        action=lambda run: _touch_unusable(run),
+        action=lambda run: touch_unusable(run),
         timeout=30,
         grace=6,
     ),
@@ -331,16 +337,17 @@ STAGES = (
 
 def named_line(run: Run, named: str) -> str | None:
     """The operator's first log line holding `named` (JSON lines escape the quotes it has)."""
-    for line in run.operator.output_lines():
+    for line in run.output_lines():
         if named in line.replace('\\"', '"'):
             return line
     return None
 
 
-def drive(run: Run, named: str | None = None) -> tuple[str, str | None]:
+def drive(run: Any, named: str | None = None, stages: Sequence[Stage] = STAGES) -> tuple[str, str | None]:
     """Runs the stages in order: ("done", line) when every one completed, else (the first stage
-    that did not, line), where line is the log line naming `named` if there is one."""
-    for stage in STAGES:
+    that did not, line), where line is the log line naming `named` if there is one. `run` is a
+    `Run`, or anything with its workload, `output_lines()` and `exited()` (the node agents')."""
+    for stage in stages:
         if stage.name == "history-update" and run.workload.late is None:
             continue
         if stage.action is not None:
@@ -353,7 +360,7 @@ def drive(run: Run, named: str | None = None) -> tuple[str, str | None]:
                 named_at = now
             out_of_time = now - started > stage.timeout
             out_of_grace = named_at is not None and now - max(started, named_at) > stage.grace
-            if out_of_time or out_of_grace or run.operator.process.poll() is not None:
+            if out_of_time or out_of_grace or run.exited():
                 return stage.name, named_line(run, named) if named else None
             time.sleep(0.5)
     return "done", named_line(run, named) if named else None
@@ -380,6 +387,20 @@ def scenario(workload: Workload, kubeconfig: Path, work: Path, operator_namespac
 
 
 # RBAC ------------------------------------------------------------------------------------------
+
+
+def audited_calls(plane: ControlPlane, username: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource[/subresource], verb) of every call `username` made, from the API
+    server's audit log; none of them may have been refused."""
+    used = set()
+    for event in plane.audit(username):
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", "")
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        used.add((ref.get("apiGroup", ""), resource, event["verb"]))
+        assert event["responseStatus"]["code"] != 403, event
+    return used
 
 
 def _rules_without(rules: list[Any], removed: tuple[str, str, str]) -> list[dict[str, list[str]]]:

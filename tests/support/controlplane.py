@@ -128,6 +128,8 @@ class ControlPlane:
         self.with_metrics = metrics
         self.processes: list[_Process] = []
         self.agent: NodeAgent | None = None
+        # Nodes added by `add_node`, each with its kubelet stand-in.
+        self.nodes: dict[str, NodeAgent] = {}
         self.etcd_url = ""
         self.server = ""
         self.kubeconfig = work_dir / "admin.kubeconfig"
@@ -159,6 +161,9 @@ class ControlPlane:
         if self.agent is not None:
             self.agent.close()
             self.agent = None
+        for agent in self.nodes.values():
+            agent.close()
+        self.nodes.clear()
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -270,20 +275,8 @@ class ControlPlane:
         from kubernetes import client
 
         self.agent = NodeAgent()
+        self._create_node(NODE_NAME, self.agent)
         core = client.CoreV1Api(self.api())
-        core.create_node({"metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}}})
-        core.patch_node_status(
-            NODE_NAME,
-            {
-                "status": {
-                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self.agent.port}},
-                    "conditions": [
-                        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node agent"}
-                    ],
-                }
-            },
-        )
         port = free_port()
         metrics = _Process(
             "metrics-server",
@@ -327,6 +320,42 @@ class ControlPlane:
                 },
             }
         )
+
+    def _create_node(self, name: str, agent: NodeAgent) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api())
+        core.create_node({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})
+        core.patch_node_status(
+            name,
+            {
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": agent.port}},
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node agent"}
+                    ],
+                }
+            },
+        )
+
+    def add_node(self, name: str) -> NodeAgent:
+        """A further Node whose kubelet stand-in authorizes its callers as a kubelet does (token and
+        SubjectAccessReview of get on nodes/metrics): the node agents' RBAC is tested against it.
+        metrics-server, which sends no token, cannot read it; nothing that uses metrics-server puts
+        pods there."""
+        agent = self.nodes[name] = NodeAgent(self.api(), name)
+        self._create_node(name, agent)
+        return agent
+
+    def remove_node(self, name: str) -> None:
+        from kubernetes import client
+
+        agent = self.nodes.pop(name, None)
+        if agent is not None:
+            agent.close()
+        with contextlib.suppress(Exception):
+            client.CoreV1Api(self.api()).delete_node(name)
 
     def restart_apiserver(self) -> None:
         """Kills kube-apiserver and starts it again on the same port and etcd, cutting every
@@ -457,9 +486,11 @@ class ControlPlane:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         requests: Mapping[str, str] | None = None,
+        node: str = NODE_NAME,
     ) -> dict[str, Any]:
-        """A pod of one container "app" on the test Node, Running at `pod_ip` as a kubelet would
-        report it; with `pid`, the node agent reports that process's CPU and memory as the pod's."""
+        """A pod of one container "app" on the test Node (or `node`, one of `add_node`'s), Running at
+        `pod_ip` as a kubelet would report it; with `pid`, that node's kubelet stand-in reports that
+        process's CPU and memory as the pod's."""
         from kubernetes import client
 
         core = client.CoreV1Api(self.api())
@@ -468,7 +499,7 @@ class ControlPlane:
             {
                 "metadata": {"name": name, "labels": dict(labels or {}), "annotations": dict(annotations or {})},
                 "spec": {
-                    "nodeName": NODE_NAME,
+                    "nodeName": node,
                     "automountServiceAccountToken": False,
                     "containers": [
                         {
@@ -510,8 +541,9 @@ class ControlPlane:
                 }
             },
         )
-        if pid is not None and self.agent is not None:
-            self.agent.add(namespace, name, "app", pid)
+        agent = self.nodes.get(node, self.agent if node == NODE_NAME else None)
+        if pid is not None and agent is not None:
+            agent.add(namespace, name, "app", pid)
         return self.api().sanitize_for_serialization(pod)
 
     def store_pods(self, pods: Iterable[Mapping[str, Any]], batch: int = 128, timeout: float = 600.0) -> int:
@@ -568,8 +600,9 @@ class ControlPlane:
     def delete_pod(self, namespace: str, name: str) -> None:
         from kubernetes import client
 
-        if self.agent is not None:
-            self.agent.remove(namespace, name)
+        for agent in [self.agent, *self.nodes.values()]:
+            if agent is not None:
+                agent.remove(namespace, name)
         # No kubelet confirms a graceful deletion: without 0 the pod would wait out its grace period.
         client.CoreV1Api(self.api()).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 

@@ -5,6 +5,12 @@ Tests give it the real processes behind their pods (`agent.add(namespace, pod, c
 each scrape reports those processes' CPU seconds (utime + stime), resident memory and start time,
 and the machine's own CPU and memory as the node's. Plain HTTP on 127.0.0.1 (metrics-server runs
 with --deprecated-kubelet-completely-insecure): nothing here is reachable from outside.
+
+With `api` (an admin ApiClient) and `node`, it authorizes each request as a kubelet does with
+`--authentication-token-webhook --authorization-mode=Webhook`: the bearer token through a
+TokenReview (401 without one, or when it is not valid), then a SubjectAccessReview of `get` on
+`nodes/metrics` of its node (403 with the kubelet's own wording when not allowed). `authorized`
+lists who was let in, as (user, verb, resource) — the kubelet's side of an RBAC test's audit.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -59,10 +66,13 @@ def _node_working_set() -> int:
 class NodeAgent:
     """`/metrics/resource` for one fake Node on 127.0.0.1:`port`."""
 
-    def __init__(self) -> None:
+    def __init__(self, api: Any = None, node: str | None = None) -> None:
         self._containers: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
         self.scrapes = 0
+        self._api = api
+        self.node = node
+        self.authorized: list[tuple[str, str, str]] = []
         agent = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,8 +80,14 @@ class NodeAgent:
                 if self.path.split("?", 1)[0] != "/metrics/resource":
                     self.send_error(404)
                     return
-                body = agent.exposition().encode()
-                self.send_response(200)
+                refusal = agent.refusal(self.headers.get("Authorization"))
+                if refusal is not None:
+                    self._answer(refusal[0], refusal[1].encode())
+                    return
+                self._answer(200, agent.exposition().encode())
+
+            def _answer(self, code: int, body: bytes) -> None:
+                self.send_response(code)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -85,6 +101,38 @@ class NodeAgent:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="node-agent", daemon=True)
         self._thread.start()
+
+    def refusal(self, authorization: str | None) -> tuple[int, str] | None:
+        """(status, body) when the request may not read the metrics, None when it may."""
+        if self._api is None:
+            return None
+        from kubernetes import client
+
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return 401, "Unauthorized"
+        review = client.AuthenticationV1Api(self._api).create_token_review({"spec": {"token": token}})
+        if not review.status.authenticated:
+            return 401, "Unauthorized"
+        user = review.status.user
+        attributes = {"verb": "get", "resource": "nodes", "subresource": "metrics", "name": self.node}
+        access = client.AuthorizationV1Api(self._api).create_subject_access_review(
+            {
+                "spec": {
+                    "user": user.username,
+                    "groups": user.groups,
+                    "uid": user.uid,
+                    "extra": user.extra,
+                    "resourceAttributes": attributes,
+                }
+            }
+        )
+        if not access.status.allowed:
+            # The kubelet's words (pkg/kubelet/server/auth.go).
+            return 403, f"Forbidden (user={user.username}, verb=get, resource=nodes, subresource(s)=[metrics])"
+        with self._lock:
+            self.authorized.append((user.username, "get", "nodes/metrics"))
+        return None
 
     def add(self, namespace: str, pod: str, container: str, pid: int) -> None:
         with self._lock:

@@ -10,6 +10,10 @@ kind of capture the later timestamp wins. Entries older than `max_age` are prune
 and if the document still exceeds `max_bytes` the oldest entries go first, which keeps the
 ConfigMap far below the API's 1 MiB limit. Reads are served from memory once loaded: while the
 operator holds the Lease it is the only writer; call `invalidate()` when leadership is gained.
+
+Node agents (`runtimes.node`) keep one history per node and config: with `node` set, the name
+hashes the config key and the node name together and the ConfigMap is labelled with the node, so
+each agent is the only writer of its own ConfigMaps.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ MANAGED_BY = "kprof"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 COMPONENT = "capture-history"
 CONFIG_ANNOTATION = "profiling.io/config"
+NODE_LABEL = "profiling.io/node"
 # Pause before re-reading after a conflicting write: up to 10 ms, doubling per attempt, at most
 # 0.5 s (ten attempts wait under 3 s in all).
 CONFLICT_PAUSE = 0.01
@@ -58,9 +63,11 @@ class _Stored:
     entries: History
 
 
-def configmap_name(config_key: str) -> str:
-    """`kprof-history-` and the first 12 hex digits of the SHA-256 of the config key."""
-    return NAME_PREFIX + hashlib.sha256(config_key.encode()).hexdigest()[:12]
+def configmap_name(config_key: str, node: str | None = None, prefix: str = NAME_PREFIX) -> str:
+    """`kprof-history-` and the first 12 hex digits of the SHA-256 of the config key (and, for a
+    node agent's history, of the node name after a newline, which no key or node name holds)."""
+    scoped = config_key if node is None else f"{config_key}\n{node}"
+    return prefix + hashlib.sha256(scoped.encode()).hexdigest()[:12]
 
 
 class ConfigMapHistory:
@@ -72,6 +79,7 @@ class ConfigMapHistory:
         max_bytes: the most `history.json` may hold; the oldest entries are dropped beyond it.
         now: the clock pruning uses (tests may fix it).
         attempts: how many conflicting writes `merge` retries before giving up.
+        node: a node agent's node: its own ConfigMaps (see the module's docstring).
     """
 
     def __init__(
@@ -84,9 +92,11 @@ class ConfigMapHistory:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         attempts: int = 10,
         timeout: float = 30.0,
+        node: str | None = None,
     ) -> None:
         self._api = api_client
         self.namespace = namespace
+        self.node = node
         self._max_age = max_age
         self._max_bytes = max_bytes
         self._now = now
@@ -98,7 +108,7 @@ class ConfigMapHistory:
 
     def _path(self, config_key: str | None = None) -> str:
         base = f"/api/v1/namespaces/{self.namespace}/configmaps"
-        return f"{base}/{configmap_name(config_key)}" if config_key is not None else base
+        return f"{base}/{configmap_name(config_key, self.node)}" if config_key is not None else base
 
     def _lock_for(self, config_key: str) -> threading.Lock:
         with self._locks_lock:
@@ -186,10 +196,13 @@ class ConfigMapHistory:
         return _Stored(configmap["metadata"].get("resourceVersion"), entries)
 
     def _document(self, config_key: str, resource_version: str | None, entries: History) -> dict:
+        labels = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: COMPONENT}
+        if self.node is not None:
+            labels[NODE_LABEL] = self.node
         metadata: dict = {
-            "name": configmap_name(config_key),
+            "name": configmap_name(config_key, self.node),
             "namespace": self.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: COMPONENT},
+            "labels": labels,
             "annotations": {CONFIG_ANNOTATION: config_key},
         }
         if resource_version is not None:

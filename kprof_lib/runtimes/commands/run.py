@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from types import FrameType
@@ -229,7 +230,8 @@ def _lease_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, node: bool = False) -> int:
+    """`kprof run`; with `node`, `kprof node` (commands.node): a node agent from the same flags."""
     logs.configure(args.log_level, args.log_format)
     problem = _lease_problem(args) or _memory_problem(args)
     if problem:
@@ -244,9 +246,17 @@ def run(args: argparse.Namespace) -> int:
     from kprof_lib.runtimes.operator.app import Operator
     from kprof_lib.runtimes.operator.settings import Settings
 
+    operator_type: Callable[..., Operator] = Operator
+    settings_type: type[Settings] = Settings
+    if node:
+        from kprof_lib.runtimes.node.agent import NodeAgent
+        from kprof_lib.runtimes.node.settings import NodeSettings
+
+        operator_type, settings_type = NodeAgent, NodeSettings
+
     # Every flag but these four sets the Settings field of its name.
-    same = {field.name: getattr(args, field.name) for field in fields(Settings) if hasattr(args, field.name)}
-    settings = Settings(
+    same = {field.name: getattr(args, field.name) for field in fields(settings_type) if hasattr(args, field.name)}
+    settings = settings_type(
         **{
             **same,
             "namespace": args.namespace or connection.own_namespace(DEFAULTS.namespace),
@@ -256,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     try:
-        provider = tracing.configure(service_name="kprof-operator", set_global=True)
+        provider = tracing.configure(service_name="kprof-node" if node else "kprof-operator", set_global=True)
     except ValueError as error:
         log.error("tracing: %s", error, extra={"action": "exit", "reason": "bad-tracing-settings"})
         return 2
@@ -275,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        operator = Operator(settings, tracer_provider=provider)
+        operator = operator_type(settings, tracer_provider=provider)
         started.append(operator)
         operator.start()
     except Exception as error:  # no kubeconfig, an address in use: say which, do not trace back

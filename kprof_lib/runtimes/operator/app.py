@@ -37,7 +37,13 @@ from kprof_lib.adapters.kube.status import StatusWriter
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
-from kprof_lib.execution.ports import ProfileStore, Transport
+from kprof_lib.execution.ports import EventRecorder as EventRecorderPort
+from kprof_lib.execution.ports import (
+    MetricsSource,
+    ProfileStore,
+    StatusPort,
+    Transport,
+)
 from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
@@ -76,10 +82,10 @@ class Operator:
         self._synced = threading.Event()
         self._activation = threading.Lock()  # sync and leadership may arrive together
 
-        self.pods = PodCache(self.api)
+        self.pods = self._pod_cache()
         self.configs = ConfigWatch(self.api)
-        self.history = ConfigMapHistory(self.api, settings.namespace)
-        self.events = EventRecorder(self.api, host=os.environ.get("POD_NAME") or self.identity)
+        self.history = self._history_store()
+        self.events = self._event_recorder()
         self.stores = wiring.Stores(
             local_dir=settings.local_dir, spool_dir=settings.spool_dir, spool_max_bytes=settings.spool_max_bytes
         )
@@ -113,10 +119,10 @@ class Operator:
         self.runner = CheckRunner(
             configs=self._config,
             pods=self.pods,
-            metrics=MetricsServer(self.api),
+            metrics=self._metrics_source(),
             history=self.history,
             events=self.events,
-            status=StatusWriter(self.api),
+            status=self._status_port(),
             executor=self.executor,
             store_for=self.stores.for_spec,
             transport_for=self._transport,
@@ -152,6 +158,23 @@ class Operator:
             self.ready,
             self.instruments,
         )
+
+    # Where pods, usage, history, Events and status go: a node agent (runtimes.node.agent) has its own.
+
+    def _pod_cache(self) -> PodCache:
+        return PodCache(self.api)
+
+    def _metrics_source(self) -> MetricsSource:
+        return MetricsServer(self.api)
+
+    def _history_store(self) -> ConfigMapHistory:
+        return ConfigMapHistory(self.api, self.settings.namespace)
+
+    def _event_recorder(self) -> EventRecorderPort:
+        return EventRecorder(self.api, host=os.environ.get("POD_NAME") or self.identity)
+
+    def _status_port(self) -> StatusPort:
+        return StatusWriter(self.api)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
