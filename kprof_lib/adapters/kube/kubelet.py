@@ -19,7 +19,7 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,13 +122,16 @@ class Rates:
 
 
 def pod_metrics(
-    samples: dict[Container, Sample], usage: dict[Container, tuple[float, float, float]], namespace: str | None
+    samples: dict[Container, Sample],
+    usage: dict[Container, tuple[float, float, float]],
+    namespace: str | None,
+    wanted: Callable[[tuple[str, str]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """PodMetrics items (metrics.k8s.io/v1beta1 shape) for the pods of `namespace` (None: all)
-    whose every container has usage."""
+    """PodMetrics items (metrics.k8s.io/v1beta1 shape) for the pods of `namespace` (None: all),
+    `wanted` when given, whose every container has usage."""
     pods: dict[tuple[str, str], list[Container]] = {}
     for key in samples:
-        if namespace is None or key[0] == namespace:
+        if (namespace is None or key[0] == namespace) and (wanted is None or wanted(key[:2])):
             pods.setdefault(key[:2], []).append(key)
     items = []
     for (ns, name), containers in sorted(pods.items()):
@@ -197,8 +200,13 @@ class KubeletMetrics:
             self._scraped = time.monotonic()
             self.scrapes += 1
 
-    def pod_metrics(self, namespace: str | None, label_selector: str | None) -> list[dict[str, Any]]:
-        """PodMetrics of the node's pods in `namespace` (None: all). `label_selector` is not
+    def pod_metrics(
+        self,
+        namespace: str | None,
+        label_selector: str | None,
+        wanted: Callable[[tuple[str, str]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """PodMetrics of the node's pods in `namespace` (None: all), `wanted` when given. `label_selector` is not
         applied: reconcile selects pods itself, and usage of pods it does not select is unused.
         Checks of several configs at once share one scrape (one younger than `min_window`)."""
         with self._lock:
@@ -206,7 +214,7 @@ class KubeletMetrics:
         if not fresh:
             self.scrape()
         with self._lock:
-            return pod_metrics(self._samples, self._usage, namespace)
+            return pod_metrics(self._samples, self._usage, namespace, wanted)
 
     def _get(self) -> str:
         headers = {"Accept": "text/plain"}
