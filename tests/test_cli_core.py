@@ -65,7 +65,7 @@ def test_validate_names_file_document_and_path(tmp_path, capsys):
         f"{bad} document 2 (typo): spec.profileTypes[1]: 'bogus' is not one of "
         "['heap', 'cpu', 'goroutine', 'mutex', 'block', 'allocs', 'threadcreate']",
         f"{bad} document 2 (typo): spec.threshold: unknown field (allowed: baseline, cpuProfileSeconds, onDemand, pgo, profileTypes, "
-        "s3Config, selector, thresholds, transport)",
+        "s3Config, selector, thresholds, transport, triggers)",
         "1 of 2 document(s) invalid",
     ]
 

@@ -28,6 +28,11 @@ def test_case(case):
         assert _result(plan, key)["observed"] == observed, key
     for key, reasons in case.get("reasons", {}).items():
         assert _result(plan, key)["reasons"] == reasons, key
+    for key, message in case.get("messages", {}).items():
+        assert _result(plan, key).get("message") == message, key
+    for key, fields in case.get("fields", {}).items():
+        result = _result(plan, key)
+        assert {name: result.get(name) for name in fields} == fields, key
     if "activePods" in case:
         assert plan["summary"]["activePods"] == case["activePods"]
     assert case["state"] == state_before and case["spec"] == spec_before, "reconcile changed its input"
@@ -83,6 +88,7 @@ def test_the_example_plan_in_full():
             "pod": "checkout-5d8f7c9b4-q7wzn",
             "action": "none",
             "reason": "cooldown",
+            "message": "memory-threshold: threshold cooldown until 2026-11-25T10:02:30Z",
             "observed": {"cpuPercent": 17.85, "memoryPercent": 103.44},
         },
         {

@@ -77,7 +77,7 @@ def test_the_schema_defaults_are_the_documented_ones():
             [
                 {
                     "path": "spec.threshold",
-                    "message": "unknown field (allowed: baseline, cpuProfileSeconds, onDemand, pgo, profileTypes, s3Config, selector, thresholds, transport)",
+                    "message": "unknown field (allowed: baseline, cpuProfileSeconds, onDemand, pgo, profileTypes, s3Config, selector, thresholds, transport, triggers)",
                 }
             ],
         ),

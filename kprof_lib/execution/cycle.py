@@ -5,8 +5,9 @@ updates, flush what waits in a spool, report. Traced as a `kprof.check` span wit
 `kprof.metrics` child around the gathering, the executor's capture and upload spans, and a
 `kprof.summary` per captured pod.
 
-What differs between runtimes is given: how to gather, where history goes (`save_history`), what
-to flush, and the reporter (status and Events, log lines, the terminal). `kinds` says which kinds of
+What differs between runtimes is given: how to gather, where history goes (`save_history`), where
+each pod's sample goes for the triggers' usage windows (`save_samples`), what to flush, and the
+reporter (status and Events, log lines, the terminal). `kinds` says which kinds of
 capture the check decides (see `planning.reconcile`).
 """
 
@@ -28,7 +29,8 @@ from kprof_lib.planning.reconcile import reconcile
 
 log = logging.getLogger("kprof.check")
 
-History = Mapping[str, Mapping[str, str]]
+History = Mapping[str, Mapping[str, Any]]
+Samples = Mapping[str, Mapping[str, Any]]  # "namespace/pod" -> this check's sample (plan.PodDecision.sample)
 
 
 @dataclass
@@ -58,6 +60,7 @@ def run_check(
     transport: Transport,
     kinds: Collection[str] = KINDS,
     save_history: Callable[[History], None] | None = None,
+    save_samples: Callable[[Samples], None] | None = None,
     flush: Callable[[], None] | None = None,
     report: Callable[[CheckReport], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
@@ -67,6 +70,10 @@ def run_check(
     """Runs one check. `gather()` returns the cluster state (now, pods, podMetrics, history); it
     may raise, and so may reconcile (`SpecError`, `StateError`): the error is recorded on the span
     and raised to the caller, which reports it. Capture and store failures are in the report.
+
+    Right after reconcile, this check's samples of the pods it measured go to `save_samples`
+    (also when nothing is captured, never in check mode; an exception there is logged, and the
+    check goes on: a window one sample short only delays a trend).
 
     After executing: unless `cancelled()` (the report is then marked `discarded`, and nothing is
     saved, flushed or reported), the history updates go to `save_history` (an exception there
@@ -87,6 +94,8 @@ def run_check(
         except Exception as error:
             record_error(span, error, redact.text(str(error)))
             raise
+        if save_samples is not None and not check_mode:
+            _save_samples(save_samples, plan, config_name)
         span.set_attributes(
             {
                 telemetry.ATTR_PODS_SEEN: len(plan.results),
@@ -152,6 +161,21 @@ def run_check(
     if report is not None:
         report(done)
     return done
+
+
+def _save_samples(save_samples: Callable[[Samples], None], plan: Plan, config_name: str) -> None:
+    samples = {decision.key: decision.sample for decision in plan.results if decision.sample is not None}
+    if not samples:
+        return
+    try:
+        save_samples(samples)
+    except Exception as error:
+        log.warning(
+            "%s: usage samples not saved: %s",
+            config_name,
+            error,
+            extra={"config": config_name, "action": "save-samples", "reason": "samples-error"},
+        )
 
 
 def _save(

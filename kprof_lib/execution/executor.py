@@ -19,10 +19,12 @@ profile not started or cut is reported `cancelled`, never `failed`; `in_flight()
 drain is waiting for and how long it may take at most.
 
 Check mode (`check_mode=True`) touches nothing: it reports what would be captured and where.
-The report carries the history updates the caller must persist (the plan's `now` for each kind of
-capture that produced at least one profile, with a baseline capture's workload; for a pod whose
-capture failed, when it failed and when its run of failures began), so cooldowns, on-demand
-intervals, baselines and retry backoff hold.
+The report carries the history updates the caller must persist (the plan's `now` for each
+family of reasons of a capture that produced at least one profile, with a baseline capture's
+workload and the alert fingerprints served; a requested capture's annotation value, captured or
+failed; for a pod whose capture failed, when it failed and when its run of failures began), so
+cooldowns, on-demand intervals, baselines, one capture per capture-now value and per alert, and
+retry backoff hold. Objects stored for an alert or a capture-now request name it in their metadata.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from kprof_lib.execution.ports import (
     TargetBusy,
     Transport,
 )
-from kprof_lib.planning.plan import BASELINE, ON_DEMAND, THRESHOLD_REASONS, Plan, PodDecision
+from kprof_lib.planning.plan import ALERT, BASELINE, FAMILY_KEYS, REQUESTED, Plan, PodDecision
 from kprof_lib.spec.model import KeyLayout
 from kprof_lib.state import cluster
 
@@ -450,6 +452,8 @@ class Executor:
             profile_type=request.profile_type,
             captured_at=job.captured_at,
             trace_id=trace_id,
+            alert=job.decision.alert,
+            request_value=job.decision.request_value,
         )
         tags, dropped = keys.object_tags(job.decision.labels)
         if dropped:
@@ -518,7 +522,14 @@ class _PodJob:
     def result(self, status: str) -> results.PodResult:
         decision = self.decision
         return results.PodResult(
-            decision.namespace, decision.pod, status, decision.reason, list(decision.reasons), uid=decision.uid
+            decision.namespace,
+            decision.pod,
+            status,
+            decision.reason,
+            list(decision.reasons),
+            uid=decision.uid,
+            alert=decision.alert,
+            request_value=decision.request_value,
         )
 
     def requests(self) -> list[ProfileRequest]:
@@ -576,27 +587,33 @@ def record_error(span: trace.Span, error: Exception, message: str) -> None:
     span.set_status(trace.Status(trace.StatusCode.ERROR, message))
 
 
-def _history_updates(now: str, due: list[PodDecision], report: list[results.PodResult]) -> dict[str, dict[str, str]]:
+def _history_updates(now: str, due: list[PodDecision], report: list[results.PodResult]) -> dict[str, dict[str, Any]]:
+    """What the history must record of `report`: for a pod that captured, the plan's now for each
+    family of its reasons (`plan.FAMILY_KEYS`), a baseline's workload, the alert fingerprints it
+    served; for a pod whose capture failed, when (backoff). A requested capture's value is recorded
+    when it captured and when it failed: one capture per value, a failure shown in the Event."""
     decisions = {decision.key: decision for decision in due}
-    updates: dict[str, dict[str, str]] = {}
+    updates: dict[str, dict[str, Any]] = {}
     for result in report:
         if result.status not in (results.FAILED, results.CAPTURED):
             continue  # most of a big plan: nothing was due
         decision = decisions.get(result.key)
+        served = {}
+        if decision is not None and decision.request_value is not None and REQUESTED in result.reasons:
+            served[cluster.CAPTURE_NOW_KEY] = decision.request_value
         if result.status == results.FAILED and decision is not None:
             # The pod is retried with backoff (planning.cadence.retry_due), not at every check.
-            failed = {cluster.FAILED_KEY: now}
+            failed = {cluster.FAILED_KEY: now, **served}
             if not decision.failing:
                 failed[cluster.FAILING_SINCE_KEY] = now
             updates[result.key] = failed
             continue
         if result.status != results.CAPTURED:
             continue
-        update = {}
-        if any(reason in THRESHOLD_REASONS for reason in result.reasons):
-            update[cluster.THRESHOLD_KEY] = now
-        if ON_DEMAND in result.reasons:
-            update[cluster.ON_DEMAND_KEY] = now
+        update: dict[str, Any] = {FAMILY_KEYS[reason]: now for reason in result.reasons if reason != BASELINE}
+        update |= served
+        if ALERT in result.reasons and decision is not None:
+            update[cluster.FINGERPRINTS_KEY] = list(decision.alert_fingerprints)
         if BASELINE in result.reasons and decision is not None:
             # Recorded for its workload whatever becomes of its summary (else the next check would
             # take another).

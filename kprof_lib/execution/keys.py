@@ -47,6 +47,8 @@ MAX_PREFIX_CHARS = keytemplates.MAX_PREFIX_CHARS
 
 MAX_METADATA_BYTES = 2048  # S3's limit for all user metadata keys and values together
 MAX_METADATA_VALUE_CHARS = 256
+# The alert name and the capture-now value a user chose: shorter, so every field still fits in 2 KB.
+MAX_TRIGGER_CHARS = 128
 
 MAX_TAGS = 10
 MAX_TAG_KEY_CHARS = 128
@@ -167,11 +169,18 @@ def object_metadata(
     profile_type: str,
     captured_at: dt.datetime,
     trace_id: str | None = None,
+    alert: str | None = None,
+    request_value: str | None = None,
 ) -> dict[str, str]:
     """S3 user metadata for one profile: printable ASCII values of at most 256 characters, 2 KB in
-    all. `trace-id` is present only when `trace_id` is given (32 hex digits, not all zero)."""
+    all. `trace-id` is present only when `trace_id` is given (32 hex digits, not all zero); `alert`
+    (the alert's name) and `capture-now` (the annotation value served) only when given, each cut
+    to `MAX_TRIGGER_CHARS`."""
     given = {"namespace": namespace, "pod": pod, "service": service, "reason": reason, "profile-type": profile_type}
     metadata = {name: _metadata_value(value) for name, value in given.items()}
+    for name, value in (("alert", alert), ("capture-now", request_value)):
+        if value:
+            metadata[name] = _metadata_value(value)[:MAX_TRIGGER_CHARS]
     metadata["captured-at"] = format_rfc3339(captured_at)
     if trace_id:
         normalised = trace_id.strip().lower()

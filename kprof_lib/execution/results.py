@@ -44,6 +44,8 @@ class PodResult:
     message: str | None = None
     profiles: list[ProfileResult] = field(default_factory=list)
     uid: str | None = None  # the pod's, when the plan knew it (for Events on the pod)
+    alert: str | None = None  # reason alert: the alert's name
+    request_value: str | None = None  # reason requested: the capture-now value served
 
     @property
     def key(self) -> str:
@@ -57,7 +59,8 @@ class ExecutionReport:
     now: str
     check_mode: bool
     results: list[PodResult]
-    history_updates: dict[str, dict[str, str]]
+    # "namespace/pod" -> fields to set: RFC 3339 times and strings, alertFingerprints a list.
+    history_updates: dict[str, dict[str, Any]]
 
     def count(self, status: str) -> int:
         return sum(1 for result in self.results if result.status == status)

@@ -35,10 +35,12 @@ from kprof_lib import profiles
 from kprof_lib.execution import budget, keys, redact, results, telemetry
 from kprof_lib.execution.ports import ForwardingStore, ProfileStore, StoredObject, StoreError
 from kprof_lib.planning.plan import (
+    ALERT,
     BASELINE,
     CPU_THRESHOLD,
     MEMORY_THRESHOLD,
     ON_DEMAND,
+    REQUESTED,
     THRESHOLD_REASONS,
     Plan,
     PodDecision,
@@ -388,6 +390,10 @@ def headline(decision: PodDecision, written: CaptureSummary | None) -> str:
 
 
 def _reason_text(reason: str, decision: PodDecision) -> str:
+    if reason == REQUESTED and decision.request_value is not None:
+        return f"{reason} (capture-now={decision.request_value})"
+    if reason == ALERT and decision.alert is not None:
+        return f"{reason} ({decision.alert})"
     usage = decision.observed
     share = None
     if usage is not None and reason == CPU_THRESHOLD:

@@ -47,10 +47,22 @@ RETRY_MAX_SECONDS = 900
 
 def failing(history: cluster.History) -> bool:
     """Whether the pod's last capture failed: a failure later than its last successful capture
-    (threshold, on-demand or baseline)."""
+    (of any reason)."""
     if history.last_failed is None or history.failing_since is None:
         return False
-    successes = [t for t in (history.last_threshold, history.last_on_demand, history.last_baseline) if t is not None]
+    successes = [
+        t
+        for t in (
+            history.last_threshold,
+            history.last_on_demand,
+            history.last_baseline,
+            history.last_spike,
+            history.last_oom,
+            history.last_alert,
+            history.last_requested,
+        )
+        if t is not None
+    ]
     return not successes or history.last_failed > max(successes)
 
 

@@ -12,17 +12,65 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kprof_lib.spec.model import KeyLayout, Spec, Thresholds
+from kprof_lib.state import cluster
 from kprof_lib.state.optin import Endpoint
 
 # Why a capture is due (a decision's `reasons`, in precedence order), and the kinds of capture a
 # check may decide (`reconcile(..., kinds=...)`).
+REQUESTED = "requested"  # the profiling.io/capture-now annotation has a value not served yet
+ALERT = "alert"  # a firing Alertmanager alert names the pod
+OOM_RISK = "oom-risk"  # the memory trend reaches the limit within the horizon
 CPU_THRESHOLD = "cpu-threshold"
 MEMORY_THRESHOLD = "memory-threshold"
+GOROUTINE_THRESHOLD = "goroutine-threshold"
+CPU_SPIKE = "cpu-spike"  # usage over its rolling mean
+MEMORY_SPIKE = "memory-spike"
+GOROUTINE_SPIKE = "goroutine-spike"
 ON_DEMAND = "on-demand"
 BASELINE = "baseline"  # a healthy capture kprof takes itself (spec.baseline)
-THRESHOLD_REASONS = (CPU_THRESHOLD, MEMORY_THRESHOLD)
+# The precedence of every reason, in this one place: a capture's `reason` is the first of its
+# `reasons` in this order (docs/CONFIGURATION.md, spec.triggers, says the same).
+PRECEDENCE = (
+    REQUESTED,
+    ALERT,
+    OOM_RISK,
+    CPU_THRESHOLD,
+    MEMORY_THRESHOLD,
+    GOROUTINE_THRESHOLD,
+    CPU_SPIKE,
+    MEMORY_SPIKE,
+    GOROUTINE_SPIKE,
+    ON_DEMAND,
+    BASELINE,
+)
+RANK = {reason: rank for rank, reason in enumerate(PRECEDENCE)}
+THRESHOLD_REASONS = (CPU_THRESHOLD, MEMORY_THRESHOLD, GOROUTINE_THRESHOLD)
+SPIKE_REASONS = (CPU_SPIKE, MEMORY_SPIKE, GOROUTINE_SPIKE)
+# Each reason's family: the history field its captures set, which its cooldown (or interval) runs from.
+FAMILY_KEYS = {
+    REQUESTED: cluster.REQUESTED_KEY,
+    ALERT: cluster.ALERT_KEY,
+    OOM_RISK: cluster.OOM_KEY,
+    **dict.fromkeys(THRESHOLD_REASONS, cluster.THRESHOLD_KEY),
+    **dict.fromkeys(SPIKE_REASONS, cluster.SPIKE_KEY),
+    ON_DEMAND: cluster.ON_DEMAND_KEY,
+    BASELINE: cluster.BASELINE_KEY,
+}
 THRESHOLD = "threshold"
 KINDS = frozenset({THRESHOLD, ON_DEMAND})
+
+# Why nothing is captured, beyond selection's reasons, in the order reconcile says them: held back
+# by a failed capture's backoff, by the config's rate limit, by a family's cooldown; a measurement
+# missing; too few samples in the window for a trend or a baseline; nothing to measure against
+# (no request, no memory limit); nothing crossed; nothing due.
+BACKOFF = "backoff"
+RATE_LIMITED = "rate-limited"
+COOLDOWN = "cooldown"
+NO_METRICS = "no-metrics"
+NO_WINDOW = "no-window"
+NO_BASELINE = "no-baseline"
+BELOW_THRESHOLD = "below-threshold"
+NOT_DUE = "not-due"
 
 CAPTURE = "capture"
 NONE = "none"
@@ -65,6 +113,15 @@ class PodDecision:
     # The pod's previous captures failed (a retry after backoff): its failure run goes on if this
     # one fails too. Not part of the plan's JSON.
     failing: bool = False
+    # This check's measurement of the pod, for the runtimes' window store: {"time", "cpuCores",
+    # "memoryBytes", "goroutines"} (cores, bytes, a count; None where not measured). Only when a
+    # trigger of the spec reads the window; None otherwise.
+    sample: Mapping[str, Any] | None = None
+    alert: str | None = None  # reason alert: the alert's name
+    request_value: str | None = None  # reason requested: the capture-now value served
+    # Reason alert: the pod's served fingerprints once this capture is done (the history's, then
+    # this capture's; the newest cluster.MAX_FINGERPRINTS), for the history.
+    alert_fingerprints: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -82,12 +139,18 @@ class PodDecision:
             "action": self.action,
             "reason": self.reason,
         }
+        if self.message is not None:
+            out["message"] = self.message
+        if self.sample is not None:
+            out["sample"] = dict(self.sample)
         if self.action != CAPTURE:
-            if self.message is not None:
-                out["message"] = self.message
             if self.observed is not None:
                 out["observed"] = self.observed.to_dict()
             return out
+        if self.alert is not None:
+            out["alert"] = self.alert
+        if self.request_value is not None:
+            out["requestValue"] = self.request_value
         assert self.endpoint is not None
         out.update(
             reasons=list(self.reasons),

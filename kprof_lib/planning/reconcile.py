@@ -7,32 +7,63 @@ executor carries out the plan; check mode is the plan alone.
 
 Order of decisions for one pod (the first that fails names the "none" reason):
 selection (namespace-mismatch, label-mismatch, not-enabled, not-running, invalid-annotation), then
-captures due (cpu-threshold, memory-threshold, on-demand, in that precedence; then baseline: with
-spec.baseline, one pod of a workload found below every threshold whose latest baseline or healthy
-capture is older than the interval), held back while the pod's last capture failed and its retry is
-not due yet (backoff, `planning.cadence.retry_due`), then why not (cooldown, no-metrics,
-no-baseline, below-threshold, not-due).
+captures due, then held back while the pod's last capture failed and its retry is not due yet
+(backoff, `planning.cadence.retry_due`), then the config's rate limit (rate-limited: with
+spec.triggers.maxCapturesPerMinute, the captures of the last 60 s in the history count, and the
+pods due go first in precedence order, then by namespace and pod), then why not (cooldown,
+no-metrics, no-window, no-baseline, below-threshold, not-due).
+
+Captures due, each reason with its family (whose cooldown holds all of its reasons back together):
+requested (the profiling.io/capture-now annotation has a value the history has not served; no
+cooldown), alert (a firing alert names the pod and its fingerprint was not served; alert cooldown),
+oom-risk (the memory trend reaches the limit within the horizon; oom cooldown), cpu-threshold,
+memory-threshold, goroutine-threshold (threshold cooldown), cpu-spike, memory-spike, goroutine-spike
+(over the rolling mean and the floor; spike cooldown), on-demand (its interval), then baseline
+(with spec.baseline, one pod of a workload found below every threshold whose latest baseline or
+healthy capture is older than the interval). That is the precedence too: a capture's reason is the
+first of its reasons in `plan.PRECEDENCE`. Each decision's message gives the numbers behind it.
 
 `kinds` says which kinds of capture this check decides (threshold, on-demand; both by default): the
 operator runs its threshold checks and its on-demand runs on their own schedules, each deciding
-its kind over the same spec. A kind left out is decided as if the spec did not ask for it.
+its kind over the same spec. A kind left out is decided as if the spec did not ask for it; every
+trigger of spec.triggers belongs to the threshold kind (the check).
+
+Cost: what the spec does not enable costs nothing per pod (no window read, no alert looked up).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
 from kprof_lib.planning import cadence, naming, selection, usage
+from kprof_lib.planning import triggers as triggers_math
 from kprof_lib.planning.plan import (
+    ALERT,
+    BACKOFF,
     BASELINE,
+    BELOW_THRESHOLD,
     CAPTURE,
+    COOLDOWN,
+    CPU_SPIKE,
     CPU_THRESHOLD,
+    GOROUTINE_SPIKE,
+    GOROUTINE_THRESHOLD,
     KINDS,
+    MEMORY_SPIKE,
     MEMORY_THRESHOLD,
+    NO_BASELINE,
+    NO_METRICS,
+    NO_WINDOW,
     NONE,
+    NOT_DUE,
     ON_DEMAND,
+    OOM_RISK,
+    RANK,
+    RATE_LIMITED,
+    REQUESTED,
     THRESHOLD,
     Plan,
     PodDecision,
@@ -52,8 +83,39 @@ def reconcile(spec: Any, cluster_state: Any, *, kinds: Collection[str] = KINDS) 
     valid = validation.validate_spec(spec)
     state = cluster.read(cluster_state)
     decide = _Decider(valid, state, kinds)
-    results = sorted((decide(index, pod) for index, pod in enumerate(state.pods)), key=lambda d: (d.namespace, d.pod))
+    results = [decide(index, pod) for index, pod in enumerate(state.pods)]
+    limit = valid.triggers.max_captures_per_minute
+    if limit is not None:
+        results = _rate_limited(results, limit, state)
+    results.sort(key=lambda d: (d.namespace, d.pod))
     return Plan(now=state.now_text, spec=valid, results=tuple(results), active_pods=decide.active_pods)
+
+
+def _rate_limited(results: list[PodDecision], limit: int, state: cluster.ClusterState) -> list[PodDecision]:
+    """The decisions with the captures beyond the config's rate limit turned into rate-limited
+    ones: the captures of the last minute in the history count against it, and the pods due go
+    first in precedence order, then by namespace and pod."""
+    recent = triggers_math.recent_captures(state.history, state.now)
+    due = sorted((d for d in results if d.captures), key=lambda d: (RANK[d.reason], d.namespace, d.pod))
+    over = {d.key for d in due[max(0, limit - recent) :]}
+    if not over:
+        return results
+    why = (
+        f"{recent} capture(s) of this config in the last {triggers_math.RATE_WINDOW_SECONDS} s and "
+        f"{len(due)} due now; at most {limit} per minute"
+    )
+    return [
+        dataclasses.replace(
+            d,
+            action=NONE,
+            reason=RATE_LIMITED,
+            reasons=(),
+            message=f"{', '.join(d.reasons)} due; {why}" + (f"; {d.message}" if d.message else ""),
+        )
+        if d.key in over
+        else d
+        for d in results
+    ]
 
 
 class _Decider:
@@ -65,6 +127,14 @@ class _Decider:
         self.labels_match = selection.compile_label_selector(spec.label_selector)
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
         self.on_demand_interval = spec.on_demand_interval if ON_DEMAND in kinds else None
+        # The triggers this check decides, worked out once: a trigger left out costs nothing per pod.
+        checks = THRESHOLD in kinds
+        self.triggers = spec.triggers
+        self.capture_now = checks and spec.triggers.capture_now
+        self.alerts = triggers_math.AlertIndex(state.alerts) if checks and spec.triggers.alerts else None
+        self.goroutines = spec.triggers.goroutines if checks else None
+        self.checks_metrics = checks and spec.reads_metrics
+        self.checks_usage = self.checks_metrics or self.goroutines is not None
         self.active_pods = 0
         # (namespace, workload) -> its latest baseline or healthy capture, from every pod's history;
         # a workload is added once this reconcile picks one of its pods for a baseline.
@@ -103,67 +173,83 @@ class _Decider:
     def _decide_capture(
         self, pod: dict[str, Any], path: str, namespace: str, name: str, pod_ip: str, endpoint: optin.Endpoint
     ) -> PodDecision:
-        history = self.state.history.get(f"{namespace}/{name}") or cluster.History()
-        measured = usage.NO_METRICS
-        reasons: list[str] = []
-        crossed: tuple[str, ...] = ()
-        held_back = False
-        thresholds = self.thresholds
-        if thresholds is not None:
-            metrics_key = (namespace, name)
-            measured = usage.measure(
-                pod, path, self.state.metrics.get(metrics_key), self.state.metrics_paths.get(metrics_key, "")
-            )
-            crossed = tuple(
-                reason
-                for reason, percent, limit in (
-                    (CPU_THRESHOLD, measured.cpu_percent, thresholds.cpu_percent),
-                    (MEMORY_THRESHOLD, measured.memory_percent, thresholds.memory_percent),
-                )
-                if percent is not None and percent >= limit
-            )
-            if crossed:
-                last = history.last_threshold
-                if last is not None and (self.state.now - last).total_seconds() < thresholds.cooldown:
-                    held_back = True
+        key = f"{namespace}/{name}"
+        history = self.state.history.get(key) or cluster.History()
+        now = self.state.now
+        metadata = pod["metadata"]
+        labels = metadata.get("labels") or {}
+        found = _Found()
+        request_value = alert_name = None
+        fingerprints: tuple[str, ...] = ()
+        if self.capture_now:
+            value = (metadata.get("annotations") or {}).get(optin.CAPTURE_NOW)
+            if value and value != history.capture_now_value:
+                request_value = value
+                found.fire(REQUESTED, f"capture-now={optin.shown(value)}")
+        if self.alerts is not None:
+            firing = self.alerts.unserved(namespace, name, labels, history.alert_fingerprints)
+            if firing:
+                names = ", ".join(dict.fromkeys(alert.alertname for alert in firing))
+                until = self._cooling(history.last_alert, self.triggers.alert_cooldown)
+                if until is not None:
+                    found.crossed.append(ALERT)
+                    found.hold(f"alert {names}: alert cooldown until {cluster.format_time(until)}")
                 else:
-                    reasons.extend(crossed)
+                    alert_name = firing[0].alertname
+                    served = (*history.alert_fingerprints, *(alert.fingerprint for alert in firing))
+                    fingerprints = served[-cluster.MAX_FINGERPRINTS :]
+                    found.fire(ALERT, f"alert {names}")
+
+        measured = usage.NO_METRICS
+        sample = None
+        if self.checks_usage:
+            measured, sample = self._usage_findings(pod, path, key, history, found)
+
+        reasons = found.reasons
         if self.on_demand_interval is not None and cadence.is_on_demand_due(
-            history.last_on_demand, self.on_demand_interval, self.state.now
+            history.last_on_demand, self.on_demand_interval, now
         ):
             reasons.append(ON_DEMAND)
         interval = self.spec.baseline_interval
         if (
             not reasons
-            and thresholds is not None
+            and self.thresholds is not None
             and interval is not None
-            and not crossed
+            and not found.crossed
             and (measured.cpu_percent is not None or measured.memory_percent is not None)
         ):
-            workload = (namespace, naming.service_name(pod["metadata"]))
+            workload = (namespace, naming.service_name(metadata))
             last = self.baselines.get(workload)
-            if last is None or (self.state.now - last).total_seconds() >= interval:
-                self.baselines[workload] = self.state.now  # one pod per workload and interval
+            if last is None or (now - last).total_seconds() >= interval:
+                self.baselines[workload] = now  # one pod per workload and interval
                 reasons.append(BASELINE)
 
+        reasons.sort(key=RANK.__getitem__)
+        crossed = tuple(sorted(found.crossed, key=RANK.__getitem__))
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
-        metadata = pod["metadata"]
         uid = metadata.get("uid")
+        message = "; ".join(found.notes) or None
         retry = cadence.retry_due(history)
-        if reasons and retry is not None and self.state.now < retry:
+        if reasons and retry is not None and now < retry:
             assert history.last_failed is not None
             return PodDecision(
                 namespace,
                 name,
                 NONE,
-                "backoff",
+                BACKOFF,
                 uid=uid,
                 crossed=crossed,
-                observed=observed if thresholds is not None else None,
+                observed=observed if self.checks_metrics else None,
                 message=f"the last capture failed at {cluster.format_time(history.last_failed)}; "
                 f"next attempt from {cluster.format_time(retry)}",
+                sample=sample,
             )
         if reasons:
+            types = self.spec.profile_types
+            if OOM_RISK in reasons and self.triggers.oom is not None:
+                # heap first (what a leak shows), and the spec's types when another reason wants them.
+                oom_types = self.triggers.oom.profile_types
+                types = oom_types if reasons == [OOM_RISK] else tuple(dict.fromkeys((*oom_types, *types)))
             return PodDecision(
                 namespace,
                 name,
@@ -172,27 +258,218 @@ class _Decider:
                 uid=uid,
                 reasons=tuple(reasons),
                 crossed=crossed,
+                message=message,
                 pod_ip=pod_ip,
                 endpoint=endpoint,
-                profile_types=self.spec.profile_types,
+                profile_types=types,
                 cpu_profile_seconds=self.spec.cpu_profile_seconds,
                 observed=observed,
-                thresholds=thresholds,
+                thresholds=self.thresholds,
                 service=naming.service_name(metadata),
-                labels=dict(metadata.get("labels") or {}),
+                labels=dict(labels),
                 failing=retry is not None,
+                sample=sample,
+                alert=alert_name,
+                request_value=request_value,
+                alert_fingerprints=fingerprints if ALERT in reasons else (),
             )
-        if thresholds is None:
-            return PodDecision(namespace, name, NONE, "not-due", uid=uid)
-        if held_back:
-            reason = "cooldown"
-        elif not measured.matched:
-            reason = "no-metrics"
-        elif measured.cpu_percent is None and measured.memory_percent is None:
-            reason = "no-baseline"
+        if found.held:
+            reason = COOLDOWN
+        elif found.undecided:
+            reason = min(found.undecided, key=_NONE_ORDER.index)
+        elif not self.checks_usage:
+            return PodDecision(namespace, name, NONE, NOT_DUE, uid=uid, message=message)
         else:
-            reason = "below-threshold"
-        return PodDecision(namespace, name, NONE, reason, uid=uid, crossed=crossed, observed=observed)
+            reason = BELOW_THRESHOLD
+        return PodDecision(
+            namespace,
+            name,
+            NONE,
+            reason,
+            uid=uid,
+            crossed=crossed,
+            observed=observed if self.checks_metrics else None,
+            message=message,
+            sample=sample,
+        )
+
+    def _cooling(self, last: dt.datetime | None, cooldown: int) -> dt.datetime | None:
+        """Until when a family whose last capture was at `last` cools down; None: it does not."""
+        if last is None or (self.state.now - last).total_seconds() >= cooldown:
+            return None
+        return last + dt.timedelta(seconds=cooldown)
+
+    def _usage_findings(
+        self, pod: dict[str, Any], path: str, key: str, history: cluster.History, found: _Found
+    ) -> tuple[usage.Usage, dict[str, Any] | None]:
+        """The usage triggers (thresholds, spikes, the memory trend, goroutines) of one pod, into
+        `found`; returns the pod's usage and, when the window is read, this check's sample."""
+        triggers = self.triggers
+        measured = usage.NO_METRICS
+        if self.checks_metrics:
+            namespace, name = key.split("/", 1)
+            metrics_key = (namespace, name)
+            measured = usage.measure(
+                pod,
+                path,
+                self.state.metrics.get(metrics_key),
+                self.state.metrics_paths.get(metrics_key, ""),
+                with_limit=triggers.oom is not None,
+            )
+            if not measured.matched:
+                found.undecided.add(NO_METRICS)
+            elif measured.cpu_percent is None and measured.memory_percent is None:
+                found.undecided.add(NO_BASELINE)
+        goroutines = None
+        if self.goroutines is not None:
+            goroutines = self.state.goroutine_count(key)
+            if goroutines is None:
+                found.undecided.add(NO_METRICS)
+                found.notes.append("goroutines: not read")
+        if not measured.matched and goroutines is None:
+            return measured, None
+        window: list[cluster.Sample] = []
+        sample = None
+        if triggers.uses_window:
+            window = self.state.window(key, triggers.window_samples)
+            sample = {
+                "time": self.state.now_text,
+                "cpuCores": measured.cpu_cores,
+                "memoryBytes": measured.memory_bytes,
+                "goroutines": goroutines,
+            }
+
+        threshold_family: list[str] = []
+        thresholds = self.thresholds
+        if thresholds is not None:
+            if measured.cpu_percent is not None and measured.cpu_percent >= thresholds.cpu_percent:
+                threshold_family.append(CPU_THRESHOLD)
+            if measured.memory_percent is not None and measured.memory_percent >= thresholds.memory_percent:
+                threshold_family.append(MEMORY_THRESHOLD)
+        gauge = self.goroutines
+        if (
+            gauge is not None
+            and gauge.threshold is not None
+            and goroutines is not None
+            and goroutines >= gauge.threshold
+        ):
+            threshold_family.append(GOROUTINE_THRESHOLD)
+            found.notes.append(f"goroutines {goroutines} >= {gauge.threshold}")
+        found.family(threshold_family, self._cooling(history.last_threshold, triggers.threshold_cooldown), "threshold")
+
+        spike_family: list[str] = []
+        spikes = triggers.spike
+        if spikes is not None:
+            for reason, what, current, percent, diff, floor, unit, scale, field in (
+                (
+                    CPU_SPIKE,
+                    "cpu",
+                    measured.cpu_cores,
+                    measured.cpu_percent,
+                    spikes.cpu_diff_percent,
+                    spikes.cpu_floor_percent,
+                    " cores",
+                    1.0,
+                    1,
+                ),
+                (
+                    MEMORY_SPIKE,
+                    "memory",
+                    measured.memory_bytes,
+                    measured.memory_percent,
+                    spikes.memory_diff_percent,
+                    spikes.memory_floor_percent,
+                    " MiB",
+                    1 / MIB,
+                    2,
+                ),
+            ):
+                if diff is None or current is None or percent is None:
+                    continue
+                earlier = [value * scale for value in (s[field] for s in window) if value is not None]
+                found.add(
+                    triggers_math.spike(
+                        reason,
+                        what,
+                        current * scale,
+                        earlier,
+                        diff_percent=diff,
+                        min_samples=spikes.min_samples,
+                        floor_met=percent >= floor,
+                        floor_text=f"{percent:.0f}% of request, floor {floor:g}%",
+                        unit=unit,
+                    ),
+                    spike_family,
+                )
+        if gauge is not None and gauge.spike_diff_percent is not None and goroutines is not None:
+            earlier_counts = [float(s.goroutines) for s in window if s.goroutines is not None]
+            finding = triggers_math.spike(
+                GOROUTINE_SPIKE,
+                "goroutines",
+                float(goroutines),
+                earlier_counts,
+                diff_percent=gauge.spike_diff_percent,
+                min_samples=gauge.min_samples,
+                floor_met=goroutines >= gauge.floor,
+                floor_text=f"floor {gauge.floor}",
+            )
+            found.add(finding, spike_family)
+        found.family(spike_family, self._cooling(history.last_spike, triggers.spike_cooldown), "spike")
+
+        oom = triggers.oom
+        if oom is not None and measured.memory_bytes is not None:
+            points = [(s.offset, s.memory_bytes) for s in window if s.memory_bytes is not None]
+            oom_family: list[str] = []
+            found.add(
+                triggers_math.memory_trend(points, measured.memory_bytes, measured.memory_limit, oom, OOM_RISK),
+                oom_family,
+            )
+            found.family(oom_family, self._cooling(history.last_oom, oom.cooldown), "oom-risk")
+        return measured, sample
+
+
+class _Found:
+    """What one pod's triggers found: the reasons due, what fired but waits for its family's
+    cooldown, what could not be decided, and the notes that explain it."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.crossed: list[str] = []  # every reason whose condition holds, held back or not
+        self.held = False
+        self.undecided: set[str] = set()
+        self.notes: list[str] = []
+
+    def fire(self, reason: str, note: str) -> None:
+        self.reasons.append(reason)
+        self.crossed.append(reason)
+        self.notes.append(note)
+
+    def hold(self, note: str) -> None:
+        self.held = True
+        self.notes.append(note)
+
+    def add(self, finding: triggers_math.Finding, family: list[str]) -> None:
+        if finding.reason is not None:
+            family.append(finding.reason)
+        if finding.undecided is not None:
+            self.undecided.add(finding.undecided)
+        if finding.note is not None:
+            self.notes.append(finding.note)
+
+    def family(self, fired: list[str], cooling: dt.datetime | None, name: str) -> None:
+        """A family's reasons are due together, or held back together by its cooldown (until `cooling`)."""
+        if not fired:
+            return
+        self.crossed.extend(fired)
+        if cooling is not None:
+            self.hold(f"{', '.join(fired)}: {name} cooldown until {cluster.format_time(cooling)}")
+        else:
+            self.reasons.extend(fired)
+
+
+# The order in which the reasons a pod could not be decided for are said (the first found).
+_NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)
+MIB = 1024 * 1024
 
 
 def _round(value: float | None) -> float | None:

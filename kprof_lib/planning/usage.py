@@ -3,6 +3,9 @@
 Usage comes from its PodMetrics; containers are matched by name. A container with neither a request
 nor a limit for a resource is left out of both sums for that resource. Regular containers count, and
 so do init containers with `restartPolicy: Always` (native sidecars, which run beside the app).
+The same sums in cores and bytes are the pod's sample for the triggers' windows, and, when asked,
+the memory limit they run into (time-to-OOM): the sum of the counted containers' memory limits,
+None unless every one of them has one.
 """
 
 from __future__ import annotations
@@ -16,21 +19,28 @@ class Usage(NamedTuple):
     matched: bool  # at least one container of the pod has metrics
     cpu_percent: float | None  # None: nothing to measure against
     memory_percent: float | None
+    cpu_cores: float | None = None  # the same sums, raw
+    memory_bytes: float | None = None
+    memory_limit: float | None = None  # only with with_limit=True
 
 
 NO_METRICS = Usage(False, None, None)
 
 
-def measure(pod: dict[str, Any], pod_path: str, metrics: dict[str, Any] | None, metrics_path: str) -> Usage:
-    """The pod's usage; `StateError` naming the path of a malformed container or quantity."""
+def measure(
+    pod: dict[str, Any], pod_path: str, metrics: dict[str, Any] | None, metrics_path: str, *, with_limit: bool = False
+) -> Usage:
+    """The pod's usage (with `with_limit`, its memory limit too); `StateError` naming the path of a
+    malformed container or quantity."""
     if metrics is None:
         return NO_METRICS
     used = {
         container["name"]: (index, container.get("usage") or {})
         for index, container in enumerate(metrics["containers"])
     }
-    cpu_used = cpu_base = memory_used = memory_base = 0.0
+    cpu_used = cpu_base = memory_used = memory_base = memory_limit = 0.0
     cpu_counted = memory_counted = matched = False
+    limited = with_limit
     for container, container_path in _running_containers(pod, pod_path):
         entry = used.get(container["name"])
         if entry is None:
@@ -59,12 +69,19 @@ def measure(pod: dict[str, Any], pod_path: str, metrics: dict[str, Any] | None, 
                 cpu_used, cpu_base, cpu_counted = cpu_used + value, cpu_base + base, True
             else:
                 memory_used, memory_base, memory_counted = memory_used + value, memory_base + base, True
+                if limited and "memory" in limits:
+                    memory_limit += cluster.quantity(limits["memory"], f"{container_path}.resources.limits.memory")
+                else:
+                    limited = False
     if not matched:
         return NO_METRICS
     return Usage(
         True,
         100.0 * cpu_used / cpu_base if cpu_counted else None,
         100.0 * memory_used / memory_base if memory_counted else None,
+        cpu_used if cpu_counted else None,
+        memory_used if memory_counted else None,
+        memory_limit if limited and memory_counted and memory_limit > 0 else None,
     )
 
 

@@ -182,12 +182,19 @@ def _annotations() -> list[str]:
             "a trailing `/` is dropped",
         ),
         (optin.SCHEME, "how to reach the endpoint", f"`{optin.DEFAULT_SCHEME}`", "`http` or `https`"),
+        (
+            optin.CAPTURE_NOW,
+            "one capture (reason `requested`) per distinct value, e.g. "
+            f"`kubectl annotate pod P {optin.CAPTURE_NOW}=$(date +%s) --overwrite`; see `spec.triggers.captureNow`",
+            "absent: none requested",
+            "any non-empty string",
+        ),
     ]
     lines = [
         "## Pod annotations",
         "",
-        "A pod is profiled only when it opts in and a ProfilingConfig selects it. The other three say where "
-        "its pprof endpoint is; an invalid one makes the pod's plan entry `none` with reason "
+        "A pod is profiled only when it opts in and a ProfilingConfig selects it. Port, path and scheme say "
+        "where its pprof endpoint is; an invalid one makes the pod's plan entry `none` with reason "
         "`invalid-annotation` and a message naming it. Other `profiling.io/*` keys are ignored.",
         "",
         "| annotation | meaning | default | limits |",

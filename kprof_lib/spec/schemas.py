@@ -54,3 +54,4 @@ KIND: str = load("profilingconfig")["properties"]["kind"]["enum"][0]
 TRANSPORTS: tuple[str, ...] = tuple(spec_field("transport")["enum"])
 PROFILE_TYPES: tuple[str, ...] = tuple(spec_field("profileTypes")["items"]["enum"])
 DEFAULT_CHECK_INTERVAL: int = spec_field("thresholds", "checkIntervalSeconds")["default"]
+DEFAULT_THRESHOLD_COOLDOWN: int = spec_field("thresholds", "cooldownSeconds")["default"]

@@ -42,7 +42,8 @@ def validate_spec(spec: Any) -> Spec:
     filled = defaults.apply(schemas.spec_schema(), spec)
     problems = format_errors(_spec_validator().iter_errors(filled), root="spec")
     if not any(problem["path"] == KEY_TEMPLATE_PATH for problem in problems):
-        problems = sorted([*problems, *_key_template_problems(filled)], key=lambda problem: problem["path"])
+        problems = [*problems, *_key_template_problems(filled)]
+    problems = sorted([*problems, *_window_problems(filled, problems)], key=lambda problem: problem["path"])
     if problems:
         raise SpecError(problems)
     return Spec(filled)
@@ -108,6 +109,22 @@ def _key_template_problems(spec: dict[str, Any]) -> list[Problem]:
     except ValueError as error:
         return [{"path": KEY_TEMPLATE_PATH, "message": str(error)}]
     return []
+
+
+def _window_problems(spec: dict[str, Any], found: list[Problem]) -> list[Problem]:
+    """What the schema cannot say about spec.triggers: no trigger may need more samples than the
+    window holds (it would never decide). Only for values the schema accepted."""
+    triggers = spec.get("triggers")
+    if not isinstance(triggers, dict) or type(triggers.get("windowSamples")) is not int:
+        return []
+    window = triggers["windowSamples"]
+    problems: list[Problem] = []
+    for name in ("spike", "oom", "goroutines"):
+        path = f"spec.triggers.{name}.minSamples"
+        needed = triggers.get(name, {}).get("minSamples") if isinstance(triggers.get(name), dict) else None
+        if type(needed) is int and needed > window and all(p["path"] != path for p in found):
+            problems.append({"path": path, "message": f"{needed} is more than spec.triggers.windowSamples ({window})"})
+    return problems
 
 
 def validate_document(document: Any) -> dict[str, Any]:

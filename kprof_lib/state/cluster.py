@@ -1,17 +1,20 @@
-"""Reads and checks a cluster state: `now`, pods, PodMetrics and capture history.
+"""Reads and checks a cluster state: `now`, pods, PodMetrics, capture history, and what the triggers
+read (each pod's window of recent samples, goroutine counts, firing alerts).
 
 The shape is documented by schemas/cluster_state.schema.json. Checking 10,000 pods against that
 schema would cost more than deciding about them, so this module checks by hand the fields reconcile
 reads, where it reads them: pod metadata for every pod (selection needs it), containers, status
-and quantities only for pods that pass selection. Every problem names its path (`pods[3].metadata`).
+and quantities only for pods that pass selection, a pod's window and goroutine count only when a
+trigger reads them. Every problem names its path (`pods[3].metadata`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from kprof_lib.spec.errors import Problem
 from kprof_lib.state import quantities
@@ -30,7 +33,21 @@ WORKLOAD_KEY = "workload"
 # backoff grows with the run's length; see planning.cadence.retry_due).
 FAILED_KEY = "lastFailedCapture"
 FAILING_SINCE_KEY = "failingSince"
-TIME_KEYS = (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, HEALTHY_TIME_KEY, FAILED_KEY, FAILING_SINCE_KEY)
+# The triggers' families (spec.triggers): when each last captured the pod; the last
+# profiling.io/capture-now value served (one capture per value); the alert fingerprints served.
+SPIKE_KEY = "lastSpikeCapture"
+OOM_KEY = "lastOomCapture"
+ALERT_KEY = "lastAlertCapture"
+REQUESTED_KEY = "lastRequestedCapture"
+CAPTURE_NOW_KEY = "captureNowValue"
+FINGERPRINTS_KEY = "alertFingerprints"
+MAX_FINGERPRINTS = 20  # served fingerprints kept per pod, newest last
+CAPTURE_TIME_KEYS = (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, SPIKE_KEY, OOM_KEY, ALERT_KEY, REQUESTED_KEY)
+TIME_KEYS = (*CAPTURE_TIME_KEYS, HEALTHY_TIME_KEY, FAILED_KEY, FAILING_SINCE_KEY)
+
+# At most this many samples per pod in `usageWindow` (the schema's maxItems; spec.triggers.windowSamples
+# is at most as many).
+MAX_WINDOW_SAMPLES = 120
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,40 @@ class History:
     workload: str | None = None
     last_failed: dt.datetime | None = None
     failing_since: dt.datetime | None = None
+    last_spike: dt.datetime | None = None
+    last_oom: dt.datetime | None = None
+    last_alert: dt.datetime | None = None
+    last_requested: dt.datetime | None = None
+    capture_now_value: str | None = None
+    alert_fingerprints: tuple[str, ...] = ()
+    # Every capture time above (and the last failure), for the per-config rate limit.
+    capture_times: tuple[dt.datetime, ...] = ()
+
+
+class Sample(NamedTuple):
+    """One earlier check's measurement of a pod: seconds before `now` (negative) and the values
+    (None: not measured)."""
+
+    offset: float
+    cpu_cores: float | None
+    memory_bytes: float | None
+    goroutines: int | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A firing alert the operator's receiver holds: it names a namespace and a pod, or labels."""
+
+    fingerprint: str
+    alertname: str
+    namespace: str
+    pod: str | None
+    match_labels: tuple[tuple[str, str], ...]
+    starts_at: dt.datetime
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a pod of the alert's namespace with `labels` is one the alert names by labels."""
+        return bool(self.match_labels) and all(labels.get(key) == value for key, value in self.match_labels)
 
 
 @dataclass
@@ -51,6 +102,39 @@ class ClusterState:
     metrics: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     metrics_paths: dict[tuple[str, str], str] = field(default_factory=dict)
     history: dict[str, History] = field(default_factory=dict)
+    # "namespace/pod" -> its samples as given; checked by `window()` when a trigger reads them.
+    usage_window: Mapping[str, Any] = field(default_factory=dict)
+    # "namespace/pod" -> the goroutine count read at this check; checked by `goroutine_count()`.
+    goroutines: Mapping[str, Any] = field(default_factory=dict)
+    alerts: tuple[Alert, ...] = ()
+
+    def window(self, key: str, size: int) -> list[Sample]:
+        """The pod's last `size` samples taken before `now`, oldest first; `StateError` naming the
+        path of a malformed one."""
+        samples = self.usage_window.get(key)
+        if samples is None:
+            return []
+        path = f"usageWindow[{key!r}]"
+        if not isinstance(samples, list):
+            raise_state_error(path, "must be a list of samples, oldest first")
+        if len(samples) > MAX_WINDOW_SAMPLES:
+            raise_state_error(path, f"holds {len(samples)} samples; at most {MAX_WINDOW_SAMPLES}")
+        found: list[Sample] = []
+        for index in range(len(samples) - 1, -1, -1):  # newest first, up to `size` before now
+            if len(found) == size:
+                break
+            sample = _sample(samples[index], f"{path}[{index}]", self.now)
+            if sample.offset < 0:
+                found.append(sample)
+        found.reverse()
+        return found
+
+    def goroutine_count(self, key: str) -> int | None:
+        """The pod's goroutine count read at this check; None: not read."""
+        count = self.goroutines.get(key)
+        if count is not None and (type(count) is not int or count < 0):
+            raise_state_error(f"goroutines[{key!r}]", f"must be a whole number of goroutines >= 0, not {count!r}")
+        return count
 
 
 def parse_time(value: Any) -> dt.datetime:
@@ -95,10 +179,15 @@ def read(cluster_state: Any) -> ClusterState:
 
     metrics, metrics_paths = _read_metrics(cluster_state.get("podMetrics"), problems)
     history = _read_history(cluster_state.get("history"), problems)
+    usage_window = _keyed(cluster_state.get("usageWindow"), "usageWindow", problems)
+    goroutines = _keyed(cluster_state.get("goroutines"), "goroutines", problems)
+    alerts = _read_alerts(cluster_state.get("alerts"), problems)
     if problems:
         raise StateError(problems)
     assert now is not None
-    return ClusterState(now, cluster_state["now"], pods, metrics, metrics_paths, history)
+    return ClusterState(
+        now, cluster_state["now"], pods, metrics, metrics_paths, history, usage_window, goroutines, alerts
+    )
 
 
 def _items(value: Any, path: str, problems: list[Problem]) -> list[Any]:
@@ -194,6 +283,13 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
                 problems.append({"path": f"{path}.{field_name}", "message": str(error)})
         baselines = [t for t in (times.get(BASELINE_KEY), times.get(HEALTHY_TIME_KEY)) if t is not None]
         workload = entry.get(WORKLOAD_KEY)
+        capture_now = entry.get(CAPTURE_NOW_KEY)
+        if capture_now is not None and not isinstance(capture_now, str):
+            problems.append({"path": f"{path}.{CAPTURE_NOW_KEY}", "message": "must be a string"})
+        fingerprints = entry.get(FINGERPRINTS_KEY) or []
+        if not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints):
+            problems.append({"path": f"{path}.{FINGERPRINTS_KEY}", "message": "must be a list of strings"})
+            fingerprints = []
         history[key] = History(
             last_threshold=times.get(THRESHOLD_KEY),
             last_on_demand=times.get(ON_DEMAND_KEY),
@@ -201,8 +297,85 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             workload=workload if isinstance(workload, str) else None,
             last_failed=times.get(FAILED_KEY),
             failing_since=times.get(FAILING_SINCE_KEY),
+            last_spike=times.get(SPIKE_KEY),
+            last_oom=times.get(OOM_KEY),
+            last_alert=times.get(ALERT_KEY),
+            last_requested=times.get(REQUESTED_KEY),
+            capture_now_value=capture_now if isinstance(capture_now, str) else None,
+            alert_fingerprints=tuple(fingerprints[-MAX_FINGERPRINTS:]),
+            capture_times=tuple({t for name, t in times.items() if name in CAPTURE_TIME_KEYS or name == FAILED_KEY}),
         )
     return history
+
+
+def _keyed(value: Any, path: str, problems: list[Problem]) -> Mapping[str, Any]:
+    """An object keyed "namespace/pod" whose values are checked where they are read."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append({"path": path, "message": "must be an object keyed namespace/pod"})
+        return {}
+    return value
+
+
+def _sample(value: Any, path: str, now: dt.datetime) -> Sample:
+    if not isinstance(value, Mapping):
+        raise_state_error(path, "must be an object with time, cpuCores, memoryBytes, goroutines")
+    try:
+        offset = (parse_time(value.get("time")) - now).total_seconds()
+    except ValueError as error:
+        raise_state_error(f"{path}.time", str(error))
+    cpu, memory, goroutines = (value.get(name) for name in ("cpuCores", "memoryBytes", "goroutines"))
+    for name, number, kinds in (("cpuCores", cpu, (int, float)), ("memoryBytes", memory, (int, float))):
+        if number is not None and (
+            isinstance(number, bool) or not isinstance(number, kinds) or not 0 <= number < math.inf
+        ):
+            raise_state_error(f"{path}.{name}", "must be a number >= 0 or null")
+    if goroutines is not None and (type(goroutines) is not int or goroutines < 0):
+        raise_state_error(f"{path}.goroutines", "must be a whole number >= 0 or null")
+    return Sample(offset, cpu, memory, goroutines)
+
+
+def _read_alerts(value: Any, problems: list[Problem]) -> tuple[Alert, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.append({"path": "alerts", "message": "must be a list of firing alerts"})
+        return ()
+    alerts = []
+    for index, item in enumerate(value):
+        path = f"alerts[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append({"path": path, "message": "must be an object (fingerprint, alertname, namespace, ...)"})
+            continue
+        found = len(problems)
+        for name in ("fingerprint", "alertname", "namespace"):
+            if not isinstance(item.get(name), str) or not item[name]:
+                problems.append({"path": f"{path}.{name}", "message": "is required (a non-empty string)"})
+        pod = item.get("pod")
+        if pod is not None and (not isinstance(pod, str) or not pod):
+            problems.append({"path": f"{path}.pod", "message": "must be a non-empty string"})
+        labels = item.get("matchLabels") or {}
+        if not _is_string_map(labels):
+            problems.append({"path": f"{path}.matchLabels", "message": "must map strings to strings"})
+        starts_at = None
+        try:
+            starts_at = parse_time(item.get("startsAt"))
+        except ValueError as error:
+            problems.append({"path": f"{path}.startsAt", "message": str(error)})
+        if len(problems) == found:
+            assert starts_at is not None
+            alerts.append(
+                Alert(
+                    item["fingerprint"],
+                    item["alertname"],
+                    item["namespace"],
+                    pod,
+                    tuple(sorted(labels.items())),
+                    starts_at,
+                )
+            )
+    return tuple(alerts)
 
 
 def raise_state_error(path: str, message: str) -> NoReturn:

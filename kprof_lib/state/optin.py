@@ -2,8 +2,9 @@
 
 `profiling.io/enabled: "true"` opts a pod in (anything else, "True" included, leaves it out; that is
 not an error). `profiling.io/port`, `profiling.io/path` and `profiling.io/scheme` say where its pprof
-endpoint is. Other `profiling.io/*` keys are ignored. Replicas share their annotations, so results
-are memoised by the values of the three endpoint annotations.
+endpoint is. `profiling.io/capture-now` asks for one capture per distinct non-empty value (read by
+reconcile as it is: any value is a request). Other `profiling.io/*` keys are ignored. Replicas
+share their annotations, so results are memoised by the values of the three endpoint annotations.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ ENABLED = "profiling.io/enabled"
 PORT = "profiling.io/port"
 PATH = "profiling.io/path"
 SCHEME = "profiling.io/scheme"
+CAPTURE_NOW = "profiling.io/capture-now"
 
 DEFAULT_PORT = 6060
 DEFAULT_PATH = "/debug/pprof"

@@ -1,5 +1,6 @@
 """Show what kprof would do (check mode): each pod's action and reason under a ProfilingConfig, over a
-cluster state file (now, pods, podMetrics, history), and a recap line. Nothing is captured. The
+cluster state file (now, pods, podMetrics, history; usageWindow, goroutines and alerts for the
+triggers), with the numbers behind each trigger's decision, and a recap line. Nothing is captured. The
 text output names the config and the `now` each plan is for and fits in `WIDTH` columns."""
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def render(plan: Plan) -> str:
         observed = decision.observed
         detail = decision.message or ""
         if decision.captures and decision.endpoint is not None:
+            # Why (the triggers' numbers, when they gave any), then what is taken from where.
             endpoint = decision.endpoint
             detail = (
-                f"{','.join(decision.profile_types)} from "
+                (f"{detail}; " if detail else "") + f"{','.join(decision.profile_types)} from "
                 f"{endpoint.scheme}://{decision.pod_ip}:{endpoint.port}{endpoint.path}"
             )
         rows.append(
