@@ -259,6 +259,26 @@ def test_plan_names_its_config_and_now_and_fits_100_columns():
     assert "not-running: 1)" in result.stdout
 
 
+def test_plan_gives_the_numbers_behind_each_trigger():
+    result = kprof(
+        "plan",
+        "--config",
+        "examples/profilingconfigs/triggers.yaml",
+        "--state",
+        "examples/cluster-state-triggers.json",
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    at = next(i for i, line in enumerate(lines) if line.startswith("shop/ledger-59b8c7d6f-w9p4j "))
+    assert lines[at].split() == ["shop/ledger-59b8c7d6f-w9p4j", "capture", "oom-risk", "42.0", "142.0"]
+    assert lines[at + 1] == (
+        "    memory 71% of limit, rising 4.2%/min, limit reached in ~7 min; heap,cpu,goroutine from"
+    )
+    assert lines[at + 2] == "    http://10.244.3.10:6060/debug/pprof"
+
+
 def test_help_shows_the_defaults():
     capture = kprof("capture", "--help", env={"COLUMNS": "200"}).stdout
     assert re.search(r"--types TYPES\s+[^\n]*\(default: heap,cpu,goroutine\)", capture)

@@ -125,3 +125,89 @@ def test_kubectl_output_is_accepted_as_is():
         "cpu-threshold",
         {"cpuPercent": 95.0, "memoryPercent": 10.0},
     )
+
+
+TRIGGERS = {
+    "triggers": {
+        "spike": {"cpuDiffPercent": 50},
+        "goroutines": {"goroutineThreshold": 100},
+        "alerts": {"enabled": True},
+    }
+}
+NOW = "2026-11-25T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"usageWindow": [1]},
+            [{"path": "usageWindow", "message": "must be an object keyed namespace/pod"}],
+        ),
+        (
+            {"usageWindow": {"n/p": {"time": NOW}}},
+            [{"path": "usageWindow['n/p']", "message": "must be a list of samples, oldest first"}],
+        ),
+        (
+            {"usageWindow": {"n/p": [{"time": NOW}] * 121}},
+            [{"path": "usageWindow['n/p']", "message": "holds 121 samples; at most 120"}],
+        ),
+        (
+            {"usageWindow": {"n/p": [{"time": "09:59"}]}},
+            [{"path": "usageWindow['n/p'][0].time", "message": "'09:59' is not an RFC 3339 timestamp"}],
+        ),
+        (
+            {"usageWindow": {"n/p": [{"time": "2026-11-25T09:59:00Z", "cpuCores": -0.1}]}},
+            [{"path": "usageWindow['n/p'][0].cpuCores", "message": "must be a number >= 0 or null"}],
+        ),
+        (
+            {"usageWindow": {"n/p": [{"time": "2026-11-25T09:59:00Z", "memoryBytes": "64Mi"}]}},
+            [{"path": "usageWindow['n/p'][0].memoryBytes", "message": "must be a number >= 0 or null"}],
+        ),
+        (
+            {"usageWindow": {"n/p": [{"time": "2026-11-25T09:59:00Z", "goroutines": 1.5}]}},
+            [{"path": "usageWindow['n/p'][0].goroutines", "message": "must be a whole number >= 0 or null"}],
+        ),
+        (
+            {"goroutines": {"n/p": -1}},
+            [{"path": "goroutines['n/p']", "message": "must be a whole number of goroutines >= 0, not -1"}],
+        ),
+        (
+            {"alerts": {"fingerprint": "f"}},
+            [{"path": "alerts", "message": "must be a list of firing alerts"}],
+        ),
+        (
+            {"alerts": [{"alertname": "A", "namespace": "n", "pod": "", "matchLabels": {"a": 1}, "startsAt": "x"}]},
+            [
+                {"path": "alerts[0].fingerprint", "message": "is required (a non-empty string)"},
+                {"path": "alerts[0].pod", "message": "must be a non-empty string"},
+                {"path": "alerts[0].matchLabels", "message": "must map strings to strings"},
+                {"path": "alerts[0].startsAt", "message": "'x' is not an RFC 3339 timestamp"},
+            ],
+        ),
+        (
+            {"history": {"n/p": {"captureNowValue": 3, "alertFingerprints": "f1", "lastSpikeCapture": "soon"}}},
+            [
+                {"path": "history['n/p'].lastSpikeCapture", "message": "'soon' is not an RFC 3339 timestamp"},
+                {"path": "history['n/p'].captureNowValue", "message": "must be a string"},
+                {"path": "history['n/p'].alertFingerprints", "message": "must be a list of strings"},
+            ],
+        ),
+    ],
+)
+def test_the_triggers_inputs_name_their_path(extra, expected):
+    state = {"now": NOW, "pods": [pod()], "podMetrics": [metrics()], "goroutines": {"n/p": 5}, **extra}
+    assert errors(state, TRIGGERS) == expected
+
+
+def test_a_pods_window_and_count_are_read_only_when_a_trigger_asks():
+    """Malformed samples of a pod no trigger reads cost nothing and raise nothing (10,000 pods'
+    windows are not checked for a spec that reads none)."""
+    state = {
+        "now": NOW,
+        "pods": [pod()],
+        "podMetrics": [metrics()],
+        "usageWindow": {"n/p": [{"time": "later"}]},
+        "goroutines": {"n/p": "many"},
+    }
+    assert [d.reason for d in reconcile(THRESHOLDS, state).results] == ["below-threshold"]

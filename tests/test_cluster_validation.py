@@ -140,6 +140,24 @@ CEL_ROWS = {
         # No {timestamp}: each capture of a pod would overwrite the last.
         (["s3Config", "keyTemplate"], "{prefix}/{namespace}/{pod}/{type}.pprof"),
     ],
+    "has(self.cpuDiffPercent) || has(self.memoryDiffPercent)": [
+        # Floors and a cooldown but nothing to detect.
+        (["triggers", "spike"], {"cpuFloorPercent": 30}),
+    ],
+    "has(self.goroutineThreshold) || has(self.spikeDiffPercent)": [
+        (["triggers", "goroutines"], {"floor": 10}),
+    ],
+    # A trigger that needs more samples than the window keeps would never decide (minSamples
+    # defaults to 5, 4 and 5).
+    "!has(self.spike) || self.spike.minSamples <= self.windowSamples": [
+        (["triggers"], {"windowSamples": 3, "spike": {"cpuDiffPercent": 10}}),
+    ],
+    "!has(self.oom) || self.oom.minSamples <= self.windowSamples": [
+        (["triggers"], {"windowSamples": 3, "oom": {}}),
+    ],
+    "!has(self.goroutines) || self.goroutines.minSamples <= self.windowSamples": [
+        (["triggers"], {"windowSamples": 3, "goroutines": {"goroutineThreshold": 10}}),
+    ],
 }
 
 

@@ -31,8 +31,25 @@ def test_example_config_validates_and_plans(path):
         jsonschema.Draft202012Validator(schemas.load("plan")).validate(plan)
 
 
-def test_example_state_matches_its_schema():
-    state = json.loads((EXAMPLES / "cluster-state.json").read_text())
+@pytest.mark.parametrize("name", ["cluster-state.json", "cluster-state-triggers.json"])
+def test_example_state_matches_its_schema(name):
+    state = json.loads((EXAMPLES / name).read_text())
     jsonschema.Draft202012Validator(schemas.load("cluster_state"), format_checker=jsonschema.FormatChecker()).validate(
         state
     )
+
+
+def test_the_triggers_example_fires_each_trigger_with_its_numbers():
+    document = yaml.safe_load((EXAMPLES / "profilingconfigs" / "triggers.yaml").read_text())
+    state = json.loads((EXAMPLES / "cluster-state-triggers.json").read_text())
+    plan = {d.pod.split("-")[0]: d for d in reconcile(document["spec"], state).results}
+    assert {name: d.reason for name, d in plan.items()} == {
+        "cart": "goroutine-threshold",
+        "checkout": "cpu-spike",
+        "ledger": "oom-risk",
+        "payments": "alert",
+        "search": "requested",
+    }
+    assert plan["ledger"].message == "memory 71% of limit, rising 4.2%/min, limit reached in ~7 min"
+    assert plan["ledger"].profile_types == ("heap", "cpu", "goroutine")
+    assert (plan["payments"].alert, plan["search"].request_value) == ("PaymentsLatencyHigh", "incident-4711")

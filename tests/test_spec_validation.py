@@ -203,3 +203,80 @@ def test_a_whole_document_is_checked_for_kind_and_name():
         {"path": "metadata.name", "message": "is required"},
         {"path": "spec.cpuProfileSeconds", "message": "0 is less than the minimum of 1"},
     ]
+
+
+def test_triggers_defaults_are_applied_and_capture_now_is_on_without_them():
+    assert validate_spec({"triggers": {"spike": {"memoryDiffPercent": 30}, "oom": {}, "alerts": {}}})["triggers"] == {
+        "windowSamples": 10,
+        "spike": {
+            "memoryDiffPercent": 30,
+            "cpuFloorPercent": 20,
+            "memoryFloorPercent": 20,
+            "minSamples": 5,
+            "cooldownSeconds": 300,
+        },
+        "oom": {"oomHorizonSeconds": 600, "minSamples": 4, "cooldownSeconds": 600},
+        "captureNow": {"enabled": True},
+        "alerts": {"enabled": False, "cooldownSeconds": 300},
+    }
+    triggers = validate_spec({"thresholds": {"cooldownSeconds": 120}}).triggers
+    assert (triggers.capture_now, triggers.alerts, triggers.spike, triggers.oom) == (True, False, None, None)
+    assert (triggers.threshold_cooldown, triggers.spike_cooldown, triggers.window_samples) == (120, 300, 10)
+    # An oom-risk capture takes heap first, then the spec's types.
+    assert validate_spec({"profileTypes": ["cpu", "heap"], "triggers": {"oom": {}}}).triggers.oom.profile_types == (
+        "heap",
+        "cpu",
+    )
+
+
+@pytest.mark.parametrize(
+    ("triggers", "expected"),
+    [
+        (
+            {"spike": {}, "goroutines": {"floor": 5}},
+            [
+                {"path": "spec.triggers.goroutines", "message": "needs goroutineThreshold, spikeDiffPercent or both"},
+                {"path": "spec.triggers.spike", "message": "needs cpuDiffPercent, memoryDiffPercent or both"},
+            ],
+        ),
+        (
+            {"windowSamples": 4, "spike": {"cpuDiffPercent": 50}, "oom": {"minSamples": 4}},
+            [{"path": "spec.triggers.spike.minSamples", "message": "5 is more than spec.triggers.windowSamples (4)"}],
+        ),
+        (
+            {"windowSamples": 2, "maxCapturesPerMinute": 0},
+            [
+                {"path": "spec.triggers.maxCapturesPerMinute", "message": "0 is less than the minimum of 1"},
+                {"path": "spec.triggers.windowSamples", "message": "2 is less than the minimum of 3"},
+            ],
+        ),
+        (
+            {"oom": {"oomHorizonSeconds": 10, "profileTypes": []}, "alerts": {"cooldownSeconds": 5}},
+            [
+                {"path": "spec.triggers.alerts.cooldownSeconds", "message": "5 is less than the minimum of 60"},
+                {"path": "spec.triggers.oom.oomHorizonSeconds", "message": "10 is less than the minimum of 30"},
+                {"path": "spec.triggers.oom.profileTypes", "message": "[] should be non-empty"},
+            ],
+        ),
+        (
+            {"goroutines": {"goroutineThreshold": 0, "spikeDiffPercent": "lots"}, "captureNow": {"enabled": "yes"}},
+            [
+                {"path": "spec.triggers.captureNow.enabled", "message": "'yes' is not of type 'boolean'"},
+                {"path": "spec.triggers.goroutines.goroutineThreshold", "message": "0 is less than the minimum of 1"},
+                {"path": "spec.triggers.goroutines.spikeDiffPercent", "message": "'lots' is not of type 'number'"},
+            ],
+        ),
+        (
+            {"spikes": {}},
+            [
+                {
+                    "path": "spec.triggers.spikes",
+                    "message": "unknown field (allowed: alerts, captureNow, goroutines, maxCapturesPerMinute, oom, "
+                    "spike, windowSamples)",
+                }
+            ],
+        ),
+    ],
+)
+def test_trigger_problems_name_the_field(triggers, expected):
+    assert problems({"triggers": triggers}) == expected

@@ -168,10 +168,17 @@ class _Decider:
         if isinstance(endpoint, str):
             return PodDecision(namespace, name, NONE, "invalid-annotation", message=endpoint)
         self.active_pods += 1
-        return self._decide_capture(pod, path, namespace, name, pod_ip, endpoint)
+        return self._decide_capture(pod, path, namespace, name, pod_ip, endpoint, pod_annotations)
 
     def _decide_capture(
-        self, pod: dict[str, Any], path: str, namespace: str, name: str, pod_ip: str, endpoint: optin.Endpoint
+        self,
+        pod: dict[str, Any],
+        path: str,
+        namespace: str,
+        name: str,
+        pod_ip: str,
+        endpoint: optin.Endpoint,
+        annotations: dict[str, str],
     ) -> PodDecision:
         key = f"{namespace}/{name}"
         history = self.state.history.get(key) or cluster.History()
@@ -182,7 +189,7 @@ class _Decider:
         request_value = alert_name = None
         fingerprints: tuple[str, ...] = ()
         if self.capture_now:
-            value = (metadata.get("annotations") or {}).get(optin.CAPTURE_NOW)
+            value = annotations.get(optin.CAPTURE_NOW)
             if value and value != history.capture_now_value:
                 request_value = value
                 found.fire(REQUESTED, f"capture-now={optin.shown(value)}")
@@ -203,7 +210,7 @@ class _Decider:
         measured = usage.NO_METRICS
         sample = None
         if self.checks_usage:
-            measured, sample = self._usage_findings(pod, path, key, history, found)
+            measured, sample = self._usage_findings(pod, path, (namespace, name), history, found)
 
         reasons = found.reasons
         if self.on_demand_interval is not None and cadence.is_on_demand_due(
@@ -224,8 +231,9 @@ class _Decider:
                 self.baselines[workload] = now  # one pod per workload and interval
                 reasons.append(BASELINE)
 
-        reasons.sort(key=RANK.__getitem__)
-        crossed = tuple(sorted(found.crossed, key=RANK.__getitem__))
+        if len(reasons) > 1:
+            reasons.sort(key=RANK.__getitem__)
+        crossed = tuple(sorted(found.crossed, key=RANK.__getitem__) if len(found.crossed) > 1 else found.crossed)
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
         uid = metadata.get("uid")
         message = "; ".join(found.notes) or None
@@ -300,15 +308,14 @@ class _Decider:
         return last + dt.timedelta(seconds=cooldown)
 
     def _usage_findings(
-        self, pod: dict[str, Any], path: str, key: str, history: cluster.History, found: _Found
+        self, pod: dict[str, Any], path: str, metrics_key: tuple[str, str], history: cluster.History, found: _Found
     ) -> tuple[usage.Usage, dict[str, Any] | None]:
         """The usage triggers (thresholds, spikes, the memory trend, goroutines) of one pod, into
         `found`; returns the pod's usage and, when the window is read, this check's sample."""
         triggers = self.triggers
         measured = usage.NO_METRICS
+        key = "/".join(metrics_key)
         if self.checks_metrics:
-            namespace, name = key.split("/", 1)
-            metrics_key = (namespace, name)
             measured = usage.measure(
                 pod,
                 path,
@@ -431,6 +438,8 @@ class _Decider:
 class _Found:
     """What one pod's triggers found: the reasons due, what fired but waits for its family's
     cooldown, what could not be decided, and the notes that explain it."""
+
+    __slots__ = ("crossed", "held", "notes", "reasons", "undecided")
 
     def __init__(self) -> None:
         self.reasons: list[str] = []

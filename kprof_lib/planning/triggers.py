@@ -120,7 +120,7 @@ def recent_captures(history: Mapping[str, cluster.History], now: dt.datetime) ->
     """Captures (and failed attempts) the history records in the last `RATE_WINDOW_SECONDS`; a
     capture with several reasons sets several fields to one time and counts once."""
     since = now - dt.timedelta(seconds=RATE_WINDOW_SECONDS)
-    return sum(1 for entry in history.values() for moment in entry.capture_times if since < moment <= now)
+    return sum(1 for entry in history.values() for moment in entry.capture_times() if since < moment <= now)
 
 
 def _number(value: float) -> str:

@@ -64,8 +64,21 @@ class History:
     last_requested: dt.datetime | None = None
     capture_now_value: str | None = None
     alert_fingerprints: tuple[str, ...] = ()
-    # Every capture time above (and the last failure), for the per-config rate limit.
-    capture_times: tuple[dt.datetime, ...] = ()
+
+    def capture_times(self) -> set[dt.datetime]:
+        """When the pod was captured, as far as the history tells (the last of each family, the last
+        failed attempt), each time once: for the per-config rate limit."""
+        times = (
+            self.last_threshold,
+            self.last_on_demand,
+            self.last_baseline,
+            self.last_spike,
+            self.last_oom,
+            self.last_alert,
+            self.last_requested,
+            self.last_failed,
+        )
+        return {moment for moment in times if moment is not None}
 
 
 class Sample(NamedTuple):
@@ -303,7 +316,6 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             last_requested=times.get(REQUESTED_KEY),
             capture_now_value=capture_now if isinstance(capture_now, str) else None,
             alert_fingerprints=tuple(fingerprints[-MAX_FINGERPRINTS:]),
-            capture_times=tuple({t for name, t in times.items() if name in CAPTURE_TIME_KEYS or name == FAILED_KEY}),
         )
     return history
 
