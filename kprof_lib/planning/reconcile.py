@@ -135,6 +135,7 @@ class _Decider:
         self.goroutines = spec.triggers.goroutines if checks else None
         self.checks_metrics = checks and spec.reads_metrics
         self.checks_usage = self.checks_metrics or self.goroutines is not None
+        self.uses_window = checks and spec.triggers.uses_window
         self.active_pods = 0
         # (namespace, workload) -> its latest baseline or healthy capture, from every pod's history;
         # a workload is added once this reconcile picks one of its pods for a baseline.
@@ -210,7 +211,7 @@ class _Decider:
         measured = usage.NO_METRICS
         sample = None
         if self.checks_usage:
-            measured, sample = self._usage_findings(pod, path, (namespace, name), history, found)
+            measured, sample = self._usage_findings(pod, path, key, (namespace, name), history, found)
 
         reasons = found.reasons
         if self.on_demand_interval is not None and cadence.is_on_demand_due(
@@ -236,7 +237,7 @@ class _Decider:
         crossed = tuple(sorted(found.crossed, key=RANK.__getitem__) if len(found.crossed) > 1 else found.crossed)
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
         uid = metadata.get("uid")
-        message = "; ".join(found.notes) or None
+        message = "; ".join(found.notes) if found.notes else None
         retry = cadence.retry_due(history)
         if reasons and retry is not None and now < retry:
             assert history.last_failed is not None
@@ -308,13 +309,18 @@ class _Decider:
         return last + dt.timedelta(seconds=cooldown)
 
     def _usage_findings(
-        self, pod: dict[str, Any], path: str, metrics_key: tuple[str, str], history: cluster.History, found: _Found
+        self,
+        pod: dict[str, Any],
+        path: str,
+        key: str,
+        metrics_key: tuple[str, str],
+        history: cluster.History,
+        found: _Found,
     ) -> tuple[usage.Usage, dict[str, Any] | None]:
         """The usage triggers (thresholds, spikes, the memory trend, goroutines) of one pod, into
         `found`; returns the pod's usage and, when the window is read, this check's sample."""
         triggers = self.triggers
         measured = usage.NO_METRICS
-        key = "/".join(metrics_key)
         if self.checks_metrics:
             measured = usage.measure(
                 pod,
@@ -337,7 +343,7 @@ class _Decider:
             return measured, None
         window: list[cluster.Sample] = []
         sample = None
-        if triggers.uses_window:
+        if self.uses_window:
             window = self.state.window(key, triggers.window_samples)
             sample = {
                 "time": self.state.now_text,
@@ -362,7 +368,10 @@ class _Decider:
         ):
             threshold_family.append(GOROUTINE_THRESHOLD)
             found.notes.append(f"goroutines {goroutines} >= {gauge.threshold}")
-        found.family(threshold_family, self._cooling(history.last_threshold, triggers.threshold_cooldown), "threshold")
+        if threshold_family:
+            found.family(
+                threshold_family, self._cooling(history.last_threshold, triggers.threshold_cooldown), "threshold"
+            )
 
         spike_family: list[str] = []
         spikes = triggers.spike
@@ -421,7 +430,8 @@ class _Decider:
                 floor_text=f"floor {gauge.floor}",
             )
             found.add(finding, spike_family)
-        found.family(spike_family, self._cooling(history.last_spike, triggers.spike_cooldown), "spike")
+        if spike_family:
+            found.family(spike_family, self._cooling(history.last_spike, triggers.spike_cooldown), "spike")
 
         oom = triggers.oom
         if oom is not None and measured.memory_bytes is not None:
@@ -431,7 +441,8 @@ class _Decider:
                 triggers_math.memory_trend(points, measured.memory_bytes, measured.memory_limit, oom, OOM_RISK),
                 oom_family,
             )
-            found.family(oom_family, self._cooling(history.last_oom, oom.cooldown), "oom-risk")
+            if oom_family:
+                found.family(oom_family, self._cooling(history.last_oom, oom.cooldown), "oom-risk")
         return measured, sample
 
 
@@ -467,8 +478,6 @@ class _Found:
 
     def family(self, fired: list[str], cooling: dt.datetime | None, name: str) -> None:
         """A family's reasons are due together, or held back together by its cooldown (until `cooling`)."""
-        if not fired:
-            return
         self.crossed.extend(fired)
         if cooling is not None:
             self.hold(f"{', '.join(fired)}: {name} cooldown until {cluster.format_time(cooling)}")

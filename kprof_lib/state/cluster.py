@@ -44,6 +44,7 @@ FINGERPRINTS_KEY = "alertFingerprints"
 MAX_FINGERPRINTS = 20  # served fingerprints kept per pod, newest last
 CAPTURE_TIME_KEYS = (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, SPIKE_KEY, OOM_KEY, ALERT_KEY, REQUESTED_KEY)
 TIME_KEYS = (*CAPTURE_TIME_KEYS, HEALTHY_TIME_KEY, FAILED_KEY, FAILING_SINCE_KEY)
+_TIME_KEY_SET = frozenset(TIME_KEYS)
 
 # At most this many samples per pod in `usageWindow` (the schema's maxItems; spec.triggers.windowSamples
 # is at most as many).
@@ -286,9 +287,8 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             problems.append({"path": path, "message": f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"})
             continue
         times = {}
-        for field_name in TIME_KEYS:
-            raw = entry.get(field_name)
-            if raw is None:
+        for field_name, raw in entry.items():  # an entry holds a few of the many keys
+            if raw is None or field_name not in _TIME_KEY_SET:
                 continue
             try:
                 times[field_name] = parse_time(raw)
@@ -299,8 +299,9 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
         capture_now = entry.get(CAPTURE_NOW_KEY)
         if capture_now is not None and not isinstance(capture_now, str):
             problems.append({"path": f"{path}.{CAPTURE_NOW_KEY}", "message": "must be a string"})
+            capture_now = None
         fingerprints = entry.get(FINGERPRINTS_KEY) or []
-        if not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints):
+        if fingerprints and (not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints)):
             problems.append({"path": f"{path}.{FINGERPRINTS_KEY}", "message": "must be a list of strings"})
             fingerprints = []
         history[key] = History(
@@ -314,7 +315,7 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             last_oom=times.get(OOM_KEY),
             last_alert=times.get(ALERT_KEY),
             last_requested=times.get(REQUESTED_KEY),
-            capture_now_value=capture_now if isinstance(capture_now, str) else None,
+            capture_now_value=capture_now,
             alert_fingerprints=tuple(fingerprints[-MAX_FINGERPRINTS:]),
         )
     return history
