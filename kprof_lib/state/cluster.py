@@ -42,8 +42,18 @@ REQUESTED_KEY = "lastRequestedCapture"
 CAPTURE_NOW_KEY = "captureNowValue"
 FINGERPRINTS_KEY = "alertFingerprints"
 MAX_FINGERPRINTS = 20  # served fingerprints kept per pod, newest last
-CAPTURE_TIME_KEYS = (THRESHOLD_KEY, ON_DEMAND_KEY, BASELINE_KEY, SPIKE_KEY, OOM_KEY, ALERT_KEY, REQUESTED_KEY)
-TIME_KEYS = (*CAPTURE_TIME_KEYS, HEALTHY_TIME_KEY, FAILED_KEY, FAILING_SINCE_KEY)
+TIME_KEYS = (
+    THRESHOLD_KEY,
+    ON_DEMAND_KEY,
+    BASELINE_KEY,
+    SPIKE_KEY,
+    OOM_KEY,
+    ALERT_KEY,
+    REQUESTED_KEY,
+    HEALTHY_TIME_KEY,
+    FAILED_KEY,
+    FAILING_SINCE_KEY,
+)
 _TIME_KEY_SET = frozenset(TIME_KEYS)
 
 # At most this many samples per pod in `usageWindow` (the schema's maxItems; spec.triggers.windowSamples
