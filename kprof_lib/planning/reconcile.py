@@ -182,7 +182,7 @@ class _Decider:
         annotations: dict[str, str],
     ) -> PodDecision:
         key = f"{namespace}/{name}"
-        history = self.state.history.get(key) or cluster.History()
+        history = self.state.history.get(key) or _NO_HISTORY
         now = self.state.now
         metadata = pod["metadata"]
         labels = metadata.get("labels") or {}
@@ -485,6 +485,7 @@ class _Found:
             self.reasons.extend(fired)
 
 
+_NO_HISTORY = cluster.History()  # a pod never captured (most of them): one value, not one per pod
 # The order in which the reasons a pod could not be decided for are said (the first found).
 _NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)
 MIB = 1024 * 1024
