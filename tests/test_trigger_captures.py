@@ -155,7 +155,7 @@ def test_run_check_hands_this_checks_samples_to_save_samples(tmp_path):
         "podMetrics": [pod_metrics("api-0", "shop", {"app": {"cpu": "100m", "memory": "64Mi"}})],
     }
 
-    def run(**extra) -> cycle.CheckReport:
+    def run(save_samples=saved.append, **extra) -> cycle.CheckReport:
         return cycle.run_check(
             config_name="shop/cfg",
             spec=spec,
@@ -163,7 +163,7 @@ def test_run_check_hands_this_checks_samples_to_save_samples(tmp_path):
             executor=Executor(),
             store=LocalStore(tmp_path),
             transport=DirectTransport(),
-            save_samples=saved.append,
+            save_samples=save_samples,
             **extra,
         )
 
@@ -177,15 +177,7 @@ def test_run_check_hands_this_checks_samples_to_save_samples(tmp_path):
     def broken(samples):
         raise OSError("disk full")
 
-    failing = cycle.run_check(
-        config_name="shop/cfg",
-        spec=spec,
-        gather=lambda: state,
-        executor=Executor(),
-        store=LocalStore(tmp_path),
-        transport=DirectTransport(),
-        save_samples=broken,
-    )
+    failing = run(save_samples=broken)
     assert failing.history_error is None and [d.reason for d in failing.plan.results] == ["no-window", "no-metrics"]
 
 

@@ -165,17 +165,8 @@ def run_check(
 
 def _save_samples(save_samples: Callable[[Samples], None], plan: Plan, config_name: str) -> None:
     samples = {decision.key: decision.sample for decision in plan.results if decision.sample is not None}
-    if not samples:
-        return
-    try:
-        save_samples(samples)
-    except Exception as error:
-        log.warning(
-            "%s: usage samples not saved: %s",
-            config_name,
-            error,
-            extra={"config": config_name, "action": "save-samples", "reason": "samples-error"},
-        )
+    if samples:
+        _saved(save_samples, samples, config_name, "usage samples", "samples-error", logging.WARNING)
 
 
 def _save(
@@ -183,13 +174,18 @@ def _save(
 ) -> None:
     if save_history is None or not updates:
         return
+    error = _saved(save_history, updates, config_name, "capture history", "history-error", logging.ERROR)
+    if error is not None:
+        done.history_error = error
+
+
+def _saved(save: Callable[[Any], None], what: Any, config_name: str, name: str, reason: str, level: int) -> str | None:
+    """`save(what)`; what it raised, logged and as text (None: saved)."""
     try:
-        save_history(updates)
+        save(what)
     except Exception as error:
-        log.error(
-            "%s: capture history not saved: %s",
-            config_name,
-            error,
-            extra={"config": config_name, "action": "save-history", "reason": "history-error"},
-        )
-        done.history_error = str(error)
+        action = "save-samples" if reason == "samples-error" else "save-history"
+        extra = {"config": config_name, "action": action, "reason": reason}
+        log.log(level, "%s: %s not saved: %s", config_name, name, error, extra=extra)
+        return str(error)
+    return None
