@@ -166,7 +166,7 @@ def run_check(
 def _save_samples(save_samples: Callable[[Samples], None], plan: Plan, config_name: str) -> None:
     samples = {decision.key: decision.sample for decision in plan.results if decision.sample is not None}
     if samples:
-        _saved(save_samples, samples, config_name, "usage samples", "samples-error", logging.WARNING)
+        _saved(save_samples, samples, config_name, "usage samples", "save-samples", logging.WARNING)
 
 
 def _save(
@@ -174,18 +174,18 @@ def _save(
 ) -> None:
     if save_history is None or not updates:
         return
-    error = _saved(save_history, updates, config_name, "capture history", "history-error", logging.ERROR)
+    error = _saved(save_history, updates, config_name, "capture history", "save-history", logging.ERROR)
     if error is not None:
         done.history_error = error
 
 
-def _saved(save: Callable[[Any], None], what: Any, config_name: str, name: str, reason: str, level: int) -> str | None:
-    """`save(what)`; what it raised, logged and as text (None: saved)."""
+def _saved(save: Callable[[Any], None], what: Any, config_name: str, name: str, action: str, level: int) -> str | None:
+    """`save(what)`; what it raised, logged at `level` as `action` (reason "<what>-error"), and as
+    text (None: saved)."""
     try:
         save(what)
     except Exception as error:
-        action = "save-samples" if reason == "samples-error" else "save-history"
-        extra = {"config": config_name, "action": action, "reason": reason}
+        extra = {"config": config_name, "action": action, "reason": f"{action.removeprefix('save-')}-error"}
         log.log(level, "%s: %s not saved: %s", config_name, name, error, extra=extra)
         return str(error)
     return None
