@@ -120,6 +120,34 @@ def test_bad_load_parameters_are_rejected(go_app: GoApp) -> None:
         assert status == 400, query
 
 
+def test_a_leak_climbs_steadily_and_stop_lets_everything_go(go_app: GoApp) -> None:
+    before_rss = go_app.resident_bytes()
+    started = go_app.leak(mem_mib_per_second=20, goroutines_per_second=200, seconds=2)
+    assert (started["status"], started["memMiBPerSecond"], started["seconds"]) == ("started", 20, 2)
+    # Over its two seconds: about 40 MiB kept and resident, about 400 goroutines parked.
+    wait_for(lambda: go_app.stats()["leakedGoroutines"] >= 380, "the leaked goroutines")
+    time.sleep(0.5)  # the leak's time is over: nothing more is taken
+    stats = go_app.stats()
+    assert 36 * 2**20 <= stats["leakedBytes"] <= 42 * 2**20, stats
+    assert 380 <= stats["leakedGoroutines"] <= 420 and stats["goroutines"] >= stats["leakedGoroutines"], stats
+    assert go_app.resident_bytes() - before_rss >= 30 * 2**20
+    first_line = go_app.pprof("goroutine", debug=1).split(b"\n", 1)[0].decode()
+    assert first_line == f"goroutine profile: total {int(first_line.rsplit(' ', 1)[1])}"
+    assert int(first_line.rsplit(" ", 1)[1]) >= stats["leakedGoroutines"]
+    assert b"main.leakedGoroutine" in go_app.pprof("goroutine", debug=1)
+    assert go_app.stats()["leakedBytes"] == stats["leakedBytes"]
+
+    assert go_app.stop_leak()["status"] == "stopped"
+    wait_for(lambda: go_app.stats()["leakedGoroutines"] == 0, "the leaked goroutines to end")
+    assert go_app.stats()["leakedBytes"] == 0
+
+
+def test_bad_leak_parameters_are_rejected(go_app: GoApp) -> None:
+    for query in ("memMiBPerSecond=x", "memMiBPerSecond=257", "goroutinesPerSecond=-1", "seconds=3601"):
+        status, body = http_error(lambda query=query: go_app.get(f"/leak?{query}"))
+        assert status == 400 and query.split("=")[0].encode() in body, query
+
+
 def test_factory_starts_separate_apps_that_stop_cleanly(go_app_factory: GoAppFactory) -> None:
     apps = go_app_factory.start_many(2)
     assert len({app.port for app in apps}) == 2

@@ -1,6 +1,7 @@
 // Command sample-app is a small Go service that exposes net/http/pprof and can be told to burn
-// CPU, hold memory and contend on a mutex on demand. It is the target that kprof profiles in the
-// examples and in the test suite: every pprof profile type has real content once /load has run.
+// CPU, hold memory and contend on a mutex on demand, and to leak: memory that climbs steadily and
+// goroutines that never end (/leak). It is the target that kprof profiles in the examples and in
+// the test suite: every pprof profile type has real content once /load has run.
 package main
 
 import (
@@ -35,6 +36,12 @@ const (
 	maxWorkers     = 256
 	mebibyte       = 1 << 20
 	pageSize       = 4096
+
+	maxLeakMiBPerSecond        = 256
+	maxLeakGoroutinesPerSecond = 10000
+	maxLeakSeconds             = 3600
+	maxLeakedGoroutines        = 200000
+	leakTick                   = 100 * time.Millisecond
 )
 
 // loadRequest is what one call to /load asked for, after defaults and limits are applied.
@@ -62,6 +69,26 @@ type app struct {
 	nextID     int64
 	loadActive int64
 	shared     loadState
+	leak       leakState
+}
+
+// leakRequest is what one call to /leak asked for: a rate of memory and of goroutines, for a time.
+type leakRequest struct {
+	MemMiBPerSecond     float64 `json:"memMiBPerSecond"`
+	GoroutinesPerSecond float64 `json:"goroutinesPerSecond"`
+	Seconds             float64 `json:"seconds"`
+	Status              string  `json:"status"`
+}
+
+// leakState holds what the leaks have taken: memory blocks that stay referenced and goroutines
+// parked on a channel, until /leak?stop=1 lets everything go.
+type leakState struct {
+	mu         sync.Mutex
+	blocks     [][]byte
+	bytes      int64
+	goroutines int64
+	release    chan struct{} // closed by stop: the parked goroutines return
+	cancel     context.CancelFunc
 }
 
 func main() {
@@ -84,6 +111,7 @@ func main() {
 	http.HandleFunc("/healthz", a.handleHealthz)
 	http.HandleFunc("/load", a.handleLoad)
 	http.HandleFunc("/stats", a.handleStats)
+	http.HandleFunc("/leak", a.handleLeak)
 
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -121,11 +149,132 @@ func (a *app) handleStats(w http.ResponseWriter, _ *http.Request) {
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 	writeJSON(w, http.StatusOK, map[string]interface{}{
-		"pid":            os.Getpid(),
-		"goroutines":     runtime.NumGoroutine(),
-		"heapAllocBytes": mem.HeapAlloc,
-		"loadActive":     atomic.LoadInt64(&a.loadActive),
+		"pid":              os.Getpid(),
+		"goroutines":       runtime.NumGoroutine(),
+		"heapAllocBytes":   mem.HeapAlloc,
+		"loadActive":       atomic.LoadInt64(&a.loadActive),
+		"leakedBytes":      atomic.LoadInt64(&a.leak.bytes),
+		"leakedGoroutines": atomic.LoadInt64(&a.leak.goroutines),
 	})
+}
+
+// handleLeak starts a leak (memory and/or goroutines at a steady rate, for a number of seconds)
+// in place of the one running, or with stop=1 ends the leak and lets go of all it took.
+func (a *app) handleLeak(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("stop") == "1" {
+		a.leak.stop()
+		debug.FreeOSMemory()
+		writeJSON(w, http.StatusOK, leakRequest{Status: "stopped"})
+		return
+	}
+	req, err := parseLeakRequest(q.Get("memMiBPerSecond"), q.Get("goroutinesPerSecond"), q.Get("seconds"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	a.leak.start(a.baseCtx, req)
+	req.Status = "started"
+	writeJSON(w, http.StatusAccepted, req)
+}
+
+func parseLeakRequest(mem, goroutines, seconds string) (leakRequest, error) {
+	req := leakRequest{}
+	var err error
+	if req.MemMiBPerSecond, err = floatParam(mem, 0, 0, maxLeakMiBPerSecond, "memMiBPerSecond"); err != nil {
+		return req, err
+	}
+	if req.GoroutinesPerSecond, err = floatParam(
+		goroutines, 0, 0, maxLeakGoroutinesPerSecond, "goroutinesPerSecond"); err != nil {
+		return req, err
+	}
+	if req.Seconds, err = floatParam(seconds, 600, 0, maxLeakSeconds, "seconds"); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// start replaces the running leak (what it took is kept) with one at the rates of req.
+func (l *leakState) start(parent context.Context, req leakRequest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+	}
+	if l.release == nil {
+		l.release = make(chan struct{})
+	}
+	ctx, cancel := context.WithTimeout(parent, time.Duration(req.Seconds*float64(time.Second)))
+	l.cancel = cancel
+	go l.run(ctx, req, l.release)
+}
+
+// stop ends the running leak, drops the memory it holds and ends its goroutines.
+func (l *leakState) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+		l.cancel = nil
+	}
+	if l.release != nil {
+		close(l.release)
+		l.release = nil
+	}
+	l.blocks = nil
+	atomic.StoreInt64(&l.bytes, 0)
+}
+
+// run takes memory and starts goroutines every tick, in amounts that add up to the rates asked
+// for, so memory climbs in a straight line rather than in steps a second apart.
+func (l *leakState) run(ctx context.Context, req leakRequest, release chan struct{}) {
+	ticker := time.NewTicker(leakTick)
+	defer ticker.Stop()
+	perTick := leakTick.Seconds()
+	var bytesOwed, goroutinesOwed float64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		bytesOwed += req.MemMiBPerSecond * mebibyte * perTick
+		goroutinesOwed += req.GoroutinesPerSecond * perTick
+		if whole := int(bytesOwed); whole >= pageSize {
+			bytesOwed -= float64(whole)
+			l.leakMemory(ctx, whole)
+		}
+		for ; goroutinesOwed >= 1; goroutinesOwed-- {
+			if atomic.LoadInt64(&l.goroutines) >= maxLeakedGoroutines {
+				goroutinesOwed = 0
+				break
+			}
+			atomic.AddInt64(&l.goroutines, 1)
+			go leakedGoroutine(release, &l.goroutines)
+		}
+	}
+}
+
+// leakMemory takes size bytes that stay referenced, every page written so that they are resident.
+func (l *leakState) leakMemory(ctx context.Context, size int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A leak that was stopped or replaced meanwhile takes nothing more (stop cancels under mu).
+	if ctx.Err() != nil || atomic.LoadInt64(&l.bytes)+int64(size) > maxMemMiB*mebibyte {
+		return
+	}
+	block := make([]byte, size)
+	for off := 0; off < len(block); off += pageSize {
+		block[off] = byte(off)
+	}
+	l.blocks = append(l.blocks, block)
+	atomic.AddInt64(&l.bytes, int64(size))
+}
+
+// leakedGoroutine waits until the leak is stopped; in a goroutine profile each shows up here.
+func leakedGoroutine(release chan struct{}, count *int64) {
+	<-release
+	atomic.AddInt64(count, -1)
 }
 
 func (a *app) handleLoad(w http.ResponseWriter, r *http.Request) {

@@ -248,9 +248,7 @@ class GoApp:
             except (OSError, urllib.error.URLError) as error:
                 last_error = error
             time.sleep(0.05)
-        raise GoAppError(
-            f"sample app at {self.url} not healthy within {timeout}s ({last_error}):\n{self.output()}"
-        )
+        raise GoAppError(f"sample app at {self.url} not healthy within {timeout}s ({last_error}):\n{self.output()}")
 
     def output(self) -> str:
         """What the process has printed so far (stdout, then stderr), for failure messages."""
@@ -336,8 +334,31 @@ class GoApp:
         return self.get_json("/load?" + urllib.parse.urlencode(query), timeout=timeout)
 
     def stats(self) -> dict[str, Any]:
-        """The app's /stats: pid, goroutines, heapAllocBytes, loadActive (count of running loads)."""
+        """The app's /stats: pid, goroutines, heapAllocBytes, loadActive (count of running loads),
+        leakedBytes and leakedGoroutines (what /leak has taken)."""
         return self.get_json("/stats", timeout=10.0)
+
+    def leak(
+        self, *, mem_mib_per_second: float = 0, goroutines_per_second: float = 0, seconds: float = 600
+    ) -> dict[str, Any]:
+        """Start a leak via /leak: memory that climbs and goroutines that never end, at these rates."""
+        query = {
+            "memMiBPerSecond": mem_mib_per_second,
+            "goroutinesPerSecond": goroutines_per_second,
+            "seconds": seconds,
+        }
+        return self.get_json("/leak?" + urllib.parse.urlencode(query), timeout=10.0)
+
+    def stop_leak(self) -> dict[str, Any]:
+        """End the leak and let go of everything it took."""
+        return self.get_json("/leak?stop=1", timeout=10.0)
+
+    def resident_bytes(self) -> int:
+        """The process's resident memory (VmRSS) now, as the node agent and the sidecar read it."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise GoAppError(f"/proc/{self.pid}/status has no VmRSS")
 
 
 class GoAppFactory:
