@@ -26,6 +26,9 @@ class ProfileRequest:
     base_path: str  # e.g. "/debug/pprof", no trailing slash
     profile_type: str  # heap, cpu, goroutine, mutex, block, allocs, threadcreate
     cpu_seconds: int = 30
+    # pprof's text form (debug=1: counts per stack, the total on the first line); None: the
+    # gzip'd protobuf a capture stores. Not for cpu, whose query is its seconds.
+    debug: int | None = None
 
     @property
     def path(self) -> str:
@@ -35,7 +38,9 @@ class ProfileRequest:
 
     @property
     def query(self) -> dict[str, str]:
-        return {"seconds": str(self.cpu_seconds)} if self.profile_type == "cpu" else {}
+        if self.profile_type == "cpu":
+            return {"seconds": str(self.cpu_seconds)}
+        return {"debug": str(self.debug)} if self.debug is not None else {}
 
     @property
     def target(self) -> str:
