@@ -52,7 +52,19 @@ T0 = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
     [
         ({"thresholds": {"checkIntervalSeconds": 15}}, JobPlan(15, None)),
         ({"thresholds": {}}, JobPlan(30, None)),
-        ({"onDemand": {"enabled": True, "intervalSeconds": 45}}, JobPlan(None, 45)),
+        # Capture-now is on by default, and checks decide it.
+        ({"onDemand": {"enabled": True, "intervalSeconds": 45}}, JobPlan(DEFAULT_CHECK_INTERVAL, 45)),
+        (
+            {"onDemand": {"enabled": True, "intervalSeconds": 45}, "triggers": {"captureNow": {"enabled": False}}},
+            JobPlan(None, 45),
+        ),
+        (
+            {
+                "onDemand": {"enabled": True, "intervalSeconds": 45},
+                "triggers": {"captureNow": {"enabled": False}, "goroutines": {"goroutineThreshold": 500}},
+            },
+            JobPlan(DEFAULT_CHECK_INTERVAL, 45),
+        ),
         ({"thresholds": {"checkIntervalSeconds": 20}, "onDemand": {"enabled": True}}, JobPlan(20, 300)),
         ({"onDemand": {"enabled": False}}, JobPlan(DEFAULT_CHECK_INTERVAL, None)),
         ({}, JobPlan(DEFAULT_CHECK_INTERVAL, None)),
@@ -69,6 +81,8 @@ def test_each_kind_of_run_decides_its_kind_of_capture_over_the_whole_spec():
     assert kinds_for_run(both, CHECK) == {"threshold"}
     assert kinds_for_run(both, ON_DEMAND) == {"on-demand"}
     assert kinds_for_run(validate_spec({}), CHECK) == {"threshold", "on-demand"}
+    # An on-demand job of its own: the check leaves on-demand captures to it.
+    assert kinds_for_run(validate_spec({"onDemand": {"enabled": True}}), CHECK) == {"threshold"}
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,13 @@ start plus the interval, so a capture that keeps failing is retried at the check
 in a tight loop). `run()` waits on an event, so `stop()` (from a signal handler) ends the wait at
 once; a check in progress is finished first: its captures are stored and its history kept.
 
-History ("namespace/pod" -> lastThresholdCapture, lastOnDemandCapture) is kept in memory and, when
-given a file, mirrored to it after every check that captured, so cooldowns hold across a restart
-of the process (the sidecar keeps it on the pod's emptyDir).
+History ("namespace/pod" -> lastThresholdCapture, lastOnDemandCapture, ...) is kept in memory and,
+when given a file, mirrored to it after every check that captured, so cooldowns hold across a
+restart of the process (the sidecar keeps it on the pod's emptyDir). So are the usage windows the
+trend triggers judge (`adapters.windows`: each check's samples appended after reconcile), and each
+check reads the target's goroutine count when given a reader. `wake_early`, polled every
+`POLL_SECONDS` while waiting, starts a check before it is due (the sidecar's capture-now
+annotation).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kprof_lib.adapters import windows
 from kprof_lib.adapters.files import write_atomically
 from kprof_lib.execution.clock import SystemClock
 from kprof_lib.execution.cycle import CheckReport, run_check
@@ -38,6 +43,10 @@ from kprof_lib.state import cluster
 log = logging.getLogger("kprof.loop")
 
 WAKE_MARGIN = 0.05  # wake a moment after a capture falls due, so the check sees it due
+POLL_SECONDS = 1.0  # how often `wake_early` is asked while waiting for the next check
+
+# Reads the goroutine counts of the pods of a check ({"namespace/pod": count}); may return fewer.
+GoroutineCounter = Callable[[Spec, list[dict[str, Any]]], Mapping[str, int]]
 
 
 class HistoryBook:
@@ -96,6 +105,8 @@ class CheckLoop:
     `load_spec()` returns the current spec (validated, defaults applied); `observe()` returns the
     pods and PodMetrics of the moment; `pod_key` ("namespace/pod") is the target's history key.
     `interval` overrides the spec's checkIntervalSeconds (local mode's --check-interval).
+    `windows` keeps the usage windows between checks; `count_goroutines(spec, pods)` reads the
+    pods' goroutine counts at each check; `wake_early()` True: check now.
     """
 
     config_name: str
@@ -107,6 +118,9 @@ class CheckLoop:
     transport: Transport
     history: HistoryBook
     interval: float | None = None
+    windows: windows.UsageWindows | windows.WindowFile | None = None
+    count_goroutines: GoroutineCounter | None = None
+    wake_early: Callable[[], bool] | None = None
     wrap_store: Callable[[ProfileStore], ProfileStore] | None = None
     on_report: Callable[[CheckReport], None] | None = None
     on_error: Callable[[Exception], None] | None = None
@@ -156,7 +170,7 @@ class CheckLoop:
                 if deadline is not None and wake >= deadline:
                     self._stop.wait(max(0.0, deadline - self.clock.monotonic()))
                     break
-                if self._stop.wait(max(0.0, wake - self.clock.monotonic())):
+                if self._wait_until(wake):
                     break
                 if spec is not None:
                     self.check(spec)
@@ -174,7 +188,23 @@ class CheckLoop:
 
         def gather() -> dict[str, Any]:
             pods, metrics = self.observe()
-            return {"now": now_text, "pods": pods, "podMetrics": metrics, "history": self.history.snapshot()}
+            state: dict[str, Any] = {
+                "now": now_text,
+                "pods": pods,
+                "podMetrics": metrics,
+                "history": self.history.snapshot(),
+            }
+            if self.windows is not None:
+                state["usageWindow"] = self.windows.view()
+            if self.count_goroutines is not None:
+                counts = self.count_goroutines(spec, pods)
+                if counts:
+                    state["goroutines"] = dict(counts)
+            return state
+
+        def save_samples(samples: Mapping[str, Mapping[str, Any]]) -> None:
+            if self.windows is not None:
+                self.windows.append(samples, limit=spec.triggers.window_samples)
 
         store = self.stores.for_spec(spec)
         if self.wrap_store is not None:
@@ -188,6 +218,7 @@ class CheckLoop:
                 store=store,
                 transport=self.transport,
                 save_history=self.history.merge,
+                save_samples=save_samples if self.windows is not None else None,
                 flush=self.flush_spools,
                 report=self.on_report,
                 jaeger_url=self.jaeger_url,
@@ -204,6 +235,18 @@ class CheckLoop:
                 spooled.flush()
 
     # Scheduling ---------------------------------------------------------------------------------
+
+    def _wait_until(self, wake: float) -> bool:
+        """Waits until the monotonic time `wake`, or less if `wake_early()` says so; True when
+        stopped meanwhile."""
+        while True:
+            remaining = wake - self.clock.monotonic()
+            if self.wake_early is None or remaining <= 0:
+                return self._stop.wait(max(0.0, remaining))
+            if self._stop.wait(min(remaining, POLL_SECONDS)):
+                return True
+            if self.wake_early():
+                return False
 
     def check_interval(self, spec: Spec | None) -> float:
         return self.interval if self.interval is not None else float(cadence.check_interval(spec))

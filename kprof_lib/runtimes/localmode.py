@@ -33,7 +33,8 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import podinfo, pprof, procfs, tracing
+from kprof_lib.adapters import podinfo, pprof, procfs, tracing, windows
+from kprof_lib.adapters.pprof import goroutines
 from kprof_lib.execution import redact, results
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
@@ -128,6 +129,8 @@ class LocalRun:
         tracer = self.provider.get_tracer(TRACER_NAME) if self.provider else trace.NoOpTracer()
         self.executor = Executor(concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracer)
         self.stores = wiring.Stores(local_dir=settings.out_dir, spool_dir=settings.spool_dir)
+        transport = pprof.make_transport("direct", tls_verify=settings.tls_verify)
+        self.goroutines = goroutines.GoroutineReader(concurrency=1)
         self.loop = loop = CheckLoop(
             config_name=f"{NAMESPACE}/{settings.name}",
             load_spec=lambda: settings.spec,
@@ -135,8 +138,13 @@ class LocalRun:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=progress.Watching(pprof.make_transport("direct", tls_verify=settings.tls_verify), self.printer),
+            transport=progress.Watching(transport, self.printer),
             history=HistoryBook(),
+            windows=windows.UsageWindows(),
+            # Straight through the transport: the console shows the profiles fetched, not these reads.
+            count_goroutines=lambda spec, pods: self.goroutines.read(
+                transport, goroutines.requests_for(spec, pods), within=self.loop.check_interval(spec) / 2
+            ),
             interval=settings.check_interval,
             wrap_store=lambda store: progress.Landing(store, self.printer),
             on_report=self._print_report,
@@ -214,6 +222,7 @@ class LocalRun:
             )
         if (spec.get("onDemand") or {}).get("enabled"):
             whens.append(f"every {spec['onDemand']['intervalSeconds']}s (on-demand)")
+        whens.extend(_trigger_whens(spec))
         baseline = ", ".join(
             f"{name} {kind.rstrip('s')} {_human(name, value)}"
             for kind, values in settings.resources.items()
@@ -265,7 +274,10 @@ class LocalRun:
                 tracing.shutdown(self.provider)
             return 1
         self._print_start()
-        completed = self.runtime.run(duration=self.settings.duration)
+        try:
+            completed = self.runtime.run(duration=self.settings.duration)
+        finally:
+            self.goroutines.close()
         if self.loop.aborted:
             self.printer.line(f"aborted after {self.loop.checks} check(s)")
             return interrupts.EXIT_INTERRUPTED
@@ -277,6 +289,19 @@ class LocalRun:
             return 1  # the loop died of an error, already reported on stderr
         return 1 if self.failed_profiles else self.exit_code
 
+
+def _trigger_whens(spec: Spec) -> list[str]:
+    """What spec.triggers adds to "capture ... when", as the start line says it."""
+    triggers, whens = spec.triggers, []
+    if triggers.spike is not None:
+        whens.append(f"usage spikes over its rolling mean of {triggers.window_samples} checks (spike)")
+    if triggers.oom is not None:
+        whens.append(f"memory would reach its limit within {triggers.oom.horizon}s (oom-risk)")
+    if triggers.goroutines is not None and triggers.goroutines.threshold is not None:
+        whens.append(f"goroutines >= {triggers.goroutines.threshold}")
+    if triggers.goroutines is not None and triggers.goroutines.spike_diff_percent is not None:
+        whens.append(f"goroutines spike by {triggers.goroutines.spike_diff_percent:g}%")
+    return whens
 
 
 def _human(resource: str, quantity: str) -> str:

@@ -8,7 +8,13 @@ it knows the pod's name, namespace, labels, annotations and the app container's 
 operator's own cycle (the single-target runtime, `runtimes.single`) on it, reaching the app's pprof
 endpoint over the pod's loopback. Profiles go to S3 (spec.s3Config, spooled on the pod's emptyDir
 while S3 is unreachable) or to the local directory. The capture history lives in memory and in a
-JSON file beside the spool, so a restarted sidecar keeps its cooldowns.
+JSON file beside the spool, so a restarted sidecar keeps its cooldowns; so do the usage windows
+(`kprof-usage-window.json`: the last checks' CPU, memory and goroutine count, for the trend
+triggers). Every check reads the app's goroutine count (the first line of goroutine?debug=1).
+`kubectl annotate pod P profiling.io/capture-now=<new value> --overwrite` reaches the sidecar
+through the downward API annotations file (Kubernetes rewrites it within about a minute); a value
+the history has not served yet starts a check at once, whose plan captures it (reason
+`requested`), once per distinct value.
 
 The spec comes from a file (a ConfigMap volume; re-read when it changes, a broken edit is logged
 and the last good spec kept) or from inline YAML/JSON. SIGTERM or SIGINT: no new capture
@@ -37,7 +43,8 @@ from urllib.parse import quote
 
 import yaml
 
-from kprof_lib.adapters import podinfo, pprof, procfs, tracing
+from kprof_lib.adapters import podinfo, pprof, procfs, tracing, windows
+from kprof_lib.adapters.pprof import goroutines
 from kprof_lib.execution.capture import DEFAULT_MAX_BYTES
 from kprof_lib.execution.cycle import CheckReport
 from kprof_lib.execution.executor import Executor
@@ -52,6 +59,7 @@ from kprof_lib.state import optin
 log = logging.getLogger("kprof.sidecar")
 
 HISTORY_FILE = "kprof-history.json"
+WINDOW_FILE = "kprof-usage-window.json"
 LOOPBACK = "127.0.0.1"
 DEFAULT_HEALTH_ADDR = ":8082"
 DEFAULT_LOCAL_DIR = "/var/lib/kprof/profiles"
@@ -158,6 +166,10 @@ class Sidecar:
             concurrency=1, max_bytes=settings.max_profile_bytes, tracer=tracing.get_tracer(self.provider)
         )
         self.stores = wiring.Stores(local_dir=settings.local_dir, spool_dir=settings.spool_dir)
+        transport = pprof.make_transport("direct", tls_verify=settings.tls_verify)
+        self.goroutines = goroutines.GoroutineReader(concurrency=1)
+        self._woken_for: str | None = None  # the capture-now value the last early check was for
+        self._spec: Spec | None = None  # the spec of the latest check
         self.loop = loop = CheckLoop(
             config_name=self.spec_source.name,
             load_spec=self._load_spec,
@@ -165,8 +177,13 @@ class Sidecar:
             pod_key=lambda: self.pod_key,
             executor=self.executor,
             stores=self.stores,
-            transport=pprof.make_transport("direct", tls_verify=settings.tls_verify),
+            transport=transport,
             history=HistoryBook(settings.spool_dir / HISTORY_FILE),
+            windows=windows.WindowFile(settings.spool_dir / WINDOW_FILE),
+            count_goroutines=lambda spec, pods: self.goroutines.read(
+                transport, goroutines.requests_for(spec, pods), within=self.loop.check_interval(spec) / 2
+            ),
+            wake_early=self._capture_requested,
             on_report=self._log_report,
         )
         self.runtime = SingleTarget(
@@ -185,6 +202,7 @@ class Sidecar:
     def _load_spec(self) -> Spec:
         spec = self.spec_source.load()
         self.loop.config_name = self.spec_source.name
+        self._spec = spec
         return spec
 
     def _locate_app(self) -> int | None:
@@ -210,6 +228,29 @@ class Sidecar:
         # Without the annotations file, the sidecar's presence is the pod's opt-in; with it, the
         # pod's own profiling.io/enabled decides (and can pause the sidecar without a restart).
         return labels or {}, found if found is not None else {optin.ENABLED: "true"}
+
+    def _capture_requested(self) -> bool:
+        """Whether the pod's capture-now annotation holds a value the history has not served (and
+        no early check was started for it yet: one that captures nothing is not repeated)."""
+        if self._spec is None or not self._spec.triggers.capture_now:
+            return False
+        try:
+            _, annotations = self._downward_api()
+        except podinfo.PodInfoError:
+            return False  # the file is being rewritten, or broken: the next check says so
+        value = annotations.get(optin.CAPTURE_NOW)
+        if not value or value == self._woken_for:
+            return False
+        if value == self.loop.history.get(self.pod_key).get("captureNowValue"):
+            return False
+        self._woken_for = value
+        log.info(
+            "%s=%s: checking now",
+            optin.CAPTURE_NOW,
+            value,
+            extra={"pod": self.pod_key, "action": "wake", "reason": "requested"},
+        )
+        return True
 
     def _note_app(self, usage: procfs.Usage | None) -> None:
         seen = usage is not None
@@ -243,6 +284,7 @@ class Sidecar:
                 "pod": self.pod_key,
                 "action": decision.action if decision else None,
                 "reason": decision.reason if decision else None,
+                "detail": decision.message or None if decision else None,  # the numbers behind it
                 "cpuPercent": observed.cpu_percent if observed else None,
                 "memoryPercent": observed.memory_percent if observed else None,
                 "profiles": [
@@ -287,6 +329,7 @@ class Sidecar:
         finally:
             self._running.clear()
             server.stop()
+            self.goroutines.close()
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
         if self.runtime.signals.aborted:
@@ -372,6 +415,7 @@ class Sidecar:
                 "appContainer": self.settings.identity.app_container,
                 "store": store.description,
                 "history": str(self.loop.history.path),
+                "usageWindow": str(self.settings.spool_dir / WINDOW_FILE),
                 "health": self.settings.health_addr,
                 "tracing": self.provider is not None,
             },

@@ -486,11 +486,12 @@ class ControlPlane:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         requests: Mapping[str, str] | None = None,
+        limits: Mapping[str, str] | None = None,
         node: str = NODE_NAME,
     ) -> dict[str, Any]:
         """A pod of one container "app" on the test Node (or `node`, one of `add_node`'s), Running at
         `pod_ip` as a kubelet would report it; with `pid`, that node's kubelet stand-in reports that
-        process's CPU and memory as the pod's."""
+        process's CPU and memory as the pod's. `limits`: the container's limits (none by default)."""
         from kubernetes import client
 
         core = client.CoreV1Api(self.api())
@@ -506,7 +507,10 @@ class ControlPlane:
                             "name": "app",
                             "image": "kprof/sample-app:test",
                             "ports": [{"name": "pprof", "containerPort": port}],
-                            "resources": {"requests": dict(requests or {"cpu": "100m", "memory": "64Mi"})},
+                            "resources": {
+                                "requests": dict(requests or {"cpu": "100m", "memory": "64Mi"}),
+                                **({"limits": dict(limits)} if limits else {}),
+                            },
                         }
                     ],
                 },

@@ -218,10 +218,12 @@ def build_spec(args: argparse.Namespace, config: Any = None) -> tuple[Spec, list
     elif args.s3_endpoint or args.region:
         raise UsageError("--s3-endpoint and --region go with --to s3://... (or a config with s3Config)")
     validated = validate_spec(spec)
-    if not validated.get("thresholds") and not (validated.get("onDemand") or {}).get("enabled"):
+    # A local process has no annotations (capture-now) and no alerts: the other triggers count.
+    measured = validated.reads_metrics or validated.reads_goroutines
+    if not measured and not (validated.get("onDemand") or {}).get("enabled"):
         raise UsageError(
             "nothing to capture: give --cpu-threshold/--memory-threshold, --on-demand-interval, "
-            "or a config with thresholds or onDemand"
+            "or a config with thresholds, onDemand or triggers (spike, oom, goroutines)"
         )
     return validated, notes
 
@@ -267,8 +269,11 @@ def settings_from(args: argparse.Namespace) -> localmode.LocalSettings:
             procfs.read_stat(args.pid)
         except procfs.ProcessGone:
             raise UsageError(f"--pid {args.pid}: no such process") from None
-    elif spec.get("thresholds"):
-        raise UsageError("thresholds need --pid (the process to measure), e.g. --pid $(pgrep -n my-service)")
+    elif spec.reads_metrics:
+        raise UsageError(
+            "thresholds need --pid (the process to measure), e.g. --pid $(pgrep -n my-service); "
+            "so do the spike and oom triggers"
+        )
     return localmode.LocalSettings(
         target=target,
         pid=args.pid,

@@ -99,6 +99,11 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
         {"type": _positive_int, "metavar": "N"},
         "CPU profiles captured at once, across every config: they mostly wait out their seconds (default: {})",
     ),
+    (
+        "--goroutine-concurrency",
+        {"type": _positive_int, "metavar": "N"},
+        "goroutine counts read at once for the configs with triggers.goroutines (default: {})",
+    ),
     ("--max-profile-bytes", {"type": _positive_int, "metavar": "N"}, "size cap of one profile (default: {})"),
     (
         "--max-inflight-bytes",

@@ -34,6 +34,8 @@ from kprof_lib.adapters.kube.leader import LeaderElector
 from kprof_lib.adapters.kube.metrics import MetricsServer
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.adapters.kube.status import StatusWriter
+from kprof_lib.adapters.kube.windows import ConfigMapWindows
+from kprof_lib.adapters.pprof.goroutines import GoroutineReader
 from kprof_lib.adapters.spool import SpoolingStore
 from kprof_lib.execution.budget import ByteBudget
 from kprof_lib.execution.executor import Executor, PodLocks
@@ -48,8 +50,9 @@ from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
 from kprof_lib.runtimes.operator import monitoring
 from kprof_lib.runtimes.operator.pgojobs import PgoWriter
+from kprof_lib.runtimes.operator.requests import CaptureNowWakeups
 from kprof_lib.runtimes.operator.runner import CheckRunner
-from kprof_lib.runtimes.operator.scheduling import PGO, ConfigScheduler, Run, config_key
+from kprof_lib.runtimes.operator.scheduling import CHECK, PGO, ConfigScheduler, Run, config_key
 from kprof_lib.runtimes.operator.settings import Settings
 
 log = logging.getLogger("kprof.operator")
@@ -101,6 +104,10 @@ class Operator:
         )
         self._transports: dict[str, Transport] = {}
         self._transports_lock = threading.Lock()
+        # What the trend triggers read: the usage windows, and goroutine counts, read apart from the
+        # executor's capture slots (30 s CPU profiles holding them all must not hold these up).
+        self.windows = ConfigMapWindows(self.api, settings.namespace)
+        self.goroutines = GoroutineReader(concurrency=settings.goroutine_concurrency)
 
         self.elector: LeaderElector | None = None
         if settings.leader_elect:
@@ -133,6 +140,8 @@ class Operator:
             flush=self._flush_spool,
             policy=tenancy.Policy.of(settings.cluster_wide_namespaces, settings.allowed_destinations),
             jaeger_url=captures.jaeger_url(),
+            usage_windows=self.windows,
+            goroutine_reader=self.goroutines,
         )
         self.pgo = PgoWriter(
             configs=self._config, stores=self.stores, is_leader=self.may_check, policy=self.runner.policy
@@ -144,6 +153,10 @@ class Operator:
             workers=max(8, settings.concurrency * 2),
         )
         self.configs.on_change(self._config_changed)
+        # A new capture-now value on a pod: the checks of the configs selecting it run at once.
+        self.pods.on_change(
+            CaptureNowWakeups(self.configs.items, lambda key: self.scheduler.run_now(key, CHECK), self.may_check)
+        )
 
         self.instruments.track_watch("pods", lambda: self.pods.restarts + self.pods.relists)
         self.instruments.track_watch("profilingconfigs", lambda: self.configs.restarts + self.configs.relists)
@@ -224,6 +237,8 @@ class Operator:
             )
             self.executor.abort()
             finished = self.scheduler.wait_idle(ABORT_WAIT_SECONDS)
+        self.windows.flush()
+        self.goroutines.close()
         for store in self.stores.spooling():
             try:
                 report = store.flush()
@@ -309,6 +324,7 @@ class Operator:
         self.runner.forget(key)
         if self.is_leader():
             self.history.forget(key)
+            self.windows.forget(key)
             extra = {"config": key, "action": "forget", "reason": "deleted"}
             log.info("forgot the capture history of %s", key, extra=extra)
 
@@ -350,8 +366,9 @@ class Operator:
                 self.scheduler.activate()
 
     def _started_leading(self) -> None:
-        # Another leader may have written history and status meanwhile: read them afresh.
+        # Another leader may have written history, windows and status meanwhile: read them afresh.
         self.history.invalidate()
+        self.windows.invalidate()
         self.runner.leadership_changed()
         with self._activation:
             if self._synced.is_set():
@@ -360,3 +377,4 @@ class Operator:
     def _stopped_leading(self) -> None:
         self.scheduler.deactivate()
         self.runner.leadership_changed()
+        self.windows.invalidate()  # the new leader's windows are its own: never write these over them

@@ -16,6 +16,12 @@ with backoff).
 The two kinds of run decide one kind of capture each over the same spec (`kinds_for_run`): a
 "check" run decides threshold captures, an "on-demand" run scheduled captures (and reads no
 metrics). Both keep activePods, the totals and the conditions current.
+
+A check run also hands reconcile what the trend triggers judge: the config's usage windows
+(`adapters.kube.windows`, each check's samples appended after reconcile) and, for a config with
+`triggers.goroutines`, the goroutine count of each selected, opted-in running pod, read at most
+`GoroutineReader.concurrency` at a time within half the check interval, beside the captures (not
+in the executor's capture slots, which 30 s CPU profiles may hold).
 """
 
 from __future__ import annotations
@@ -23,17 +29,19 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kprof_lib.adapters.kube import events
+from kprof_lib.adapters.kube.windows import ConfigMapWindows
+from kprof_lib.adapters.pprof import goroutines
 from kprof_lib.execution import ports, results, summaries
 from kprof_lib.execution.cycle import CheckReport, run_check
 from kprof_lib.execution.executor import Executor
+from kprof_lib.planning import cadence, tenancy
 from kprof_lib.planning import status as statuses
-from kprof_lib.planning import tenancy
-from kprof_lib.planning.plan import CPU_THRESHOLD, KINDS, MEMORY_THRESHOLD, ON_DEMAND, THRESHOLD
+from kprof_lib.planning.plan import ALERT, CPU_THRESHOLD, KINDS, MEMORY_THRESHOLD, ON_DEMAND, REQUESTED, THRESHOLD
 from kprof_lib.runtimes.operator.destinations import DestinationChecks, DestinationUnusable
 from kprof_lib.runtimes.operator.monitoring import Instruments
 from kprof_lib.runtimes.operator.scheduling import ON_DEMAND as ON_DEMAND_RUN
@@ -56,11 +64,12 @@ def _opts_in(pod: dict[str, Any]) -> bool:
 
 
 def kinds_for_run(spec: Spec, kind: str) -> frozenset[str]:
-    """The kinds of capture one kind of run decides (see the module's docstring); a check of a spec
-    without thresholds decides both, so a spec with neither is still looked at."""
+    """The kinds of capture one kind of run decides (see the module's docstring): a check decides
+    the threshold kind (thresholds and every trigger of spec.triggers), and on-demand captures too
+    when the spec has no on-demand job of its own to decide them."""
     if kind == ON_DEMAND_RUN:
         return frozenset({ON_DEMAND})
-    return frozenset({THRESHOLD}) if spec.thresholds is not None else KINDS
+    return frozenset({THRESHOLD}) if spec.on_demand_interval is not None else KINDS
 
 
 @dataclass
@@ -94,6 +103,8 @@ class CheckRunner:
     # What configs may reach (namespaces, destinations); None: the default, strict one.
     policy: tenancy.Policy | None = None
     jaeger_url: str | None = None  # where the capture pages link their traces
+    usage_windows: ConfigMapWindows | None = None  # kept between checks (None: no trends)
+    goroutine_reader: goroutines.GoroutineReader | None = None  # None: no goroutine counts
     # The latest status this process built per config (uid, status, whether the API took it): the
     # base the totals are added to, newer than the watch cache right after a write. A write that
     # failed is kept too, so the next one still counts what this one did.
@@ -126,17 +137,30 @@ class CheckRunner:
             return self._invalid(run, config, SpecError(problems))
         kinds = kinds_for_run(spec, run.kind)
 
+        # The trend triggers' windows: only for checks of a spec with a trigger that reads them.
+        windowed = THRESHOLD in kinds and spec.triggers.uses_window and self.usage_windows is not None
+
         def gather() -> dict[str, Any]:
             # A pod that does not opt in is never captured, whatever else reconcile would say of
             # it: reconcile gets the opted-in pods only (in a big cluster, a tenth of them or
             # fewer), and their PodMetrics only, the others' dropped as they are read.
             pods = [pod for pod in self.pods.pods(spec.namespace) if _opts_in(pod)]
             state: dict[str, Any] = {"now": cluster.format_time(run.now), "pods": pods}
-            if THRESHOLD in kinds and spec.thresholds is not None:
+            if THRESHOLD in kinds and spec.reads_metrics:
                 wanted = {(pod["metadata"].get("namespace"), pod["metadata"].get("name")) for pod in pods}
                 state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None, wanted.__contains__)
             state["history"] = self.history.load(run.key)
+            if windowed and self.usage_windows is not None:
+                state["usageWindow"] = self.usage_windows.view(run.key)
+            if THRESHOLD in kinds and spec.reads_goroutines and self.goroutine_reader is not None:
+                counts = self._count_goroutines(run.key, spec, pods)
+                if counts:
+                    state["goroutines"] = counts
             return state
+
+        def save_samples(samples: Mapping[str, Mapping[str, Any]]) -> None:
+            assert self.usage_windows is not None
+            self.usage_windows.append(run.key, samples, limit=spec.triggers.window_samples)
 
         try:
             store = self.store_for(spec)
@@ -153,6 +177,7 @@ class CheckRunner:
                 transport=transport,
                 kinds=kinds,
                 save_history=lambda updates: self.history.merge(run.key, updates),
+                save_samples=save_samples if windowed else None,
                 flush=None if self.flush is None else functools.partial(self.flush, store),
                 cancelled=run.cancelled,
                 jaeger_url=self.jaeger_url,
@@ -195,6 +220,13 @@ class CheckRunner:
 
     # Parts of a run ----------------------------------------------------------------------------
 
+    def _count_goroutines(self, key: str, spec: Spec, pods: list[dict[str, Any]]) -> dict[str, int]:
+        assert self.goroutine_reader is not None
+        name = spec.transport or self.default_transport
+        transport = self.transport_for(name)
+        requests = goroutines.requests_for(spec, pods)
+        return self.goroutine_reader.read(transport, requests, within=cadence.check_interval(spec) / 2, label=key)
+
     def _selector(self, spec: Spec) -> str:
         try:
             return self.selector_string(spec.label_selector)
@@ -212,13 +244,18 @@ class CheckRunner:
             stored = [p for p in result.profiles if p.status == results.STORED]
             spooled = [p for p in result.profiles if p.status == results.SPOOLED]
             failed = [p for p in result.profiles if p.status == results.FAILED]
-            why = f"{', '.join(result.reasons) or result.reason}, config {run.key}"
             written = report.summaries.get(result.key)
             decision = decisions.get(result.key)
+            # The numbers behind the reasons ("memory 41% of limit, rising 3.1%/min, limit reached
+            # in ~4 min", a goroutine count, the capture-now value).
+            detail = f"; {decision.message}" if decision is not None and decision.message else ""
+            why = f"{', '.join(result.reasons) or result.reason}, config {run.key}{detail}"
             if stored and written is not None and written.summary is not None and decision is not None:
                 # What was hot and where the capture is: its folder holds the profiles and the page.
                 types = ", ".join(p.type for p in stored)
-                message = f"{summaries.headline(decision, written)} (config {run.key}; profiles: {types})"
+                if set(decision.reasons) <= {REQUESTED, ALERT}:
+                    detail = ""  # the headline names the capture-now value or the alert already
+                message = f"{summaries.headline(decision, written)} (config {run.key}; profiles: {types}{detail})"
                 self.events.record(involved, events.NORMAL, events.PROFILE_CAPTURED, message)
             elif stored:
                 places = ", ".join(f"{p.type} → {p.uri}" for p in stored)
@@ -315,6 +352,8 @@ class CheckRunner:
         with self._written_lock:
             self._written.pop(key, None)
         self.instruments.forget_config(key)
+        if self.goroutine_reader is not None:
+            self.goroutine_reader.forget(key)
 
     def leadership_changed(self) -> None:
         """What this process wrote may be stale once another leader has written: read afresh."""

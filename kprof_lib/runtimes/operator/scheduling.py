@@ -2,11 +2,13 @@
 configs the operator watches. Used by `app.Operator`, which calls `sync` for every added or changed
 config and `remove` for every deleted one, and gives the scheduler the function that runs a check.
 
-A config gets a "check" job every `thresholds.checkIntervalSeconds` (threshold captures), when
+A config gets a "check" job every `thresholds.checkIntervalSeconds` (threshold captures and the
+triggers of spec.triggers, capture-now among them: 30 s without thresholds), when
 `onDemand.enabled` an "on-demand" job every `onDemand.intervalSeconds`, and when `pgo.enabled` a
 "pgo" job every `pgo.intervalSeconds` (its workloads' merged profiles, `operator.pgojobs`); a
-config with neither thresholds nor on-demand captures, or an invalid one, gets a check job at the
-default interval, which keeps its status current. Jobs do not overlap: each has `max_instances=1`,
+config with on-demand captures and nothing a check decides (thresholds absent, every trigger off,
+captureNow disabled) gets no check job; an invalid one gets a check job at the default interval,
+which keeps its status current. Jobs do not overlap: each has `max_instances=1`,
 missed runs are coalesced, and the jobs of a config share a lock, so one config's status and
 history are written by one run at a time.
 
@@ -72,9 +74,12 @@ def plan_jobs(spec: Any) -> JobPlan:
     except SpecError:
         return JobPlan(DEFAULT_CHECK_INTERVAL, None)
     on_demand = valid.on_demand_interval
-    # A spec with on-demand captures only needs no check job; one with neither keeps one, so its
+    # Checks decide thresholds and every trigger (capture-now is on unless disabled): a spec with
+    # on-demand captures and none of those needs no check job; one with neither keeps one, so its
     # status stays current.
-    check = None if valid.thresholds is None and on_demand is not None else cadence.check_interval(valid)
+    triggers = valid.triggers
+    checked = valid.reads_metrics or valid.reads_goroutines or triggers.capture_now or triggers.alerts
+    check = cadence.check_interval(valid) if checked or on_demand is None else None
     return JobPlan(check, on_demand, valid.pgo.interval if valid.pgo else None)
 
 
@@ -103,6 +108,8 @@ class _Scheduled:
     anchors: dict[str, dt.datetime]
     lock: threading.Lock
     removed: bool = False
+    running: set[str] = dataclasses.field(default_factory=set)  # kinds with a run in progress
+    again: set[str] = dataclasses.field(default_factory=set)  # kinds asked to run again meanwhile
 
 
 def _whole_seconds(moment: dt.datetime) -> dt.datetime:
@@ -227,6 +234,22 @@ class ConfigScheduler:
                 self._unschedule(key)
                 self._add_jobs(key, entry)
 
+    def run_now(self, key: str, kind: str = CHECK) -> bool:
+        """Run the config's `kind` job at once (an alert arrived), or as soon as its run in
+        progress is over; its next run is then one interval later. False when the config has no
+        such job."""
+        with self._lock:
+            entry = self._configs.get(key)
+            job = self._scheduler.get_job(_job_id(key, kind)) if entry is not None and not self._stopping else None
+            if entry is None or job is None:
+                return False
+            if kind in entry.running:
+                # APScheduler would skip a run of a job still running: it runs when this one ends.
+                entry.again.add(kind)
+            else:
+                job.modify(next_run_time=self._clock.now())
+        return True
+
     def keys(self) -> list[str]:
         with self._lock:
             return sorted(self._configs)
@@ -309,6 +332,8 @@ class ConfigScheduler:
                 return
         with self._idle:
             self._in_flight += 1
+        with self._lock:
+            entry.running.add(kind)
         try:
             with entry.lock:
                 if entry.removed:
@@ -322,6 +347,12 @@ class ConfigScheduler:
                 except Exception:
                     log.exception("%s of %s failed", kind, key, extra={"config": key, "action": kind})
         finally:
+            with self._lock:
+                entry.running.discard(kind)
+                asked = kind in entry.again
+                entry.again.discard(kind)
+            if asked:
+                self.run_now(key, kind)
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()

@@ -26,6 +26,8 @@ class Settings:
     transport: str = "direct"
     concurrency: int = 4  # byte-bound profiles (heap, goroutine, ...) fetched at once
     cpu_concurrency: int = DEFAULT_CPU_CONCURRENCY  # CPU profiles fetched at once (mostly waiting)
+    # Goroutine counts read at once (configs with triggers.goroutines), apart from those two.
+    goroutine_concurrency: int = 16
     max_profile_bytes: int = DEFAULT_MAX_BYTES
     # Bytes of profiles in memory at once, streaming or waiting for the store (execution.budget).
     # With the defaults, 4 x 64 MiB: the chart's 512 Mi limit keeps room for the process itself.
