@@ -94,6 +94,8 @@ class CheckRunner:
     # What configs may reach (namespaces, destinations); None: the default, strict one.
     policy: tenancy.Policy | None = None
     jaeger_url: str | None = None  # where the capture pages link their traces
+    # The firing alerts the Alertmanager receiver holds (cluster state `alerts`); None: no receiver.
+    alerts: Callable[[], list[dict[str, Any]]] | None = None
     # The latest status this process built per config (uid, status, whether the API took it): the
     # base the totals are added to, newer than the watch cache right after a write. A write that
     # failed is kept too, so the next one still counts what this one did.
@@ -136,6 +138,8 @@ class CheckRunner:
                 wanted = {(pod["metadata"].get("namespace"), pod["metadata"].get("name")) for pod in pods}
                 state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None, wanted.__contains__)
             state["history"] = self.history.load(run.key)
+            if self.alerts is not None:
+                state["alerts"] = self.alerts()
             return state
 
         try:

@@ -103,6 +103,8 @@ class _Scheduled:
     anchors: dict[str, dt.datetime]
     lock: threading.Lock
     removed: bool = False
+    running: set[str] = dataclasses.field(default_factory=set)  # kinds with a run in progress
+    again: set[str] = dataclasses.field(default_factory=set)  # kinds asked to run again meanwhile
 
 
 def _whole_seconds(moment: dt.datetime) -> dt.datetime:
@@ -227,6 +229,22 @@ class ConfigScheduler:
                 self._unschedule(key)
                 self._add_jobs(key, entry)
 
+    def run_now(self, key: str, kind: str = CHECK) -> bool:
+        """Run the config's `kind` job at once (an alert arrived), or as soon as its run in
+        progress is over; its next run is then one interval later. False when the config has no
+        such job."""
+        with self._lock:
+            entry = self._configs.get(key)
+            job = self._scheduler.get_job(_job_id(key, kind)) if entry is not None and not self._stopping else None
+            if entry is None or job is None:
+                return False
+            if kind in entry.running:
+                # APScheduler would skip a run of a job still running: it runs when this one ends.
+                entry.again.add(kind)
+            else:
+                job.modify(next_run_time=self._clock.now())
+        return True
+
     def keys(self) -> list[str]:
         with self._lock:
             return sorted(self._configs)
@@ -309,6 +327,8 @@ class ConfigScheduler:
                 return
         with self._idle:
             self._in_flight += 1
+        with self._lock:
+            entry.running.add(kind)
         try:
             with entry.lock:
                 if entry.removed:
@@ -322,6 +342,12 @@ class ConfigScheduler:
                 except Exception:
                     log.exception("%s of %s failed", kind, key, extra={"config": key, "action": kind})
         finally:
+            with self._lock:
+                entry.running.discard(kind)
+                asked = kind in entry.again
+                entry.again.discard(kind)
+            if asked:
+                self.run_now(key, kind)
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
