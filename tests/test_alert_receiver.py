@@ -124,7 +124,10 @@ def _alert_without(key: str) -> dict:
         (payload(receiver=7), "receiver: must be a string"),
         (payload(truncatedAlerts=-1), "truncatedAlerts: must be a whole number, 0 or more"),
         (payload("x"), "alerts[0]: must be an object"),
-        (payload({**alert(), "status": "silenced"}), 'alerts[0].status: must be "firing" or "resolved", not "silenced"'),
+        (
+            payload({**alert(), "status": "silenced"}),
+            'alerts[0].status: must be "firing" or "resolved", not "silenced"',
+        ),
         (payload(_alert_without("labels")), "alerts[0].labels: is required: a map of strings to strings"),
         (payload({**alert(), "labels": {"pod": 1}}), "alerts[0].labels: is required: a map of strings to strings"),
         (payload({**alert(), "annotations": []}), "alerts[0].annotations: must map strings to strings"),
@@ -418,6 +421,18 @@ def test_a_body_over_the_bound_is_refused_unread(tmp_path):
         small.server.stop()
 
 
+def test_a_standby_replica_refuses_with_503_and_closes_so_the_retry_reaches_another(tmp_path):
+    standby = Receiver(tmp_path, standing_by=lambda: True)
+    try:
+        status, body, headers = standby.post(payload())
+        assert (status, body) == (503, "standing by: not the leader; another replica takes alerts\n")
+        assert headers["Connection"] == "close" and headers["Retry-After"] == "1"
+        assert standby.store.firing() == [] and standby.wakes == 0 and standby.count("standing-by") == 1
+        assert standby.post(payload(), "wrong")[0] == 401, "the token is checked first"
+    finally:
+        standby.server.stop()
+
+
 def test_a_full_store_answers_503_so_alertmanager_retries(tmp_path):
     full = Receiver(tmp_path, max_alerts=1)
     try:
@@ -442,9 +457,13 @@ def raw_request(port: int, request: bytes) -> bytes:
 def test_without_a_content_length_411(receiver):
     body = payload()
     request = (
-        f"POST {alertreceiver.PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-        f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{len(body):x}\r\n"
-    ).encode() + body + b"\r\n0\r\n\r\n"
+        (
+            f"POST {alertreceiver.PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{len(body):x}\r\n"
+        ).encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
     answer = raw_request(receiver.port, request)
     assert answer.startswith(b"HTTP/1.1 411 ") and b"a Content-Length is required" in answer
     assert receiver.store.firing() == []
@@ -486,7 +505,7 @@ def test_a_rotated_token_file_takes_effect_without_a_restart(receiver):
 
 
 def test_a_token_file_that_cannot_be_read_or_is_empty_stops_the_start(tmp_path):
-    with pytest.raises(ValueError, match="--alerts-token-file .*missing: No such file"):
+    with pytest.raises(ValueError, match=r"--alerts-token-file .*missing: No such file"):
         alertreceiver.TokenFile(str(tmp_path / "missing"))
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ValueError, match="the file is empty"):
@@ -528,7 +547,7 @@ def test_a_client_that_never_finishes_the_handshake_holds_up_nobody(tmp_path):
 
 def test_a_certificate_that_cannot_be_loaded_names_the_flags(tmp_path):
     (tmp_path / "cert.pem").write_text("not a certificate")
-    with pytest.raises(ValueError, match="--alerts-tls-cert-file .*cert.pem / --alerts-tls-key-file"):
+    with pytest.raises(ValueError, match=r"--alerts-tls-cert-file .*cert\.pem / --alerts-tls-key-file"):
         alertreceiver.tls_context(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
 
 

@@ -6,10 +6,12 @@ check gives reconcile as the cluster state's `alerts`, and the checks of the con
 alerts are woken at once (`on_firing`).
 
 Answers, each with a one-line message in the body: 401 when the `Authorization: Bearer` token is
-missing or wrong (compared in constant time, before the body is read), 411 without a
-Content-Length, 413 over `max_body_bytes`, 400 when the body is not a version-4 notification
-(naming each bad field), 503 when the store is full (Alertmanager retries), 200 otherwise (the
-message counts what was kept, renewed, resolved and ignored). Only a 200 changes anything.
+missing or wrong (compared in constant time, before the body is read), 503 from a standby
+replica (only the leader checks, so only the leader may hold alerts: the connection is closed, and
+Alertmanager's retry reaches another replica through the Service), 411 without a Content-Length,
+413 over `max_body_bytes`, 400 when the body is not a version-4 notification (naming each bad
+field), 503 when the store is full (Alertmanager retries), 200 otherwise (the message counts what
+was kept, renewed, resolved and ignored). Only a 200 changes anything.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class AlertReceiver:
         *,
         mapping: alertmanager.LabelMapping | None = None,
         on_firing: Callable[[], None] = lambda: None,
+        standing_by: Callable[[], bool] = lambda: False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         instruments: Instruments | None = None,
     ):
@@ -101,6 +104,7 @@ class AlertReceiver:
         self.token = token
         self.mapping = mapping or alertmanager.LabelMapping()
         self.on_firing = on_firing
+        self.standing_by = standing_by
         self.max_body_bytes = max_body_bytes
         self.instruments = instruments
 
@@ -117,6 +121,10 @@ class AlertReceiver:
             log.warning("alert notification refused: %s", why, extra={"action": "alert", "reason": "unauthorized"})
             challenge = {"WWW-Authenticate": 'Bearer realm="kprof"'}
             return _text(401, f"unauthorized: {why} (Authorization: Bearer <token>)", challenge), "unauthorized"
+        if self.standing_by():
+            log.info("alert notification refused: standing by", extra={"action": "alert", "reason": "standing-by"})
+            answer = _text(503, "standing by: not the leader; another replica takes alerts", {"Retry-After": "1"})
+            return answer, "standing-by"
         length = request.content_length()
         if length is None:
             return _text(411, "a Content-Length is required"), "bad-request"

@@ -344,6 +344,7 @@ class Operator:
                 settings.alerts_namespace_label, settings.alerts_pod_label, settings.alerts_match_labels
             ),
             on_firing=self._wake_alert_checks,
+            standing_by=self._standing_by,
             max_body_bytes=settings.alerts_max_body_bytes,
             instruments=self.instruments,
         )
@@ -351,6 +352,10 @@ class Operator:
         if settings.alerts_tls_cert_file and settings.alerts_tls_key_file:
             tls = alertreceiver.tls_context(settings.alerts_tls_cert_file, settings.alerts_tls_key_file)
         return alertreceiver.serve(endpoints.parse_address(settings.alerts_addr), receiver, tls)
+
+    def _standing_by(self) -> bool:
+        """A replica that has seen another one hold the Lease: its alerts would never be checked."""
+        return self.elector is not None and self.elector.settled and not self.is_leader()
 
     def _wake_alert_checks(self) -> None:
         """An alert arrived: the configs that take alerts check at once, not at their next interval."""

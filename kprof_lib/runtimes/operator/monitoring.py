@@ -60,7 +60,8 @@ class Instruments:
         self.leader = gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.")
         self.alert_notifications = counter(
             "kprof_alert_notifications",
-            "Alertmanager webhook deliveries, by result (accepted, unauthorized, bad-request, too-large, store-full).",
+            "Alertmanager webhook deliveries, by result (accepted, unauthorized, standing-by, bad-request, too-large, "
+            "store-full).",
             ["result"],
         )
         self.alerts_held = gauge("kprof_alerts_held", "Firing alerts the Alertmanager receiver holds.")
