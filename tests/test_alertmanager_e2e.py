@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import re
 import ssl
 import time
 import uuid
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kprof_lib.runtimes.endpoints import Address
 from kprof_lib.runtimes.operator import alertreceiver
@@ -46,6 +48,7 @@ from tests.support import pki
 from tests.support.alertmanager import Alertmanager
 from tests.support.goapp import GoApp
 
+REPO = Path(__file__).resolve().parent.parent
 TOKEN = "kprof-alerts-test-token"
 ALERT_NAME = "KprofCheckoutLatency"
 
@@ -136,6 +139,32 @@ def test_alertmanager_with_a_wrong_token_is_refused(receiver, start_alertmanager
     assert store.firing() == [] and wakes == []
     log = manager.log.read_text()
     assert "401" in log and "unauthorized: wrong bearer token" in log
+
+
+def test_the_receiver_config_of_the_docs_is_accepted_by_alertmanager_and_delivers(
+    receiver, start_alertmanager, tmp_path
+):
+    """docs/ALERTS.md's Alertmanager configuration, with this test's URL, token file and CA."""
+    store, _, url, tls = receiver
+    text = (REPO / "docs" / "ALERTS.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "webhook_configs" in b]
+    config = yaml.safe_load(block)
+    [kprof] = [r for r in config["receivers"] if r["name"] == "kprof"]
+    [webhook] = kprof["webhook_configs"]
+    assert webhook["url"].endswith(alertreceiver.PATH)
+    webhook["url"] = url
+    webhook["http_config"]["authorization"]["credentials_file"] = str(token_file(tmp_path))
+    webhook["http_config"]["tls_config"] = {"ca_file": str(tls.authority.cert)}  # commented out in the docs
+    config["route"]["routes"][0]["group_wait"] = "1s"  # Alertmanager's default is 30 s
+    manager = start_alertmanager(tmp_path / "am", url, tmp_path / "unused", config=config)
+    try:
+        manager.fire({"alertname": "Quiet", "namespace": "shop", "pod": "api-2", "severity": "info"})
+        manager.fire({"alertname": ALERT_NAME, "namespace": "shop", "pod": "api-1", "severity": "page"})
+        wait_until(store.firing, 30, lambda: f"nothing delivered\n{manager.tail()}")
+        time.sleep(2)  # a group_wait more: the route's matchers keep the info alert away
+        assert [a["alertname"] for a in store.firing()] == [ALERT_NAME]
+    finally:
+        manager.stop()
 
 
 # The whole way -----------------------------------------------------------------------------------

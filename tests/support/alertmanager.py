@@ -43,15 +43,17 @@ class Alertmanager:
         *,
         ca_file: Path | None = None,
         repeat_interval: str = "2s",
+        config: Mapping[str, Any] | None = None,
         binary: Path = BINARY,
     ) -> None:
+        """With `config`, that configuration as it is (the receiver arguments are then unused)."""
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run scripts/build-tools alertmanager (make test does)")
         folder.mkdir(parents=True, exist_ok=True)
         http_config: dict[str, Any] = {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
         if ca_file is not None:
             http_config["tls_config"] = {"ca_file": str(ca_file)}
-        config = {
+        config = config or {
             "route": {
                 "receiver": "kprof",
                 "group_by": ["alertname", "namespace", "pod"],
