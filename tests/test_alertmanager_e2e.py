@@ -415,6 +415,7 @@ def test_the_alerts_pod_is_captured_with_reason_alert_and_its_name_in_the_metada
 
 def test_the_delivery_wakes_the_check_at_once(alert_run):
     # The config checks once an hour; Alertmanager waits group_wait (1 s) before its first delivery.
+    print(f"ALERT-TO-CAPTURE {alert_run.seconds_to_capture:.1f} s (alert posted to Alertmanager -> profile in S3)")
     assert alert_run.seconds_to_capture < 30, alert_run.seconds_to_capture
     log = alert_run.operator_log
     wake = indexes(log, lambda r: r.get("action") == "wake")
