@@ -13,8 +13,6 @@ import json
 import socket
 import ssl
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,7 @@ from kprof_lib.runtimes.operator import alertreceiver
 from kprof_lib.runtimes.operator.alertstore import AlertStore, StoreFull
 from kprof_lib.runtimes.operator.app import takes_alerts
 from kprof_lib.runtimes.operator.monitoring import Instruments
-from kprof_lib.runtimes.operator.scheduling import CHECK, ConfigScheduler, JobPlan, Run
-from tests.operator_support import kprof_command, metric_value, wait_until
+from tests.operator_support import kprof_command, metric_value
 from tests.support import pki
 
 # A notification exactly as Alertmanager v0.31.1 sent it (captured from the real binary).
@@ -549,55 +546,6 @@ def test_a_certificate_that_cannot_be_loaded_names_the_flags(tmp_path):
     (tmp_path / "cert.pem").write_text("not a certificate")
     with pytest.raises(ValueError, match=r"--alerts-tls-cert-file .*cert\.pem / --alerts-tls-key-file"):
         alertreceiver.tls_context(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
-
-
-# Waking a config's check ------------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self, delay: float = 0.0):
-        self.runs: list[Run] = []
-        self.delay = delay
-        self._lock = threading.Lock()
-
-    def __call__(self, run: Run) -> None:
-        with self._lock:
-            self.runs.append(run)
-        time.sleep(self.delay)
-
-
-def test_run_now_runs_the_check_at_once_and_the_next_one_an_interval_later():
-    record = Recorder()
-    jobs = ConfigScheduler(record)
-    jobs.start()
-    try:
-        jobs.schedule("ns/a", "uid", 1, JobPlan(3600, None))
-        wait_until(lambda: len(record.runs) == 1, 5, "the first check")
-        woken = dt.datetime.now(dt.UTC)
-        assert jobs.run_now("ns/a")
-        wait_until(lambda: len(record.runs) == 2, 5, "the check woken at once")
-        next_run = jobs.jobs("ns/a")[CHECK]["next_run"]
-        assert dt.timedelta(seconds=3599) <= next_run - woken <= dt.timedelta(seconds=3605)
-        assert not jobs.run_now("ns/unknown")
-        assert not jobs.run_now("ns/a", "on-demand"), "no such job"
-    finally:
-        assert jobs.stop(5)
-
-
-def test_run_now_during_a_check_runs_it_again_once_that_one_is_over():
-    record = Recorder(delay=1.0)
-    jobs = ConfigScheduler(record)
-    jobs.start()
-    try:
-        jobs.schedule("ns/a", "uid", 1, JobPlan(3600, None))
-        wait_until(lambda: len(record.runs) == 1, 5, "the first check, in progress")
-        assert jobs.run_now("ns/a") and jobs.run_now("ns/a")  # twice while it runs: one more run
-        wait_until(lambda: len(record.runs) == 2, 5, "the check again after the first")
-        time.sleep(1.5)
-        assert len(record.runs) == 2
-        assert record.runs[1].now >= record.runs[0].now
-    finally:
-        assert jobs.stop(5)
 
 
 # Flags ------------------------------------------------------------------------------------------

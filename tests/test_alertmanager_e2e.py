@@ -40,6 +40,7 @@ from tests.operator_support import (
     create_config,
     delete_config,
     events_about,
+    history_of,
     metric_value,
     s3_config,
     wait_until,
@@ -236,21 +237,6 @@ def profiles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objects if o["key"].endswith(".pprof")]
 
 
-def read_history(plane: Any, namespace: str, config_key: str) -> dict[str, Any]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    from kprof_lib.adapters.kube.history import configmap_name
-
-    try:
-        configmap = client.CoreV1Api(plane.api()).read_namespaced_config_map(configmap_name(config_key), namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
-    return json.loads((configmap.data or {}).get("history.json") or "{}")
-
-
 def indexes(log: list[dict[str, Any]], predicate: Callable[[dict[str, Any]], bool]) -> list[int]:
     return [index for index, record in enumerate(log) if predicate(record)]
 
@@ -379,7 +365,7 @@ def _alert_run(
     objects_after_repeats = profiles(s3.objects(bucket, f"{tag}/"))
     api = plane.api()
     events = [e for e in events_about(api, namespace, "api-1") if e.reason == "ProfileCaptured" and tag in e.message]
-    history = read_history(plane, operator_namespace, key)
+    history = history_of(plane, operator_namespace, key)
     manager.resolve(labels)
     operator.wait_for_log(
         lambda r: r.get("action") == "alert" and r.get("resolved") == 1, 30, "the resolution of the alert"
