@@ -572,3 +572,56 @@ def test_receiver_flags_that_cannot_work_stop_kprof_run_naming_them(flags, messa
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+UNREACHABLE_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "cannot start: --alerts-token-file {tmp}/token: No such file or directory"),
+        ({"token": ""}, "cannot start: --alerts-token-file {tmp}/token: the file is empty"),
+        (
+            {"token": TOKEN, "cert.pem": "not a certificate", "key.pem": "nor a key"},
+            "cannot start: --alerts-tls-cert-file {tmp}/cert.pem / --alerts-tls-key-file {tmp}/key.pem",
+        ),
+    ],
+    ids=["no-token-file", "empty-token-file", "bad-certificate"],
+)
+def test_a_token_or_certificate_it_cannot_read_stops_kprof_run_with_exit_1(tmp_path, files, message):
+    (tmp_path / "kubeconfig").write_text(UNREACHABLE_KUBECONFIG)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    tls = ["--alerts-tls-cert-file", str(tmp_path / "cert.pem"), "--alerts-tls-key-file", str(tmp_path / "key.pem")]
+    done = subprocess.run(
+        [
+            *kprof_command(),
+            "run",
+            "--log-format",
+            "text",
+            "--kubeconfig",
+            str(tmp_path / "kubeconfig"),
+            "--health-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--alerts-addr",
+            "127.0.0.1:0",
+            "--alerts-token-file",
+            str(tmp_path / "token"),
+            *(tls if "cert.pem" in files else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr

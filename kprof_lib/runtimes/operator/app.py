@@ -331,14 +331,14 @@ class Operator:
         return cadence.earliest_on_demand_due(self.history.load(key), interval)
 
     def _alert_receiver(self) -> endpoints.Endpoints | None:
-        settings = self.settings
-        if self.alerts is None or settings.alerts_addr is None:
+        settings, store = self.settings, self.alerts
+        if store is None or settings.alerts_addr is None:
             return None
         if not settings.alerts_token_file:
             raise StartError("--alerts-addr needs --alerts-token-file")
-        self.instruments.track_alerts(lambda: len(self.alerts or ()))
+        self.instruments.track_alerts(lambda: len(store))
         receiver = alertreceiver.AlertReceiver(
-            self.alerts,
+            store,
             alertreceiver.TokenFile(settings.alerts_token_file),
             mapping=alertmanager.LabelMapping(
                 settings.alerts_namespace_label, settings.alerts_pod_label, settings.alerts_match_labels
@@ -360,7 +360,7 @@ class Operator:
     def _wake_alert_checks(self) -> None:
         """An alert arrived: the configs that take alerts check at once, not at their next interval."""
         if not self.may_check():
-            return  # a standby's checks would not run; the leader's receiver is the one that counts
+            return  # caches not synced yet (every config is checked once they are), or not leading
         for config in self.configs.configs():
             if takes_alerts(config.get("spec")):
                 key = config_key(config)
