@@ -567,8 +567,17 @@ def test_a_certificate_that_cannot_be_loaded_names_the_flags(tmp_path):
     ],
 )
 def test_receiver_flags_that_cannot_work_stop_kprof_run_naming_them(flags, message):
+    _exits_2_saying("run", flags, message)
+
+
+def test_a_node_agent_serves_no_receiver():
+    flags = ["--node-name", "n1", "--alerts-addr", ":0", "--alerts-token-file", "/t"]
+    _exits_2_saying("node", flags, "--alerts-addr: the Alertmanager receiver is served by the operator (kprof run)")
+
+
+def _exits_2_saying(command: str, flags: list[str], message: str) -> None:
     done = subprocess.run(
-        [*kprof_command(), "run", "--log-format", "text", *flags], capture_output=True, text=True, timeout=60
+        [*kprof_command(), command, "--log-format", "text", *flags], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr

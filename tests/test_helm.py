@@ -452,6 +452,13 @@ def test_the_alert_receiver_needs_a_token():
     assert "alerts.enabled needs the bearer token: alerts.token.existingSecret" in result.stderr
 
 
+def test_the_alert_receiver_is_the_operators_not_the_node_agents():
+    sets = ["--set", "alerts.enabled=true", "--set", "alerts.token.value=t", "--set", "mode=node"]
+    result = helm("template", "kprof", OPERATOR_CHART, *sets, check=False)
+    assert result.returncode != 0
+    assert "alerts.enabled needs mode=operator" in result.stderr
+
+
 def test_notes_show_the_alertmanager_receiver_config():
     result = helm(
         "install", "kprof", OPERATOR_CHART, "-n", "kprof-system", "--dry-run=client", *_sets("alerts-own-secret-tls")
