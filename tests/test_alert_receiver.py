@@ -10,13 +10,16 @@ import copy
 import datetime as dt
 import http.client
 import json
+import re
 import socket
 import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from kprof_lib import validate_spec
 from kprof_lib.adapters import alertmanager
 from kprof_lib.adapters.alertmanager import Alert, LabelMapping, Notification, PayloadError
 from kprof_lib.runtimes.endpoints import Address
@@ -222,6 +225,13 @@ def test_a_match_label_flag_value(text, expected):
 def test_a_bad_match_label_flag_value_says_the_form(text):
     with pytest.raises(ValueError, match="is not ALERT_LABEL=POD_LABEL"):
         alertmanager.parse_match_label(text)
+
+
+def test_the_profilingconfig_of_the_docs_takes_alerts():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "ALERTS.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "kind: ProfilingConfig" in b]
+    spec = yaml.safe_load(block)["spec"]
+    assert validate_spec(spec).triggers.alerts and takes_alerts(spec)
 
 
 def test_which_specs_take_alerts():

@@ -138,7 +138,7 @@ class CheckRunner:
                 wanted = {(pod["metadata"].get("namespace"), pod["metadata"].get("name")) for pod in pods}
                 state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None, wanted.__contains__)
             state["history"] = self.history.load(run.key)
-            if self.alerts is not None:
+            if self.alerts is not None and THRESHOLD in kinds and spec.triggers.alerts:
                 state["alerts"] = self.alerts()
             return state
 
