@@ -310,7 +310,15 @@ def test_a_full_store_keeps_the_oldest_and_refuses_the_whole_delivery():
 class Receiver:
     """The receiver served on 127.0.0.1 (HTTPS with `tls`), its store and the wake-ups it asked."""
 
-    def __init__(self, folder: Path, *, tls: ssl.SSLContext | None = None, max_alerts: int = 100, **options):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        tls: ssl.SSLContext | None = None,
+        max_alerts: int = 100,
+        timeout: float = alertreceiver.REQUEST_TIMEOUT_SECONDS,
+        **options,
+    ):
         self.token_file = folder / "token"
         self.token_file.write_text(TOKEN + "\n")
         self.store = AlertStore(max_alerts=max_alerts)
@@ -323,7 +331,7 @@ class Receiver:
             instruments=self.instruments,
             **options,
         )
-        self.server = alertreceiver.serve(Address("127.0.0.1", 0), route, tls)
+        self.server = alertreceiver.serve(Address("127.0.0.1", 0), route, tls, timeout)
         self.server.start()
         self.port = self.server.address.port
 
@@ -644,3 +652,18 @@ def test_a_token_or_certificate_it_cannot_read_stops_kprof_run_with_exit_1(tmp_p
     )
     assert done.returncode == 1, done.stderr
     assert message.format(tmp=tmp_path) in done.stderr
+
+
+def test_a_body_that_stalls_is_given_up_and_changes_nothing(tmp_path):
+    served = Receiver(tmp_path, timeout=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as connection:
+            connection.sendall(
+                f"POST {alertreceiver.PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                'Content-Length: 1000\r\n\r\n{"version"'.encode()
+            )
+            answer = connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"the body could not be read" in answer
+        assert served.store.firing() == [] and served.count("bad-request") == 1
+    finally:
+        served.server.stop()

@@ -133,7 +133,12 @@ class AlertReceiver:
             log.warning("alert notification refused: %d bytes, over %d", length, self.max_body_bytes, extra=extra)
             return _text(413, f"the body ({length} bytes) is over {self.max_body_bytes} bytes"), "too-large"
         try:
-            notification = alertmanager.parse(request.body(length), self.mapping)
+            body = request.body(length)
+        except OSError as error:  # the client stalled past the timeout, or hung up
+            log.warning("alert notification not read: %s", error, extra={"action": "alert", "reason": "unread"})
+            return _text(400, f"the body could not be read: {error}"), "bad-request"
+        try:
+            notification = alertmanager.parse(body, self.mapping)
         except alertmanager.PayloadError as error:
             extra = {"action": "alert", "reason": "bad-payload"}
             log.warning("alert notification refused: %s", error, extra=extra)
@@ -179,6 +184,11 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
-def serve(address: Address, receiver: AlertReceiver, tls: ssl.SSLContext | None = None) -> Endpoints:
-    """The receiver's server, not yet started."""
-    return Endpoints(address, {}, "alerts", posts={PATH: receiver}, tls=tls, timeout=REQUEST_TIMEOUT_SECONDS)
+def serve(
+    address: Address,
+    receiver: AlertReceiver,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,
+) -> Endpoints:
+    """The receiver's server, not yet started; a connection silent for `timeout` seconds is dropped."""
+    return Endpoints(address, {}, "alerts", posts={PATH: receiver}, tls=tls, timeout=timeout)
