@@ -1,5 +1,6 @@
 """Shared pytest set-up: the real parts (Go pprof app, S3 server, OTLP receiver, the real control
-plane, the front of its API server in tests/kube_emulator) are fixtures defined in their own support modules and registered here.
+plane, the front of its API server in tests/kube_emulator, Alertmanager) are fixtures defined in
+their own support modules and registered here.
 
 The suite runs on two pytest-xdist workers, a module at a time (`-n 2 --dist loadscope` in
 pyproject.toml): a module's tests stay on one worker, so that its module-scoped workloads and
@@ -18,6 +19,7 @@ pytest_plugins = [
     "tests.kube_emulator.fixtures",
     "tests.support.controlplane",
     "tests.support.chart",
+    "tests.support.alertmanager",
     "tests.profiles_support",
 ]
 

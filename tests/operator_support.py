@@ -155,6 +155,23 @@ def events_about(api: Any, namespace: str, name: str) -> list[Any]:
     return [e for e in listed.items if e.involved_object.name == name]
 
 
+def history_of(plane: ControlPlane, namespace: str, config_key: str) -> dict[str, dict[str, Any]]:
+    """The capture history of config `config_key` ("ns/name"), from its ConfigMap in the operator's
+    `namespace`; {} when there is none."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from kprof_lib.adapters.kube.history import configmap_name
+
+    try:
+        configmap = client.CoreV1Api(plane.api()).read_namespaced_config_map(configmap_name(config_key), namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return {}
+        raise
+    return json.loads((configmap.data or {}).get("history.json") or "{}")
+
+
 def lease_holder(api: Any, namespace: str, name: str = "kprof-operator") -> str | None:
     """The Lease's holderIdentity ("" once released), None when there is no such Lease."""
     from kubernetes import client

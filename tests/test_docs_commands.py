@@ -26,6 +26,7 @@ GUIDES = [
     "ARCHITECTURE.md",
     "PROFILES.md",
     "PGO.md",
+    "ALERTS.md",
 ]
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:examples|helm|kustomize|scripts|schemas|docs)/[\w./-]*[\w-])")

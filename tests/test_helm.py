@@ -5,6 +5,7 @@ be exactly kprof_lib/runtimes/rbac.py."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 from pathlib import Path
@@ -48,6 +49,17 @@ SCENARIOS = {
     "persistence": ["storage.persistence.enabled=true", "storage.persistence.size=20Gi"],
     "ha": ["replicaCount=2", "leaderElection.leaseName=kprof-ha"],
     "no-leader-election": ["leaderElection.enabled=false"],
+    "alerts": ["alerts.enabled=true", "alerts.token.value=s3cr3t"],
+    "alerts-own-secret-tls": [
+        "alerts.enabled=true",
+        "alerts.port=9443",
+        "alerts.token.existingSecret=alertmanager-token",
+        "alerts.token.secretKey=bearer",
+        "alerts.tlsSecret=kprof-alerts-tls",
+        "alerts.matchLabels.service=app\\.kubernetes\\.io/name",
+        "alerts.podLabel=kubernetes_pod_name",
+        "alerts.maxAlerts=5000",
+    ],
     "scheduling": [
         "nodeSelector.kubernetes\\.io/os=linux",
         "tolerations[0].key=dedicated,tolerations[0].operator=Exists,tolerations[0].effect=NoSchedule",
@@ -372,6 +384,11 @@ def test_scheduling_and_extras_reach_the_pod():
         ("serviceAccount.create=maybe", "/serviceAccount/create"),
         ("resources.requests.memory=lots", "/resources/requests/memory"),
         ("replicas=3", "replicas"),
+        ("alerts.enabled=maybe", "/alerts/enabled"),
+        ("alerts.port=70000", "/alerts/port"),
+        ("alerts.maxAlerts=0", "/alerts/maxAlerts"),
+        ("alerts.podLabel=", "/alerts/podLabel"),
+        ("alerts.token.secretKey=a/b", "/alerts/token/secretKey"),
     ],
 )
 def test_the_values_schema_rejects_bad_values_naming_the_field(assignment, field):
@@ -379,6 +396,88 @@ def test_the_values_schema_rejects_bad_values_naming_the_field(assignment, field
     assert result.returncode != 0, f"{assignment} was accepted"
     assert "values don't meet the specifications of the schema" in result.stderr
     assert field in result.stderr, result.stderr
+
+
+def test_the_alert_receiver_is_off_by_default():
+    objects = scenario("defaults")
+    assert not any(name.startswith("--alerts-") for name in args_of(operator_container(objects)))
+    assert find(objects, "Secret") == [] and find(objects, "Service", "kprof-operator-alerts") == []
+
+
+def mounted_file(objects, flag: str) -> tuple[dict, str]:
+    """The volume behind the file a flag names, and the file's name within it."""
+    container = operator_container(objects)
+    path = args_of(container)[flag]
+    [mount] = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount.get("readOnly") is True
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return volume, path[len(mount["mountPath"]) + 1 :]
+
+
+def test_the_alert_receiver_with_the_charts_token_secret():
+    objects = scenario("alerts")
+    container = operator_container(objects)
+    parsed = parse_kprof_args(container["args"])
+    assert parsed.alerts_addr == ":8082" and parsed.alerts_tls_cert_file is None
+    assert (parsed.alerts_namespace_label, parsed.alerts_pod_label) == ("namespace", "pod")
+    secret = one(objects, "Secret", "kprof-operator-alerts-token")
+    volume, file = mounted_file(objects, "--alerts-token-file")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["items"] == [{"key": file, "path": file}]
+    assert base64.b64decode(secret["data"][file]) == b"s3cr3t"
+    service = one(objects, "Service", "kprof-operator-alerts")
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [("alerts", 8082, "alerts")]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["alerts"] == 8082
+
+
+def test_the_alert_receiver_with_a_secret_of_ones_own_and_tls():
+    objects = scenario("alerts-own-secret-tls")
+    assert find(objects, "Secret") == []
+    parsed = parse_kprof_args(operator_container(objects)["args"])
+    assert parsed.alerts_addr == ":9443"
+    assert parsed.alerts_match_labels == [("service", "app.kubernetes.io/name")]
+    assert (parsed.alerts_pod_label, parsed.alerts_max) == ("kubernetes_pod_name", 5000)
+    volume, file = mounted_file(objects, "--alerts-token-file")
+    assert (volume["secret"]["secretName"], file) == ("alertmanager-token", "bearer")
+    for flag, name in (("--alerts-tls-cert-file", "tls.crt"), ("--alerts-tls-key-file", "tls.key")):
+        volume, file = mounted_file(objects, flag)
+        assert (volume["secret"]["secretName"], file) == ("kprof-alerts-tls", name)
+    assert one(objects, "Service", "kprof-operator-alerts")["spec"]["ports"][0]["port"] == 9443
+
+
+def test_the_alert_receiver_needs_a_token():
+    result = helm("template", "kprof", OPERATOR_CHART, "--set", "alerts.enabled=true", check=False)
+    assert result.returncode != 0
+    assert "alerts.enabled needs the bearer token: alerts.token.existingSecret" in result.stderr
+
+
+def test_the_alert_receiver_is_the_operators_not_the_node_agents():
+    sets = ["--set", "alerts.enabled=true", "--set", "alerts.token.value=t", "--set", "mode=node"]
+    result = helm("template", "kprof", OPERATOR_CHART, *sets, check=False)
+    assert result.returncode != 0
+    assert "alerts.enabled needs mode=operator" in result.stderr
+
+
+def test_notes_show_the_alertmanager_receiver_config():
+    result = helm(
+        "install", "kprof", OPERATOR_CHART, "-n", "kprof-system", "--dry-run=client", *_sets("alerts-own-secret-tls")
+    )
+    notes = result.stdout.split("NOTES:", 1)[1]
+    url = "https://kprof-operator-alerts.kprof-system.svc:9443/alertmanager/webhook"
+    assert f"served on {url}" in notes
+    snippet = re.search(r"\n(     receivers:\n.*?)\n\n", notes, re.S)
+    assert snippet, notes
+    [receiver] = yaml.safe_load(snippet.group(1))["receivers"]
+    [webhook] = receiver["webhook_configs"]
+    assert webhook["url"] == url and webhook["send_resolved"] is True
+    assert webhook["http_config"]["authorization"]["type"] == "Bearer"
+    assert "ca_file" in webhook["http_config"]["tls_config"]
+    assert "Secret alertmanager-token, key bearer" in notes
+
+
+def _sets(name: str) -> list[str]:
+    return [arg for assignment in SCENARIOS[name] for arg in ("--set", assignment)]
 
 
 def test_notes_tell_what_to_do_next_with_a_valid_example():

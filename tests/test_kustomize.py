@@ -26,6 +26,8 @@ KUSTOMIZE = REPO / "kustomize"
 TARGETS = sorted(path.parent for path in KUSTOMIZE.rglob("kustomization.yaml"))
 # The transports each target's ClusterRole must allow; "direct" unless listed.
 TRANSPORTS = {"overlays/proxy-transport": ["proxy"]}
+# Mounts beyond /var/lib/kprof and /tmp.
+EXTRA_MOUNTS = {"overlays/alertmanager-receiver": {"/etc/kprof/alerts/token"}}
 
 
 @pytest.fixture(scope="module", params=TARGETS, ids=lambda p: str(p.relative_to(KUSTOMIZE)))
@@ -95,9 +97,26 @@ def test_the_operator_runs_per_the_contract(rendered):
     assert container["securityContext"]["runAsUser"] == 65532
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/var/lib/kprof", "/tmp"}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"/var/lib/kprof", "/tmp", *EXTRA_MOUNTS.get(target, ())}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_the_alertmanager_overlay_serves_the_receiver_with_the_token_of_its_secret():
+    objects = render("overlays/alertmanager-receiver")
+    container = operator(objects)
+    parsed = parse_kprof_args(container["args"])
+    assert parsed.alerts_addr == ":8082"
+    [mount] = [m for m in container["volumeMounts"] if parsed.alerts_token_file.startswith(m["mountPath"] + "/")]
+    pod = one(objects, "Deployment", "kprof-operator")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    file = parsed.alerts_token_file[len(mount["mountPath"]) + 1 :]
+    assert volume["secret"]["secretName"] == "kprof-alerts-token"
+    assert volume["secret"]["items"] == [{"key": file, "path": file}]
+    service = one(objects, "Service", "kprof-operator-alerts")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8082, "alerts")]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["alerts"] == 8082
 
 
 def test_the_jaeger_overlay_sends_traces_to_jaeger():

@@ -40,6 +40,7 @@ from tests.operator_support import (
     create_config,
     delete_config,
     events_about,
+    history_of,
     lease_holder,
     metric_value,
     profiling_config,
@@ -59,19 +60,6 @@ SHOP_CONFIG = "checkout-threshold"
 BATCH_CONFIG = "continuous"
 BROKEN_CONFIG = "too-eager"
 ON_DEMAND_INTERVAL = 30  # the schema's minimum
-
-
-def history_of(plane: ControlPlane, namespace: str, config_key: str) -> dict[str, dict[str, str]]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        configmap = client.CoreV1Api(plane.api()).read_namespaced_config_map(configmap_name(config_key), namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
-    return json.loads((configmap.data or {}).get("history.json") or "{}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -229,6 +229,31 @@ def test_an_inactive_scheduler_runs_nothing_until_activated():
         assert jobs.stop(5)
 
 
+def test_run_now_runs_the_check_at_once_and_the_next_one_an_interval_later():
+    record = Recorder()
+    with scheduler(record) as jobs:
+        jobs.schedule("ns/a", "uid", 1, JobPlan(3600, None))
+        wait_until(lambda: len(record.runs) == 1, 5, "the first check")
+        woken = dt.datetime.now(UTC)
+        assert jobs.run_now("ns/a")
+        wait_until(lambda: len(record.runs) == 2, 5, "the check woken at once (an alert arrived)")
+        next_run = jobs.jobs("ns/a")[CHECK]["next_run"]
+        assert dt.timedelta(seconds=3599) <= next_run - woken <= dt.timedelta(seconds=3605)
+        assert not jobs.run_now("ns/unknown")
+        assert not jobs.run_now("ns/a", ON_DEMAND), "no such job"
+
+
+def test_run_now_during_a_check_runs_it_again_once_that_one_is_over():
+    record = Recorder(delay=1.0)
+    with scheduler(record) as jobs:
+        jobs.schedule("ns/a", "uid", 1, JobPlan(3600, None))
+        wait_until(lambda: len(record.runs) == 1, 5, "the first check, in progress")
+        assert jobs.run_now("ns/a") and jobs.run_now("ns/a")  # twice while it runs: one more run
+        wait_until(lambda: len(record.runs) == 2, 5, "the check again after the first")
+        time.sleep(1.5)
+        assert len(record.runs) == 2 and record.most_at_once == 1
+
+
 def test_stop_waits_for_the_run_in_progress_up_to_the_grace_period():
     record = Recorder(delay=1.0)
     jobs = ConfigScheduler(record)

@@ -89,3 +89,14 @@ app.kubernetes.io/component: jaeger
 {{- define "kprof-operator.claimName" -}}
 {{- default (include "kprof-operator.componentName" (list . "data")) .Values.storage.persistence.existingClaim }}
 {{- end }}
+
+{{/* The Secret holding the Alertmanager receiver's bearer token: the user's, else the chart's. */}}
+{{- define "kprof-operator.alertsTokenSecret" -}}
+{{- if .Values.alerts.token.existingSecret }}
+{{- .Values.alerts.token.existingSecret }}
+{{- else if .Values.alerts.token.value }}
+{{- include "kprof-operator.componentName" (list . "alerts-token") }}
+{{- else }}
+{{- fail "alerts.enabled needs the bearer token: alerts.token.existingSecret (a Secret of yours) or alerts.token.value" }}
+{{- end }}
+{{- end }}

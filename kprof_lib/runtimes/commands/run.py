@@ -120,6 +120,32 @@ _FLAGS: tuple[tuple[str, dict[str, Any], str] | None, ...] = (
         {"type": _grace, "metavar": "SECONDS"},
         "on SIGTERM, how long checks in progress may take to finish (default: {})",
     ),
+    (
+        "--alerts-addr",
+        {"type": _address, "metavar": "HOST:PORT"},
+        "where the Alertmanager webhook receiver (POST /alertmanager/webhook) is served; needs "
+        "--alerts-token-file (default: off; port 0 picks a free one)",
+    ),
+    (
+        "--alerts-token-file",
+        {"metavar": "PATH"},
+        "file holding the bearer token Alertmanager must send (http_config.authorization); read again when it changes",
+    ),
+    ("--alerts-tls-cert-file", {"metavar": "PATH"}, "serve the receiver over HTTPS with this certificate (PEM)"),
+    ("--alerts-tls-key-file", {"metavar": "PATH"}, "the private key of --alerts-tls-cert-file (PEM)"),
+    ("--alerts-namespace-label", {"metavar": "LABEL"}, "the alert label naming the pod's namespace (default: {})"),
+    ("--alerts-pod-label", {"metavar": "LABEL"}, "the alert label naming the pod (default: {})"),
+    ("--alerts-max", {"type": _positive_int, "metavar": "N"}, "firing alerts held at once (default: {})"),
+    (
+        "--alerts-expiry",
+        {"type": _seconds, "metavar": "SECONDS"},
+        "an alert not delivered again for this long is forgotten (default: {})",
+    ),
+    (
+        "--alerts-max-body-bytes",
+        {"type": _positive_int, "metavar": "N"},
+        "size cap of one Alertmanager notification (default: {})",
+    ),
 )
 
 
@@ -128,6 +154,15 @@ def _destination(text: str) -> str:
 
     try:
         return tenancy.normalise(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _match_label(text: str) -> tuple[str, str]:
+    from kprof_lib.adapters.alertmanager import parse_match_label
+
+    try:
+        return parse_match_label(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -178,6 +213,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEST",
         help="where profiles may go, repeatable: local, s3://BUCKET, http(s)://ENDPOINT/BUCKET or * "
         f"(default: {', '.join(DEFAULTS.allowed_destinations)}); a config asking for another destination is invalid",
+    )
+    parser.add_argument(
+        "--alerts-match-label",
+        dest="alerts_match_labels",
+        type=_match_label,
+        action="append",
+        metavar="ALERT_LABEL=POD_LABEL",
+        help="repeatable: an alert without the pod label matches the pods of its namespace whose POD_LABEL "
+        "equals its ALERT_LABEL (e.g. service=app.kubernetes.io/name; default: none)",
     )
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info", help="(default: info)")
     parser.add_argument("--log-format", choices=logs.FORMATS, default="json", help="(default: json)")
@@ -235,10 +279,32 @@ def _lease_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _alerts_problem(args: argparse.Namespace, node: bool) -> str | None:
+    # A receiver without a token would take alerts from anyone; receiver flags without the
+    # receiver would silently do nothing. A node agent checks its node's pods only, and a Service
+    # would hand each delivery to one agent: the receiver is the operator's.
+    if node and args.alerts_addr:
+        return "--alerts-addr: the Alertmanager receiver is served by the operator (kprof run), not by node agents"
+    if args.alerts_addr and not args.alerts_token_file:
+        return "--alerts-addr needs --alerts-token-file (the bearer token Alertmanager sends)"
+    if bool(args.alerts_tls_cert_file) != bool(args.alerts_tls_key_file):
+        return "--alerts-tls-cert-file and --alerts-tls-key-file go together"
+    if not args.alerts_addr:
+        given = [
+            f"--{name}"
+            for name in ("alerts-token-file", "alerts-tls-cert-file")
+            if getattr(args, name.replace("-", "_"))
+        ]
+        given += ["--alerts-match-label"] if args.alerts_match_labels else []
+        if given:
+            return f"{', '.join(given)} given without --alerts-addr: the receiver is off"
+    return None
+
+
 def run(args: argparse.Namespace, *, node: bool = False) -> int:
     """`kprof run`; with `node`, `kprof node` (commands.node): a node agent from the same flags."""
     logs.configure(args.log_level, args.log_format)
-    problem = _lease_problem(args) or _memory_problem(args)
+    problem = _lease_problem(args) or _memory_problem(args) or _alerts_problem(args, node)
     if problem:
         log.error("bad flags: %s", problem, extra={"action": "exit", "reason": "bad-flags"})
         return 2
@@ -259,7 +325,7 @@ def run(args: argparse.Namespace, *, node: bool = False) -> int:
 
         operator_type, settings_type = NodeAgent, NodeSettings
 
-    # Every flag but these four sets the Settings field of its name.
+    # Every flag but these five sets the Settings field of its name.
     same = {field.name: getattr(args, field.name) for field in fields(settings_type) if hasattr(args, field.name)}
     settings = settings_type(
         **{
@@ -268,6 +334,7 @@ def run(args: argparse.Namespace, *, node: bool = False) -> int:
             "tls_verify": not args.insecure_skip_tls_verify,
             "cluster_wide_namespaces": tuple(args.cluster_wide_namespaces),
             "allowed_destinations": tuple(args.allowed_destinations or DEFAULTS.allowed_destinations),
+            "alerts_match_labels": tuple(args.alerts_match_labels or ()),
         }
     )
     try:

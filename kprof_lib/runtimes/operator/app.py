@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from kprof_lib.adapters import pprof, tracing
+from kprof_lib.adapters import alertmanager, pprof, tracing
 from kprof_lib.adapters.kube import connection
 from kprof_lib.adapters.kube.events import EventRecorder
 from kprof_lib.adapters.kube.history import ConfigMapHistory
@@ -48,7 +48,8 @@ from kprof_lib.execution.ports import (
 )
 from kprof_lib.planning import cadence, tenancy
 from kprof_lib.runtimes import captures, endpoints, wiring
-from kprof_lib.runtimes.operator import monitoring
+from kprof_lib.runtimes.operator import alertreceiver, monitoring
+from kprof_lib.runtimes.operator.alertstore import AlertStore
 from kprof_lib.runtimes.operator.pgojobs import PgoWriter
 from kprof_lib.runtimes.operator.requests import CaptureNowWakeups
 from kprof_lib.runtimes.operator.runner import CheckRunner
@@ -67,6 +68,13 @@ def default_identity() -> str:
 
 # After the captures in flight were cut, how long their checks get to record what happened.
 ABORT_WAIT_SECONDS = 2.0
+
+
+def takes_alerts(spec: Any) -> bool:
+    """Whether a ProfilingConfig's (raw) spec asks for captures on alerts (`triggers.alerts.enabled`)."""
+    triggers = spec.get("triggers") if isinstance(spec, dict) else None
+    alerts = triggers.get("alerts") if isinstance(triggers, dict) else None
+    return isinstance(alerts, dict) and alerts.get("enabled") is True
 
 
 class StartError(RuntimeError):
@@ -108,6 +116,8 @@ class Operator:
         # executor's capture slots (30 s CPU profiles holding them all must not hold these up).
         self.windows = ConfigMapWindows(self.api, settings.namespace)
         self.goroutines = GoroutineReader(concurrency=settings.goroutine_concurrency)
+        # The Alertmanager receiver's alerts, given to every check; None when it is off.
+        self.alerts = AlertStore(settings.alerts_max, settings.alerts_expiry) if settings.alerts_addr else None
 
         self.elector: LeaderElector | None = None
         if settings.leader_elect:
@@ -142,6 +152,7 @@ class Operator:
             jaeger_url=captures.jaeger_url(),
             usage_windows=self.windows,
             goroutine_reader=self.goroutines,
+            alerts=self.alerts.firing if self.alerts is not None else None,
         )
         self.pgo = PgoWriter(
             configs=self._config, stores=self.stores, is_leader=self.may_check, policy=self.runner.policy
@@ -165,12 +176,15 @@ class Operator:
             lambda: sum(store.pending_bytes for store in self.stores.spooling()),
             lambda: sum(store.refused for store in self.stores.spooling()),
         )
+        receiver = self._alert_receiver()  # first: a token or certificate it cannot read stops the start
         self.endpoints = monitoring.serve(
             endpoints.parse_address(settings.health_addr),
             endpoints.parse_address(settings.metrics_addr),
             self.ready,
             self.instruments,
         )
+        if receiver is not None:
+            self.endpoints.append(receiver)
 
     # Where pods, usage, history, Events and status go: a node agent (runtimes.node.agent) has its own.
 
@@ -331,6 +345,43 @@ class Operator:
     def _next_on_demand(self, key: str, interval: int) -> dt.datetime | None:
         """When the pod of `key` captured on demand longest ago is due again (None: no history)."""
         return cadence.earliest_on_demand_due(self.history.load(key), interval)
+
+    def _alert_receiver(self) -> endpoints.Endpoints | None:
+        settings, store = self.settings, self.alerts
+        if store is None or settings.alerts_addr is None:
+            return None
+        if not settings.alerts_token_file:
+            raise StartError("--alerts-addr needs --alerts-token-file")
+        self.instruments.track_alerts(lambda: len(store))
+        receiver = alertreceiver.AlertReceiver(
+            store,
+            alertreceiver.TokenFile(settings.alerts_token_file),
+            mapping=alertmanager.LabelMapping(
+                settings.alerts_namespace_label, settings.alerts_pod_label, settings.alerts_match_labels
+            ),
+            on_firing=self._wake_alert_checks,
+            standing_by=self._standing_by,
+            max_body_bytes=settings.alerts_max_body_bytes,
+            instruments=self.instruments,
+        )
+        tls = None
+        if settings.alerts_tls_cert_file and settings.alerts_tls_key_file:
+            tls = alertreceiver.tls_context(settings.alerts_tls_cert_file, settings.alerts_tls_key_file)
+        return alertreceiver.serve(endpoints.parse_address(settings.alerts_addr), receiver, tls)
+
+    def _standing_by(self) -> bool:
+        """A replica that has seen another one hold the Lease: its alerts would never be checked."""
+        return self.elector is not None and self.elector.settled and not self.is_leader()
+
+    def _wake_alert_checks(self) -> None:
+        """An alert arrived: the configs that take alerts check at once, not at their next interval."""
+        if not self.may_check():
+            return  # caches not synced yet (every config is checked once they are), or not leading
+        for config in self.configs.configs():
+            if takes_alerts(config.get("spec")):
+                key = config_key(config)
+                if self.scheduler.run_now(key, CHECK):
+                    log.info("checking %s at once: an alert arrived", key, extra={"config": key, "action": "wake"})
 
     def _transport(self, name: str) -> Transport:
         with self._transports_lock:

@@ -58,6 +58,13 @@ class Instruments:
         )
         self.spool_bytes = gauge("kprof_spool_bytes", "Bytes of profiles waiting in the local spool.")
         self.leader = gauge("kprof_leader", "1 while this process holds the leader Lease, else 0.")
+        self.alert_notifications = counter(
+            "kprof_alert_notifications",
+            "Alertmanager webhook deliveries, by result (accepted, unauthorized, standing-by, bad-request, too-large, "
+            "store-full).",
+            ["result"],
+        )
+        self.alerts_held = gauge("kprof_alerts_held", "Firing alerts the Alertmanager receiver holds.")
         self._watch_restarts: _Sources = {}
         restarted = "Watches started again after an error, a 410 Gone or a dropped stream."
         r.register(_ReadOnScrape("kprof_watch_restarts", restarted, self._watch_restarts, ("resource",)))
@@ -72,6 +79,9 @@ class Instruments:
 
     def track_leader(self, is_leader: Callable[[], bool]) -> None:
         self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
+
+    def track_alerts(self, held: Callable[[], int]) -> None:
+        self.alerts_held.set_function(lambda: float(held()))
 
     def track_spool(self, pending_bytes: Callable[[], int], refused: Callable[[], int] | None = None) -> None:
         """Export the spool's size, and `refused()` (profiles a full spool turned away, counted by

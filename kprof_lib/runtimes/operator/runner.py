@@ -105,6 +105,8 @@ class CheckRunner:
     jaeger_url: str | None = None  # where the capture pages link their traces
     usage_windows: ConfigMapWindows | None = None  # kept between checks (None: no trends)
     goroutine_reader: goroutines.GoroutineReader | None = None  # None: no goroutine counts
+    # The firing alerts the Alertmanager receiver holds (cluster state `alerts`); None: no receiver.
+    alerts: Callable[[], list[dict[str, Any]]] | None = None
     # The latest status this process built per config (uid, status, whether the API took it): the
     # base the totals are added to, newer than the watch cache right after a write. A write that
     # failed is kept too, so the next one still counts what this one did.
@@ -156,6 +158,8 @@ class CheckRunner:
                 counts = self._count_goroutines(run.key, spec, pods)
                 if counts:
                     state["goroutines"] = counts
+            if self.alerts is not None and THRESHOLD in kinds and spec.triggers.alerts:
+                state["alerts"] = self.alerts()
             return state
 
         def save_samples(samples: Mapping[str, Mapping[str, Any]]) -> None:

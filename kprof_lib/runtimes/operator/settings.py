@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from kprof_lib.adapters import spool
 from kprof_lib.execution.capture import DEFAULT_CPU_CONCURRENCY, DEFAULT_MAX_BYTES
+from kprof_lib.runtimes.operator import alertstore
+from kprof_lib.runtimes.operator.alertreceiver import DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass
@@ -42,6 +44,20 @@ class Settings:
     cluster_wide_namespaces: tuple[str, ...] = ()
     # Where profiles may go: local, s3://BUCKET, ENDPOINT/BUCKET or * (planning.tenancy).
     allowed_destinations: tuple[str, ...] = ("local",)
+    # The Alertmanager webhook receiver (operator.alertreceiver): off unless given an address; it
+    # then needs the bearer token's file, and serves HTTPS when given a certificate and its key.
+    alerts_addr: str | None = None
+    alerts_token_file: str | None = None
+    alerts_tls_cert_file: str | None = None
+    alerts_tls_key_file: str | None = None
+    # Which alert labels name the pod (adapters.alertmanager.LabelMapping); the workload pairs are
+    # (alert label, pod label).
+    alerts_namespace_label: str = "namespace"
+    alerts_pod_label: str = "pod"
+    alerts_match_labels: tuple[tuple[str, str], ...] = ()
+    alerts_max: int = alertstore.DEFAULT_MAX_ALERTS
+    alerts_expiry: float = alertstore.DEFAULT_EXPIRY_SECONDS
+    alerts_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 DEFAULTS = Settings()
