@@ -125,13 +125,13 @@ class Clock:
         return self.now
 
 
-def stored(plane, namespace: str, config_key: str):
+def stored(plane, namespace: str, config_key: str, node: str | None = None):
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     try:
         configmap = client.CoreV1Api(plane.api()).read_namespaced_config_map(
-            windows_configmap_name(config_key), namespace
+            windows_configmap_name(config_key, node), namespace
         )
     except ApiException as error:
         if error.status == 404:
@@ -184,6 +184,27 @@ def test_the_operators_windows_live_in_a_configmap_beside_the_history(control_pl
     store.forget(key)
     assert stored(control_plane, namespace, key) is None
     assert ConfigMapWindows(control_plane.api(), namespace).snapshot(key) == {}
+
+
+def test_node_agents_keep_their_windows_apart(control_plane):
+    # Each node agent writes its own node's pods' windows: two agents of one config never
+    # overwrite each other, and the operator's own ConfigMap is a third one.
+    namespace = control_plane.new_namespace("kprof-windows")
+    key = "shop/leaks"
+    one = ConfigMapWindows(control_plane.api(), namespace, node="node-1")
+    two = ConfigMapWindows(control_plane.api(), namespace, node="node-2")
+    one.append(key, {"shop/a": sample(0)}, limit=5)
+    two.append(key, {"shop/b": sample(0)}, limit=5)
+    for node, pod in (("node-1", "shop/a"), ("node-2", "shop/b")):
+        configmap = stored(control_plane, namespace, key, node)
+        assert configmap.metadata.name == windows_configmap_name(key, node) != windows_configmap_name(key)
+        assert configmap.metadata.labels["profiling.io/node"] == node
+        assert list(json.loads(configmap.data["windows.json"])["pods"]) == [pod]
+    assert stored(control_plane, namespace, key) is None
+    assert list(ConfigMapWindows(control_plane.api(), namespace, node="node-1").snapshot(key)) == ["shop/a"]
+    one.forget(key)
+    assert stored(control_plane, namespace, key, "node-1") is None
+    assert stored(control_plane, namespace, key, "node-2") is not None
 
 
 def test_a_damaged_configmap_is_ignored_and_a_big_one_is_cut(control_plane, caplog):

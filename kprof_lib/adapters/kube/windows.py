@@ -34,6 +34,7 @@ from kprof_lib.adapters.kube.history import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     NAME_PREFIX,
+    NODE_LABEL,
     configmap_name,
 )
 from kprof_lib.adapters.kube.reads import get_json, send_json
@@ -47,9 +48,10 @@ DEFAULT_PERSIST_SECONDS = 30.0
 DEFAULT_MAX_BYTES = 512 * 1024
 
 
-def windows_configmap_name(config_key: str) -> str:
-    """`kprof-windows-` and the same hash as the config's history ConfigMap."""
-    return WINDOWS_PREFIX + configmap_name(config_key).removeprefix(NAME_PREFIX)
+def windows_configmap_name(config_key: str, node: str | None = None) -> str:
+    """`kprof-windows-` and the same hash as the config's history ConfigMap (a node agent's: its
+    node's)."""
+    return WINDOWS_PREFIX + configmap_name(config_key, node).removeprefix(NAME_PREFIX)
 
 
 @dataclass
@@ -73,9 +75,13 @@ class ConfigMapWindows:
         max_bytes: int = DEFAULT_MAX_BYTES,
         monotonic: Callable[[], float] = time.monotonic,
         timeout: float = 30.0,
+        node: str | None = None,
     ) -> None:
         self._api = api_client
         self.namespace = namespace
+        # A node agent's windows are its node's pods': one ConfigMap per node and config, like its
+        # history, so agents never overwrite each other's.
+        self.node = node
         self.persist_every = persist_every
         self.max_bytes = max_bytes
         self._monotonic = monotonic
@@ -85,7 +91,7 @@ class ConfigMapWindows:
 
     def _path(self, config_key: str | None = None) -> str:
         base = f"/api/v1/namespaces/{self.namespace}/configmaps"
-        return f"{base}/{windows_configmap_name(config_key)}" if config_key is not None else base
+        return f"{base}/{windows_configmap_name(config_key, self.node)}" if config_key is not None else base
 
     def _config(self, config_key: str) -> _Config:
         with self._lock:
@@ -206,13 +212,16 @@ class ConfigMapWindows:
             return None
 
     def _document(self, config_key: str, text: str) -> dict[str, Any]:
+        labels = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: COMPONENT}
+        if self.node is not None:
+            labels[NODE_LABEL] = self.node
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": windows_configmap_name(config_key),
+                "name": windows_configmap_name(config_key, self.node),
                 "namespace": self.namespace,
-                "labels": {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: COMPONENT},
+                "labels": labels,
                 "annotations": {CONFIG_ANNOTATION: config_key},
             },
             "data": {DATA_KEY: text},

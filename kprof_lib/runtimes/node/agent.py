@@ -34,6 +34,7 @@ from kprof_lib.adapters.kube.informer import PodCache
 from kprof_lib.adapters.kube.kubelet import KubeletMetrics
 from kprof_lib.adapters.kube.metrics import MetricsUnavailable
 from kprof_lib.adapters.kube.nodereports import NodeReports, ReportError
+from kprof_lib.adapters.kube.windows import ConfigMapWindows
 from kprof_lib.execution.ports import Transport
 from kprof_lib.runtimes.node.folder import StatusFolder
 from kprof_lib.runtimes.node.settings import KUBELET_PORT, NodeSettings
@@ -104,6 +105,9 @@ class NodeAgent(Operator):
 
     def _history_store(self) -> ConfigMapHistory:
         return ConfigMapHistory(self.api, self.settings.namespace, node=self.node)
+
+    def _usage_windows(self) -> ConfigMapWindows:
+        return ConfigMapWindows(self.api, self.settings.namespace, node=self.node)
 
     def _event_recorder(self) -> PodEventsOnly:
         host = os.environ.get("POD_NAME") or self.node

@@ -114,7 +114,7 @@ class Operator:
         self._transports_lock = threading.Lock()
         # What the trend triggers read: the usage windows, and goroutine counts, read apart from the
         # executor's capture slots (30 s CPU profiles holding them all must not hold these up).
-        self.windows = ConfigMapWindows(self.api, settings.namespace)
+        self.windows = self._usage_windows()
         self.goroutines = GoroutineReader(concurrency=settings.goroutine_concurrency)
         # The Alertmanager receiver's alerts, given to every check; None when it is off.
         self.alerts = AlertStore(settings.alerts_max, settings.alerts_expiry) if settings.alerts_addr else None
@@ -196,6 +196,9 @@ class Operator:
 
     def _history_store(self) -> ConfigMapHistory:
         return ConfigMapHistory(self.api, self.settings.namespace)
+
+    def _usage_windows(self) -> ConfigMapWindows:
+        return ConfigMapWindows(self.api, self.settings.namespace)
 
     def _event_recorder(self) -> EventRecorderPort:
         return EventRecorder(self.api, host=os.environ.get("POD_NAME") or self.identity)
