@@ -568,6 +568,13 @@ def test_the_operator_recovers_from_api_faults_and_misses_nothing(
     try:
         runner.start()
         wait_until(lambda: (profiles / "before-1").exists(), 30, "the capture before the faults")
+        # Its history is written after its profiles: the faults must not cut that write (a history
+        # not saved means one capture too many, by design).
+        wait_until(
+            lambda: f"{faulty}/before-1" in history_of(control_plane, operator_namespace, key),
+            30,
+            "the history of the capture before the faults",
+        )
 
         # The API breaks: every pod LIST and WATCH answers 500, the open watches are cut, the next
         # metrics LIST fails, and the resourceVersions seen so far expire (resuming from one answers
