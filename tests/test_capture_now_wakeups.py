@@ -1,7 +1,8 @@
 """Which configs the operator wakes when a pod's profiling.io/capture-now annotation changes
 (kprof_lib.runtimes.operator.requests): each distinct value once, only configs that select the
-pod and take capture-now, nothing while standing by; the end-to-end test in test_triggers_e2e.py
-shows the capture that follows."""
+pod (their own namespace unless cluster-wide, as planning.tenancy has it) and take capture-now,
+nothing while standing by; the end-to-end test in test_triggers_e2e.py shows the capture that
+follows."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ CONFIGS = [
         "frontend",
         selector={"labelSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}},
     ),
-    config("elsewhere", selector={"namespace": "batch"}),
+    config("elsewhere", selector={"namespace": "batch"}),  # not cluster-wide: invalid
+    config("platform", "kprof-system"),  # cluster-wide: every namespace
+    config("platform-batch", "kprof-system", selector={"namespace": "batch"}),
+    config("batch-own", "batch"),
     config("no-requests", triggers={"captureNow": {"enabled": False}}),
     config("broken", selector={"labelSelector": {"matchExpressions": [{"key": "tier"}]}}),
 ]
@@ -40,7 +44,9 @@ def woken():
 
 
 def wakeups(woken, *, active=lambda: True):
-    return CaptureNowWakeups(lambda: CONFIGS, lambda key: woken.append(key) or True, active)
+    return CaptureNowWakeups(
+        lambda: CONFIGS, lambda key: woken.append(key) or True, active, cluster_wide_namespaces=["kprof-system"]
+    )
 
 
 def test_a_new_value_wakes_the_configs_that_select_the_pod_once(woken):
@@ -48,17 +54,17 @@ def test_a_new_value_wakes_the_configs_that_select_the_pod_once(woken):
     watch("ADDED", pod(None))
     assert woken == []
     watch("MODIFIED", pod("incident-1"))
-    assert woken == ["shop/everything", "shop/backend"]
+    assert woken == ["shop/everything", "shop/backend", "kprof-system/platform"]
     # Other changes of the pod (a status, a label) with the same value: nothing more.
     watch("MODIFIED", pod("incident-1"))
     watch("MODIFIED", pod("incident-1", tier="web"))
-    assert woken == ["shop/everything", "shop/backend"]
+    assert len(woken) == 3
     watch("MODIFIED", pod("incident-2", tier="web"))
-    assert woken[2:] == ["shop/everything", "shop/frontend"]
+    assert woken[3:] == ["shop/everything", "shop/frontend", "kprof-system/platform"]
     # Removed, then set again to the same value: that is a change too (reconcile knows it was served).
     watch("MODIFIED", pod(None))
     watch("MODIFIED", pod("incident-2"))
-    assert woken[4:] == ["shop/everything", "shop/backend"]
+    assert woken[6:] == ["shop/everything", "shop/backend", "kprof-system/platform"]
 
 
 def test_a_deleted_pod_is_forgotten_and_a_standby_wakes_nothing(woken):
@@ -66,10 +72,11 @@ def test_a_deleted_pod_is_forgotten_and_a_standby_wakes_nothing(woken):
     standing_by("MODIFIED", pod("incident-1"))
     assert woken == []
     watch = wakeups(woken)
+    # A config of another namespace (not cluster-wide) selects its own only, whatever it asks.
     watch("ADDED", pod("incident-1", namespace="batch"))
-    assert woken == ["shop/everything", "shop/elsewhere"]
+    assert woken == ["kprof-system/platform", "kprof-system/platform-batch", "batch/batch-own"]
     watch("DELETED", pod("incident-1", namespace="batch"))
-    assert woken[2:] == []
+    assert woken[3:] == []
     assert watch._seen == {}
 
 

@@ -399,10 +399,15 @@ def test_cluster_cooldown_holds_across_a_restart(cluster, shared_run):
         *allow_s3(s3, bucket),
     )
     try:
+        # The threshold config's decision (every config checks: capture-now is on by default).
         decision = restarted.wait_for_log(
-            lambda r: r.get("logger") == "kprof.check" and r.get("pod") == f"{cluster.namespace}/busy-1",
+            lambda r: (
+                r.get("logger") == "kprof.check"
+                and r.get("pod") == f"{cluster.namespace}/busy-1"
+                and r.get("config") == f"{cluster.namespace}/threshold"
+            ),
             90,
-            "a decision about busy-1",
+            "the threshold config's decision about busy-1",
         )
         assert decision["reason"] == "cooldown"
         assert profiles_of(s3.objects(bucket, "threshold/")) == stored

@@ -166,7 +166,12 @@ class Operator:
         self.configs.on_change(self._config_changed)
         # A new capture-now value on a pod: the checks of the configs selecting it run at once.
         self.pods.on_change(
-            CaptureNowWakeups(self.configs.items, lambda key: self.scheduler.run_now(key, CHECK), self.may_check)
+            CaptureNowWakeups(
+                self.configs.items,
+                lambda key: self.scheduler.run_now(key, CHECK),
+                self.may_check,
+                cluster_wide_namespaces=settings.cluster_wide_namespaces,
+            )
         )
 
         self.instruments.track_watch("pods", lambda: self.pods.restarts + self.pods.relists)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from kprof_lib.planning import selection
@@ -32,10 +32,14 @@ class CaptureNowWakeups:
         configs: Callable[[], Iterable[dict[str, Any]]],
         wake: Callable[[str], bool],
         active: Callable[[], bool],
+        *,
+        cluster_wide_namespaces: Collection[str] = (),
     ) -> None:
         self._configs = configs
         self._wake = wake
         self._active = active
+        # Configs elsewhere select pods of their own namespace only (`planning.tenancy`).
+        self._cluster_wide = frozenset(cluster_wide_namespaces)
         self._seen: dict[str, str] = {}  # "namespace/pod" -> the capture-now value last seen
         self._lock = threading.Lock()
 
@@ -58,9 +62,9 @@ class CaptureNowWakeups:
             log.exception("capture-now wake-up for %s failed", key, extra={"pod": key, "action": "wake"})
 
     def selecting(self, metadata: dict[str, Any]) -> list[str]:
-        """The configs whose selector matches the pod and that take capture-now (on by default).
-        A config that also matches through tenancy rules it may not use is woken for nothing:
-        its check sees what it may, and captures nothing else."""
+        """The configs that take capture-now (on by default) and select the pod: its namespace as
+        the tenancy rules give it (a config outside the cluster-wide namespaces selects its own),
+        its labels by the label selector."""
         namespace, labels = metadata.get("namespace", ""), metadata.get("labels") or {}
         found = []
         for config in self._configs():
@@ -68,7 +72,15 @@ class CaptureNowWakeups:
             if not isinstance(spec, dict) or not _takes_capture_now(spec):
                 continue
             wanted = spec.get("selector") or {}
-            if not isinstance(wanted, dict) or not selection.namespace_matches(wanted.get("namespace"), namespace):
+            if not isinstance(wanted, dict):
+                continue
+            own = config["metadata"]["namespace"]
+            selected = wanted.get("namespace")
+            if own not in self._cluster_wide:
+                if selected not in (None, own):
+                    continue  # an invalid config: its check says so
+                selected = own
+            if not selection.namespace_matches(selected, namespace):
                 continue
             try:
                 if not selection.compile_label_selector(wanted.get("labelSelector"))(labels):
