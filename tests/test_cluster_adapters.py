@@ -280,6 +280,15 @@ def test_history_merges_from_interleaved_writers_lose_nothing(audited):
     assert ConfigMapHistory(audited.api, audited.namespace, now=fixed_now).load(KEY) == expected
 
 
+def test_history_keeps_the_later_time_but_the_newer_capture_now_value(control_plane, namespace):
+    # A capture-now value is a label, not a time, even when it looks like a date: the value served
+    # last is the one kept, else every check would serve the newer annotation again.
+    store = ConfigMapHistory(control_plane.api(), namespace, now=fixed_now)
+    store.merge(KEY, {"shop/a": {"lastRequestedCapture": T2, "captureNowValue": "2026-11-25"}})
+    store.merge(KEY, {"shop/a": {"lastRequestedCapture": T1, "captureNowValue": "2026-11-24"}})
+    assert store.load(KEY) == {"shop/a": {"lastRequestedCapture": T2, "captureNowValue": "2026-11-24"}}
+
+
 def test_history_concurrent_threads_lose_nothing(control_plane, namespace):
     stores = [ConfigMapHistory(control_plane.api(), namespace, now=fixed_now) for _ in range(2)]
     errors: list[BaseException] = []

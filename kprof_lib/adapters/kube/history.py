@@ -33,6 +33,7 @@ from kubernetes.client import ApiClient
 
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_json, send_json
+from kprof_lib.state.cluster import TIME_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,9 @@ def _merged(entries: History, updates: Mapping[str, Mapping[str, str]]) -> Histo
         entry = merged.setdefault(key, {})
         for field, value in update.items():
             current = entry.get(field)
-            if current is None or _later_or_equal(value, current):
+            # Only a time is kept when older: any other field (a capture-now value that looks like
+            # a date, the alert fingerprints served) is what the newer write says.
+            if current is None or field not in TIME_KEYS or _later_or_equal(value, current):
                 entry[field] = value
     return merged
 
@@ -273,7 +276,7 @@ def _later_or_equal(candidate: str, current: str) -> bool:
 
 
 def _latest(entry: Mapping[str, str]) -> dt.datetime | None:
-    times = [t for t in (_parse(v) for v in entry.values()) if t is not None]
+    times = [t for t in (_parse(v) for k, v in entry.items() if k in TIME_KEYS) if t is not None]
     return max(times) if times else None
 
 
