@@ -2,12 +2,18 @@
 `json.loads` of the same document, measured in the same run. Target: ratio <= 0.2, i.e. deciding
 costs at most a fifth of merely reading the input.
 
+Two forms of the same pods are decided: the v1 Pods as decoded (what a script passes), and the
+digests the operator's pod cache holds (`digest_pod`, made untimed, as the cache makes them when a
+watch event arrives), each beside the same PodMetrics and history. Both are divided by json.loads
+of the v1 document (the cluster's state as the API gives it); the digests are also divided by
+json.loads of their own JSON form (`PodDigest.to_json`), the smallest document that carries them.
+
 Measured fairly: every repetition has PodMetrics of its own (fresh usage figures, as every check
-cycle brings, so nothing parsed in one repetition is found cached in the next), both sides run
+cycle brings, so nothing parsed in one repetition is found cached in the next), every side runs
 under the same garbage collector settings with one copy of the state alive (json.loads builds its
 copy; reconcile reads the one decoded for it just before, untimed), interleaved, median of
-`--repeat`. Printed twice: with the garbage collector on (as in the operator) and off on both
-sides. About a minute at 10,000 pods.
+`--repeat`. Printed twice: with the garbage collector on (as in the operator) and off on every
+side. About two minutes at 10,000 pods.
 
     python -m benchmarks.bench_reconcile [--pods 10000] [--repeat 5]
 """
@@ -15,12 +21,14 @@ sides. About a minute at 10,000 pods.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import statistics
 import time
 
 from kprof_lib import reconcile
+from kprof_lib.adapters.kube.informer import digest_pod
 from tests.support.pods import ENABLED, pod, pod_metrics
 
 SPEC = {
@@ -87,29 +95,39 @@ def build_state(count: int, round_: int = 0) -> dict:
     }
 
 
-def measure(texts: list[str], gc_on: bool) -> tuple[list[float], list[float]]:
-    """Seconds of json.loads and of reconcile for each document, interleaved, under one GC setting."""
-    loads, decides = [], []
-    enabled = gc.isenabled()
+def digest_text(text: str) -> str:
+    """The document with its pods as the JSON form of their digests."""
+    state = json.loads(text)
+    state["pods"] = [digest_pod(p).to_json() for p in state["pods"]["items"]]
+    return json.dumps(state)
+
+
+def timed(run, gc_on: bool) -> float:
+    """Seconds of `run()`, after a full collection, under one GC setting."""
+    gc.collect()
+    (gc.enable if gc_on else gc.disable)()
     try:
-        for text in texts:
-            gc.collect()
-            (gc.enable if gc_on else gc.disable)()
-            start = time.perf_counter()
-            document = json.loads(text)
-            loads.append(time.perf_counter() - start)
-            del document
-            gc.enable()
-            state = json.loads(text)  # the input of reconcile, decoded untimed; the only copy alive
-            gc.collect()
-            (gc.enable if gc_on else gc.disable)()
-            start = time.perf_counter()
-            plan = reconcile(SPEC, state)
-            decides.append(time.perf_counter() - start)
-            del plan, state
+        start = time.perf_counter()
+        result = run()
+        elapsed = time.perf_counter() - start
+        del result  # freed outside the timing
+        return elapsed
     finally:
-        (gc.enable if enabled else gc.disable)()
-    return loads, decides
+        gc.enable()
+
+
+def measure(texts: list[tuple[str, str]], gc_on: bool) -> dict[str, list[float]]:
+    """Seconds of each side for each (v1, digest) document, interleaved, under one GC setting."""
+    times: dict[str, list[float]] = {"loads": [], "loads digests": [], "pods": [], "digests": []}
+    for text, digests in texts:
+        times["loads"].append(timed(functools.partial(json.loads, text), gc_on))
+        times["loads digests"].append(timed(functools.partial(json.loads, digests), gc_on))
+        state = json.loads(text)  # the input of reconcile, decoded untimed; the only copy alive
+        times["pods"].append(timed(functools.partial(reconcile, SPEC, state), gc_on))
+        state["pods"] = [digest_pod(p) for p in state["pods"]["items"]]  # as the pod cache holds them
+        times["digests"].append(timed(functools.partial(reconcile, SPEC, state), gc_on))
+        del state
+    return times
 
 
 def main() -> None:
@@ -118,19 +136,29 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     # One document per repetition (and one to warm up), each with usage figures of its own.
-    texts = [json.dumps(build_state(args.pods, round_)) for round_ in range(args.repeat + 1)]
-    plan = reconcile(SPEC, json.loads(texts[0]))
-    per_pod = len(texts[0]) / args.pods / 1024
-    print(f"pods: {args.pods}  document: {len(texts[0]) / 1e6:.1f} MB ({per_pod:.1f} KiB/pod with its metrics)")
+    texts = []
+    for round_ in range(args.repeat + 1):
+        text = json.dumps(build_state(args.pods, round_))
+        texts.append((text, digest_text(text)))
+    first = json.loads(texts[0][0])
+    plan = reconcile(SPEC, first)
+    first["pods"] = [digest_pod(p) for p in first["pods"]["items"]]
+    assert reconcile(SPEC, first).to_dict() == plan.to_dict(), "digests decide as their pods"
+    per_pod = len(texts[0][0]) / args.pods / 1024
+    print(f"pods: {args.pods}  document: {len(texts[0][0]) / 1e6:.1f} MB ({per_pod:.1f} KiB/pod with its metrics)")
+    print(f"  with digests for pods: {len(texts[0][1]) / 1e6:.1f} MB")
     print(f"plan: {plan.recap()}")
-    del plan
+    del plan, first
     measure(texts[:1], True)
     for gc_on in (True, False):
-        loads, decides = measure(texts[1:], gc_on)
-        load, decide = statistics.median(loads), statistics.median(decides)
+        times = {side: statistics.median(values) for side, values in measure(texts[1:], gc_on).items()}
+        ms = {side: f"{value * 1000:.1f} ms" for side, value in times.items()}
+        label = f"GC {'on ' if gc_on else 'off'} (every side), median of {args.repeat}:"
+        print(f"{label} json.loads {ms['loads']} (digest document {ms['loads digests']})")
         print(
-            f"GC {'on ' if gc_on else 'off'} (both sides), median of {args.repeat}: json.loads {load * 1000:.1f} ms   "
-            f"reconcile {decide * 1000:.1f} ms   ratio {decide / load:.3f}  (target <= 0.2)"
+            f"  reconcile over v1 Pods {ms['pods']}: ÷ json.loads {times['pods'] / times['loads']:.3f}\n"
+            f"  reconcile over digests {ms['digests']}: ÷ json.loads {times['digests'] / times['loads']:.3f}, "
+            f"÷ json.loads of the digest document {times['digests'] / times['loads digests']:.3f}  (target <= 0.2)"
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from kprof_lib.adapters.kube.informer import digest_pod
 from kprof_lib.runtimes.operator.requests import CaptureNowWakeups
 
 
@@ -19,7 +20,10 @@ def pod(value: str | None, *, name: str = "api-1", namespace: str = "shop", tier
     annotations = {"profiling.io/enabled": "true"}
     if value is not None:
         annotations["profiling.io/capture-now"] = value
-    return {"metadata": {"name": name, "namespace": namespace, "labels": {"tier": tier}, "annotations": annotations}}
+    # What the pod cache hands on: the pod's digest.
+    return digest_pod(
+        {"metadata": {"name": name, "namespace": namespace, "labels": {"tier": tier}, "annotations": annotations}}
+    )
 
 
 CONFIGS = [

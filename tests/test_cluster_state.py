@@ -211,3 +211,48 @@ def test_a_pods_window_and_count_are_read_only_when_a_trigger_asks():
         "goroutines": {"n/p": "many"},
     }
     assert [d.reason for d in reconcile(THRESHOLDS, state).results] == ["below-threshold"]
+
+
+# -- pod digests (schemas/cluster_state.schema.json, $defs/podDigest) ------------------------------
+
+
+def test_a_state_of_digests_matches_the_schema_and_is_decided_as_its_pods():
+    import jsonschema
+
+    from kprof_lib.spec import schemas
+    from kprof_lib.state import digest
+
+    pods = [pod("p"), pod("q", status={"phase": "Pending"})]
+    digests = [digest.from_pod(p, f"pods[{i}]").to_json() for i, p in enumerate(pods)]
+    assert digests[0] == {
+        "kind": "PodDigest", "namespace": "n", "name": "p", "annotations": ENABLED, "running": True,
+        "service": "p", "podIP": "10.0.0.1",
+        "containers": [{"name": "app", "cpu": 0.1, "memory": 10 * 2**20, "memoryLimit": None}],
+    }  # fmt: skip
+    base = {"now": "2026-11-25T10:00:00Z", "podMetrics": [metrics("95m", name="p")]}
+    validator = jsonschema.Draft202012Validator(schemas.load("cluster_state"))
+    for state in ({**base, "pods": digests}, {**base, "pods": [digests[0], pods[1]]}):
+        validator.validate(state)
+        assert reconcile(THRESHOLDS, state).to_dict() == reconcile(THRESHOLDS, {**base, "pods": pods}).to_dict()
+    assert not validator.is_valid({**base, "pods": [{"kind": "PodDigest", "name": "p"}]})
+
+
+def test_a_bad_digest_names_every_field():
+    bad = {
+        "kind": "PodDigest", "namespace": "", "name": "p", "labels": {"a": 1}, "running": "yes",
+        "containers": [{"name": "app", "cpu": -1, "memory": "10Mi"}, "app"],
+    }  # fmt: skip
+    assert errors({"now": "2026-11-25T10:00:00Z", "pods": [pod("q"), bad, bad]}) == [
+        {"path": "pods[1].namespace", "message": "is required (a non-empty string)"},
+        {"path": "pods[1].labels", "message": "must map strings to strings"},
+        {"path": "pods[1].running", "message": "must be true or false"},
+        {"path": "pods[1].containers[0].cpu", "message": "must be a number >= 0 (cores, bytes) or null"},
+        {"path": "pods[1].containers[0].memory", "message": "must be a number >= 0 (cores, bytes) or null"},
+        {"path": "pods[1].containers[1]", "message": "must be an object with a name"},
+        {"path": "pods[2].namespace", "message": "is required (a non-empty string)"},
+        {"path": "pods[2].labels", "message": "must map strings to strings"},
+        {"path": "pods[2].running", "message": "must be true or false"},
+        {"path": "pods[2].containers[0].cpu", "message": "must be a number >= 0 (cores, bytes) or null"},
+        {"path": "pods[2].containers[0].memory", "message": "must be a number >= 0 (cores, bytes) or null"},
+        {"path": "pods[2].containers[1]", "message": "must be an object with a name"},
+    ]

@@ -24,7 +24,7 @@ from kprof_lib.adapters.kube.informer import (
     Backoff,
     Informer,
     PodCache,
-    slim_pod,
+    digest_pod,
 )
 from kprof_lib.adapters.kube.leader import LeaderElector
 from kprof_lib.adapters.kube.metrics import MetricsServer, MetricsUnavailable, slim_metrics
@@ -32,6 +32,7 @@ from kprof_lib.adapters.kube.reads import decode_list
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.planning import conditions
 from kprof_lib.planning.reconcile import reconcile
+from kprof_lib.state.digest import Container, PodDigest
 from tests.kube_emulator import Fault
 from tests.support.controlplane import ControlPlane
 from tests.support.pods import ENABLED, pod, pod_metrics
@@ -49,10 +50,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) 
 
 
 def cached(informer: Informer) -> dict[tuple[str, str], str]:
-    return {
-        (o["metadata"].get("namespace", ""), o["metadata"]["name"]): o["metadata"]["resourceVersion"]
-        for o in informer.items()
-    }
+    found = {}
+    for o in informer.items():
+        if isinstance(o, PodDigest):
+            found[(o.namespace, o.name)] = o.resource_version
+        else:
+            found[(o["metadata"].get("namespace", ""), o["metadata"]["name"])] = o["metadata"]["resourceVersion"]
+    return found
 
 
 def stored_pods(plane: ControlPlane) -> dict[tuple[str, str], str]:
@@ -108,7 +112,7 @@ def test_informer_relists_when_the_watch_answers_410_in_an_error_event(
     # resume from to be compacted away, so it is answered with an ERROR 410 event.
     cache = informers(timeout_seconds=1)
     changes: list[tuple[str, str]] = []
-    cache.on_change(lambda kind, obj: changes.append((kind, obj["metadata"]["name"])))
+    cache.on_change(lambda kind, obj: changes.append((kind, obj.name)))
     held = kube_front.faults.add(Fault(path=r"^/api/v1/pods$", watch_only=True, status=None, delay=1.5))
     wait_until(lambda: held.hits == 1, "the next watch to arrive")
     control_plane.run_pod(shop, "while-away", port=6060)
@@ -156,7 +160,7 @@ def test_informer_recovers_from_errors_and_dropped_watches_without_missing_a_cha
     wait_until(lambda: mirrors(cache, control_plane) and cache.restarts == 6, "recovery with every change")
     assert kube_front.count("GET", r"^/api/v1/pods$", watch=True) - dropped_from >= 5
     assert cache.relists == 0 and cache.lists == 1  # resumed from its resourceVersion, never relisted
-    assert cache.get(ops, "seed-1")["metadata"]["labels"] == {"app": "seed", "changed": "yes"}
+    assert cache.get(ops, "seed-1").labels == {"app": "seed", "changed": "yes"}
 
 
 def test_bookmarks_advance_the_resource_version_so_a_filtered_watch_resumes_after_compaction(
@@ -213,11 +217,12 @@ def realistic_pods() -> list[dict]:
     ]
 
 
-def test_reconcile_over_slim_pods_decides_exactly_as_over_full_pods():
+def test_reconcile_over_digests_decides_exactly_as_over_full_pods():
     spec = {
         "selector": {"namespace": "shop"},
         "thresholds": {"cpuThresholdPercent": 50, "memoryThresholdPercent": 80, "cooldownSeconds": 300},
         "onDemand": {"enabled": True, "intervalSeconds": 600},
+        "triggers": {"oom": {"oomHorizonSeconds": 600}},
     }
     full = realistic_pods()
     metrics = [pod_metrics(p["metadata"]["name"], "shop", {"app": {"cpu": "200m", "memory": "100Mi"},
@@ -230,40 +235,36 @@ def test_reconcile_over_slim_pods_decides_exactly_as_over_full_pods():
         state = {"now": "2026-11-25T10:00:00Z", "pods": pods, "podMetrics": metrics, "history": history}
         return reconcile(spec, state).to_dict()
 
-    slim = [slim_pod(copy.deepcopy(p)) for p in full]
-    assert plan(slim) == plan(full)
+    digests = [digest_pod(copy.deepcopy(p)) for p in full]
+    assert plan(digests) == plan(full)
+    # The JSON form of the same digests (schemas/cluster_state.schema.json, $defs/podDigest) too.
+    assert plan(json.loads(json.dumps([d.to_json() for d in digests]))) == plan(full)
     assert {r["reason"] for r in plan(full)["results"]} >= {"cpu-threshold", "cooldown", "invalid-annotation",
                                                             "not-running", "not-enabled"}
-    assert sum(len(json.dumps(p)) for p in slim) * 4 < sum(len(json.dumps(p)) for p in full)
 
 
-def test_slim_pod_keeps_the_fields_reconcile_reads():
+def test_digest_pod_keeps_what_reconcile_reads():
     [full] = realistic_pods()[:1]
     full["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = "{...}"
-    slim = slim_pod(full)
-    assert slim["metadata"] == {
-        "name": "checkout-7d9-abcde", "namespace": "shop", "uid": full["metadata"]["uid"],
-        "resourceVersion": full["metadata"]["resourceVersion"], "labels": full["metadata"]["labels"],
-        "annotations": {"profiling.io/enabled": "true", "profiling.io/port": "6061", "profiling.io/path": "/debug/pprof/"},
-        "ownerReferences": [{"kind": "ReplicaSet", "name": "checkout-7d9", "controller": True}],
-    }
-    assert slim["spec"] == {
-        "containers": [{"name": "app", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
-                                                     "limits": {"cpu": "1", "memory": "256Mi"}}}],
-        "initContainers": [{"name": "proxy", "restartPolicy": "Always",
-                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}}],
-    }
-    assert slim["status"] == {"phase": "Running", "podIP": "10.244.1.17"}
+    found = digest_pod(full)
+    assert (found.namespace, found.name, found.uid, found.resource_version) == (
+        "shop", "checkout-7d9-abcde", full["metadata"]["uid"], full["metadata"]["resourceVersion"])
+    assert found.labels == full["metadata"]["labels"]
+    assert found.annotations == {"profiling.io/enabled": "true", "profiling.io/port": "6061",
+                                 "profiling.io/path": "/debug/pprof/"}
+    assert (found.running, found.pod_ip, found.service) == (True, "10.244.1.17", "checkout")
+    assert found.containers == (Container("app", 0.25, 128 * 2**20, 256 * 2**20),
+                                Container("proxy", 0.05, 32 * 2**20, None))
+    assert found.source is None, "the pod itself is not kept"
 
 
-def test_replicas_of_a_workload_share_one_slimmed_spec():
-    first, second = (slim_pod(pod(name, "shop", app="checkout", owner_replicaset="checkout-7d9"))
+def test_replicas_of_a_workload_share_their_labels_and_containers():
+    first, second = (digest_pod(pod(name, "shop", app="checkout", owner_replicaset="checkout-7d9"))
                      for name in ("checkout-7d9-a", "checkout-7d9-b"))
-    other = slim_pod(pod("batch-1", "shop", containers=[{"name": "job", "requests": {"cpu": "2"}}]))
-    assert first["spec"] is second["spec"] and first["spec"] == {
-        "containers": [{"name": "app", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
-                                                     "limits": {"cpu": "1", "memory": "256Mi"}}}]}
-    assert other["spec"] == {"containers": [{"name": "job", "resources": {"requests": {"cpu": "2"}}}]}
+    other = digest_pod(pod("batch-1", "shop", containers=[{"name": "job", "requests": {"cpu": "2"}}]))
+    assert first.containers is second.containers and first.labels is second.labels
+    assert first.containers == (Container("app", 0.25, 128 * 2**20, 256 * 2**20),)
+    assert other.containers == (Container("job", 2.0, None, None),)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from kprof_lib.adapters.directory import LocalStore
+from kprof_lib.adapters.kube.informer import digest_pod
 from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.execution.executor import Executor
 from kprof_lib.execution.ports import ProfileRequest, Response
@@ -271,13 +272,15 @@ def test_stop_waits_for_the_run_in_progress_up_to_the_grace_period():
 
 
 class Pods:
+    """A `PodSource` holding the digests the operator's pod cache would hold of `pods`."""
+
     synced = True
 
     def __init__(self, *pods: dict):
-        self.items = list(pods)
+        self.items = [digest_pod(p) for p in pods]
 
     def pods(self, namespace=None):
-        return [p for p in self.items if namespace is None or p["metadata"]["namespace"] == namespace]
+        return [p for p in self.items if namespace is None or p.namespace == namespace]
 
 
 class Metrics:

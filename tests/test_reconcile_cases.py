@@ -171,6 +171,6 @@ def test_the_example_plan_in_full():
     ],
 )
 def test_service_name(metadata, expected):
-    from kprof_lib.planning import naming
+    from kprof_lib.state import naming
 
     assert naming.service_name(metadata) == expected

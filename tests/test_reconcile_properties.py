@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kprof_lib import SpecError, StateError, reconcile
+from kprof_lib.adapters.kube.informer import digest_pod
 from kprof_lib.planning import triggers
 from kprof_lib.planning.plan import PRECEDENCE
 from kprof_lib.spec import schemas
@@ -261,6 +262,11 @@ def test_plans_validate_and_only_input_errors_are_raised(spec, state):
     keys = [(r["namespace"], r["pod"]) for r in plan["results"]]
     assert keys == sorted(keys)
     assert reconcile(spec, state).to_dict() == plan
+    # The same pods as the operator's pod cache holds them (digests), and as their JSON form.
+    digests = [digest_pod(copy.deepcopy(pod)) for pod in state["pods"]]
+    assert reconcile(spec, {**state, "pods": digests}).to_dict() == plan
+    if all(d.source is None for d in digests):  # the JSON form has numbers: no quantity that does not parse
+        assert reconcile(spec, {**state, "pods": [d.to_json() for d in digests]}).to_dict() == plan
     for result in plan["results"]:
         if result["action"] == "capture":
             assert result["reasons"] == sorted(result["reasons"], key=PRECEDENCE.index)

@@ -11,6 +11,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from kprof_lib.state.digest import PodDigest
+
 PPROF_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -229,14 +231,14 @@ class StoreError(Exception):
 
 
 class PodSource(Protocol):
-    """The pods the operator knows about, from its watch cache: plain v1 Pod JSON (slimmed to the
-    fields reconcile reads). `pods(namespace)` returns a snapshot list; None means every namespace.
+    """The pods the operator knows about, from its watch cache: each a `PodDigest` (what reconcile
+    reads of it). `pods(namespace)` returns a snapshot list; None means every namespace.
     `synced` is False until the first LIST has been loaded."""
 
     @property
     def synced(self) -> bool: ...
 
-    def pods(self, namespace: str | None = None) -> list[dict]: ...
+    def pods(self, namespace: str | None = None) -> list[PodDigest]: ...
 
 
 class MetricsSource(Protocol):

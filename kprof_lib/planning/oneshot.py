@@ -8,12 +8,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from kprof_lib.planning import naming
 from kprof_lib.planning.plan import CAPTURE, ON_DEMAND, Plan, PodDecision, Usage
 from kprof_lib.spec import validation
 from kprof_lib.spec.errors import SpecError
 from kprof_lib.spec.model import Spec
-from kprof_lib.state import optin
+from kprof_lib.state import naming, optin
 
 LOCAL_NAMESPACE = "local"
 

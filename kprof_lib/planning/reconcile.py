@@ -33,12 +33,11 @@ Cost: what the spec does not enable costs nothing per pod (no window read, no al
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from kprof_lib.planning import cadence, naming, selection, usage
+from kprof_lib.planning import cadence, selection, usage
 from kprof_lib.planning import triggers as triggers_math
 from kprof_lib.planning.plan import (
     ALERT,
@@ -71,7 +70,7 @@ from kprof_lib.planning.plan import (
 )
 from kprof_lib.spec import validation
 from kprof_lib.spec.model import Spec
-from kprof_lib.state import cluster, optin
+from kprof_lib.state import cluster, digest, optin
 
 
 def reconcile(spec: Any, cluster_state: Any, *, kinds: Collection[str] = KINDS) -> Plan:
@@ -105,8 +104,7 @@ def _rate_limited(results: list[PodDecision], limit: int, state: cluster.Cluster
         f"{len(due)} due now; at most {limit} per minute"
     )
     return [
-        dataclasses.replace(
-            d,
+        d._replace(
             action=NONE,
             reason=RATE_LIMITED,
             reasons=(),
@@ -125,6 +123,8 @@ class _Decider:
         self.spec = spec
         self.state = state
         self.labels_match = selection.compile_label_selector(spec.label_selector)
+        self.label_verdicts: dict[int, bool] = {}
+        self.label_maps: list[Mapping[str, str]] = []
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
         self.on_demand_interval = spec.on_demand_interval if ON_DEMAND in kinds else None
         # The triggers this check decides, worked out once: a trigger left out costs nothing per pod.
@@ -146,46 +146,37 @@ class _Decider:
                 if where not in self.baselines or entry.last_baseline > self.baselines[where]:
                     self.baselines[where] = entry.last_baseline
 
-    def __call__(self, index: int, pod: dict[str, Any]) -> PodDecision:
-        metadata = pod["metadata"]
-        namespace, name = metadata["namespace"], metadata["name"]
+    def __call__(self, index: int, pod: digest.PodDigest) -> PodDecision:
+        namespace, name = pod.namespace, pod.name
         if not selection.namespace_matches(self.spec.namespace, namespace):
             return PodDecision(namespace, name, NONE, "namespace-mismatch")
-        if not self.labels_match(metadata.get("labels") or {}):
+        if not self._labels_match(pod.labels):
             return PodDecision(namespace, name, NONE, "label-mismatch")
-        pod_annotations = metadata.get("annotations") or {}
-        if not optin.is_enabled(pod_annotations):
+        annotations = pod.annotations
+        if not optin.is_enabled(annotations):
             return PodDecision(namespace, name, NONE, "not-enabled")
-        path = f"pods[{index}]"
-        status = pod.get("status") or {}
-        if not isinstance(status, dict):
-            cluster.raise_state_error(f"{path}.status", "must be an object")
-        pod_ip = status.get("podIP")
-        if status.get("phase") != "Running" or metadata.get("deletionTimestamp") or not pod_ip:
+        if not pod.running or not pod.pod_ip:
             return PodDecision(namespace, name, NONE, "not-running")
-        if not isinstance(pod_ip, str):
-            cluster.raise_state_error(f"{path}.status.podIP", "must be a string")
-        endpoint = optin.endpoint(pod_annotations)
+        endpoint = optin.endpoint(annotations)
         if isinstance(endpoint, str):
             return PodDecision(namespace, name, NONE, "invalid-annotation", message=endpoint)
         self.active_pods += 1
-        return self._decide_capture(pod, path, namespace, name, pod_ip, endpoint, pod_annotations)
+        return self._decide_capture(pod, index, pod.pod_ip, endpoint)
 
-    def _decide_capture(
-        self,
-        pod: dict[str, Any],
-        path: str,
-        namespace: str,
-        name: str,
-        pod_ip: str,
-        endpoint: optin.Endpoint,
-        annotations: dict[str, str],
-    ) -> PodDecision:
+    def _labels_match(self, labels: Mapping[str, str]) -> bool:
+        """The label selector's verdict, once per label map: the operator's pod cache shares one
+        map among the replicas of a workload."""
+        verdict = self.label_verdicts.get(id(labels))
+        if verdict is None:
+            verdict = self.label_verdicts[id(labels)] = self.labels_match(labels)
+            self.label_maps.append(labels)  # alive while its id is a key
+        return verdict
+
+    def _decide_capture(self, pod: digest.PodDigest, index: int, pod_ip: str, endpoint: optin.Endpoint) -> PodDecision:
+        namespace, name, annotations, labels = pod.namespace, pod.name, pod.annotations, pod.labels
         key = f"{namespace}/{name}"
         history = self.state.history.get(key) or _NO_HISTORY
         now = self.state.now
-        metadata = pod["metadata"]
-        labels = metadata.get("labels") or {}
         found = _Found()
         request_value = alert_name = None
         fingerprints: tuple[str, ...] = ()
@@ -211,7 +202,7 @@ class _Decider:
         measured = usage.NO_METRICS
         sample = None
         if self.checks_usage:
-            measured, sample = self._usage_findings(pod, path, key, (namespace, name), history, found)
+            measured, sample = self._usage_findings(pod, index, key, history, found)
 
         reasons = found.reasons
         if self.on_demand_interval is not None and cadence.is_on_demand_due(
@@ -226,7 +217,7 @@ class _Decider:
             and not found.crossed
             and (measured.cpu_percent is not None or measured.memory_percent is not None)
         ):
-            workload = (namespace, naming.service_name(metadata))
+            workload = (namespace, pod.service)
             last = self.baselines.get(workload)
             if last is None or (now - last).total_seconds() >= interval:
                 self.baselines[workload] = now  # one pod per workload and interval
@@ -236,7 +227,7 @@ class _Decider:
             reasons.sort(key=RANK.__getitem__)
         crossed = tuple(sorted(found.crossed, key=RANK.__getitem__) if len(found.crossed) > 1 else found.crossed)
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
-        uid = metadata.get("uid")
+        uid = pod.uid
         message = "; ".join(found.notes) if found.notes else None
         retry = cadence.retry_due(history)
         if reasons and retry is not None and now < retry:
@@ -274,7 +265,7 @@ class _Decider:
                 cpu_profile_seconds=self.spec.cpu_profile_seconds,
                 observed=observed,
                 thresholds=self.thresholds,
-                service=naming.service_name(metadata),
+                service=pod.service,
                 labels=dict(labels),
                 failing=retry is not None,
                 sample=sample,
@@ -309,22 +300,17 @@ class _Decider:
         return last + dt.timedelta(seconds=cooldown)
 
     def _usage_findings(
-        self,
-        pod: dict[str, Any],
-        path: str,
-        key: str,
-        metrics_key: tuple[str, str],
-        history: cluster.History,
-        found: _Found,
+        self, pod: digest.PodDigest, index: int, key: str, history: cluster.History, found: _Found
     ) -> tuple[usage.Usage, dict[str, Any] | None]:
         """The usage triggers (thresholds, spikes, the memory trend, goroutines) of one pod, into
         `found`; returns the pod's usage and, when the window is read, this check's sample."""
         triggers = self.triggers
         measured = usage.NO_METRICS
         if self.checks_metrics:
+            metrics_key = (pod.namespace, pod.name)
             measured = usage.measure(
                 pod,
-                path,
+                f"pods[{index}]",
                 self.state.metrics.get(metrics_key),
                 self.state.metrics_paths.get(metrics_key, ""),
                 with_limit=triggers.oom is not None,

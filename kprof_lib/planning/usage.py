@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from kprof_lib.state import cluster
+from kprof_lib.state import cluster, digest
 
 
 class Usage(NamedTuple):
@@ -28,51 +28,41 @@ NO_METRICS = Usage(False, None, None)
 
 
 def measure(
-    pod: dict[str, Any], pod_path: str, metrics: dict[str, Any] | None, metrics_path: str, *, with_limit: bool = False
+    pod: digest.PodDigest,
+    pod_path: str,
+    metrics: dict[str, Any] | None,
+    metrics_path: str,
+    *,
+    with_limit: bool = False,
 ) -> Usage:
     """The pod's usage (with `with_limit`, its memory limit too); `StateError` naming the path of a
     malformed container or quantity."""
     if metrics is None:
         return NO_METRICS
-    used = {
-        container["name"]: (index, container.get("usage") or {})
-        for index, container in enumerate(metrics["containers"])
-    }
+    reported = metrics["containers"]
     cpu_used = cpu_base = memory_used = memory_base = memory_limit = 0.0
     cpu_counted = memory_counted = matched = False
     limited = with_limit
-    for container, container_path in _running_containers(pod, pod_path):
-        entry = used.get(container["name"])
-        if entry is None:
+    for container in pod.containers_of(pod_path):
+        index = _find(reported, container.name)
+        if index < 0:
             continue
         matched = True
-        index, usage = entry
-        resources = container.get("resources") or {}
-        requests = resources.get("requests") or {} if isinstance(resources, dict) else None
-        limits = resources.get("limits") or {} if isinstance(resources, dict) else None
-        if not isinstance(requests, dict) or not isinstance(limits, dict):
-            cluster.raise_state_error(f"{container_path}.resources", "must hold requests and limits objects")
-        for resource in ("cpu", "memory"):
-            if resource in requests:
-                base_path, base_raw = f"{container_path}.resources.requests.{resource}", requests[resource]
-            elif resource in limits:
-                base_path, base_raw = f"{container_path}.resources.limits.{resource}", limits[resource]
+        usage = reported[index].get("usage") or {}
+        if container.cpu and "cpu" in usage:
+            path = f"{metrics_path}.containers[{index}].usage.cpu"
+            cpu_used += cluster.quantity(usage["cpu"], path)
+            cpu_base += container.cpu
+            cpu_counted = True
+        if container.memory and "memory" in usage:
+            path = f"{metrics_path}.containers[{index}].usage.memory"
+            memory_used += cluster.quantity(usage["memory"], path)
+            memory_base += container.memory
+            memory_counted = True
+            if limited and container.memory_limit is not None:
+                memory_limit += container.memory_limit
             else:
-                continue
-            if resource not in usage:
-                continue
-            base = cluster.quantity(base_raw, base_path)
-            if base <= 0:
-                continue
-            value = cluster.quantity(usage[resource], f"{metrics_path}.containers[{index}].usage.{resource}")
-            if resource == "cpu":
-                cpu_used, cpu_base, cpu_counted = cpu_used + value, cpu_base + base, True
-            else:
-                memory_used, memory_base, memory_counted = memory_used + value, memory_base + base, True
-                if limited and "memory" in limits:
-                    memory_limit += cluster.quantity(limits["memory"], f"{container_path}.resources.limits.memory")
-                else:
-                    limited = False
+                limited = False
     if not matched:
         return NO_METRICS
     return Usage(
@@ -85,18 +75,10 @@ def measure(
     )
 
 
-def _running_containers(pod: dict[str, Any], pod_path: str):
-    spec = pod.get("spec") or {}
-    if not isinstance(spec, dict):
-        cluster.raise_state_error(f"{pod_path}.spec", "must be an object (a Pod's spec)")
-    for group in ("containers", "initContainers"):
-        containers = spec.get(group) or []
-        if not isinstance(containers, list):
-            cluster.raise_state_error(f"{pod_path}.spec.{group}", "must be a list of containers")
-        for index, container in enumerate(containers):
-            path = f"{pod_path}.spec.{group}[{index}]"
-            if not isinstance(container, dict) or not isinstance(container.get("name"), str):
-                cluster.raise_state_error(path, "must be a container with a name")
-            if group == "initContainers" and container.get("restartPolicy") != "Always":
-                continue
-            yield container, path
+def _find(reported: list[dict[str, Any]], name: str) -> int:
+    """The index of the container `name` in a PodMetrics' containers; -1 if it has none. Pods have
+    one to a few containers: a scan costs less than building a map per pod."""
+    for index, container in enumerate(reported):
+        if container["name"] == name:
+            return index
+    return -1

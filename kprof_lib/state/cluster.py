@@ -3,9 +3,10 @@ read (each pod's window of recent samples, goroutine counts, firing alerts).
 
 The shape is documented by schemas/cluster_state.schema.json. Checking 10,000 pods against that
 schema would cost more than deciding about them, so this module checks by hand the fields reconcile
-reads, where it reads them: pod metadata for every pod (selection needs it), containers, status
-and quantities only for pods that pass selection, a pod's window and goroutine count only when a
-trigger reads them. Every problem names its path (`pods[3].metadata`).
+reads, where it reads them: every pod becomes a `digest.PodDigest` (a v1 Pod's metadata and status
+checked at once, its containers and quantities only when a check measures it), a pod's window and
+goroutine count are checked only when a trigger reads them. Every problem names its path
+(`pods[3].metadata`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
 
 from kprof_lib.spec.errors import Problem
-from kprof_lib.state import quantities
+from kprof_lib.state import digest, quantities
 from kprof_lib.state.errors import StateError
 
 THRESHOLD_KEY = "lastThresholdCapture"
@@ -122,7 +123,7 @@ class Alert:
 class ClusterState:
     now: dt.datetime
     now_text: str
-    pods: list[dict[str, Any]]
+    pods: list[digest.PodDigest]
     metrics: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     metrics_paths: dict[tuple[str, str], str] = field(default_factory=dict)
     history: dict[str, History] = field(default_factory=dict)
@@ -194,12 +195,11 @@ def read(cluster_state: Any) -> ClusterState:
         except ValueError as error:
             problems.append({"path": "now", "message": str(error)})
 
-    pods: list[dict[str, Any]] = []
+    pods: list[digest.PodDigest] = []
     if "pods" not in cluster_state:
         problems.append({"path": "pods", "message": "is required"})
     else:
-        pods = _items(cluster_state["pods"], "pods", problems)
-        _check_pods(pods, problems)
+        pods = _read_pods(_items(cluster_state["pods"], "pods", problems), problems)
 
     metrics, metrics_paths = _read_metrics(cluster_state.get("podMetrics"), problems)
     history = _read_history(cluster_state.get("history"), problems)
@@ -224,14 +224,35 @@ def _items(value: Any, path: str, problems: list[Problem]) -> list[Any]:
     return []
 
 
-def _check_pods(pods: list[Any], problems: list[Problem]) -> None:
+def _read_pods(items: list[Any], problems: list[Problem]) -> list[digest.PodDigest]:
+    """Every pod as a digest: v1 Pods (metadata checked here, the rest where it is read), digests
+    in JSON (checked whole) and `PodDigest` objects (trusted)."""
+    pods: list[digest.PodDigest] = []
     seen: dict[tuple[str, str], int] = {}
-    for index, pod in enumerate(pods):
+    for index, pod in enumerate(items):
         path = f"pods[{index}]"
+        if type(pod) is not digest.PodDigest:
+            found = len(problems)
+            pod = _read_pod(pod, path, problems)
+            if pod is None or len(problems) > found:
+                continue
+        first = seen.setdefault((pod.namespace, pod.name), index)
+        if first != index:
+            problems.append({"path": path, "message": f"duplicates pods[{first}] ({pod.namespace}/{pod.name})"})
+            continue
+        pods.append(pod)
+    return pods
+
+
+def _read_pod(pod: Any, path: str, problems: list[Problem]) -> digest.PodDigest | None:
+    try:
+        if isinstance(pod, Mapping) and pod.get("kind") == digest.KIND:
+            return digest.from_json(pod, path)
         metadata = pod.get("metadata") if isinstance(pod, Mapping) else None
         if not isinstance(metadata, Mapping):
             problems.append({"path": f"{path}.metadata", "message": "is required (a Pod object with metadata)"})
-            continue
+            return None
+        found = len(problems)
         name, namespace = metadata.get("name"), metadata.get("namespace")
         if not isinstance(name, str) or not name:
             problems.append({"path": f"{path}.metadata.name", "message": "is required"})
@@ -239,16 +260,12 @@ def _check_pods(pods: list[Any], problems: list[Problem]) -> None:
             problems.append({"path": f"{path}.metadata.namespace", "message": "is required"})
         for key in ("labels", "annotations"):
             mapping = metadata.get(key)
-            if mapping is not None and not _is_string_map(mapping):
+            if mapping is not None and not digest.is_string_map(mapping):
                 problems.append({"path": f"{path}.metadata.{key}", "message": "must map strings to strings"})
-        if isinstance(name, str) and isinstance(namespace, str):
-            first = seen.setdefault((namespace, name), index)
-            if first != index:
-                problems.append({"path": path, "message": f"duplicates pods[{first}] ({namespace}/{name})"})
-
-
-def _is_string_map(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return digest.from_pod(pod, path) if len(problems) == found else None
+    except StateError as error:
+        problems.extend(error.errors)
+        return None
 
 
 def _read_metrics(value: Any, problems: list[Problem]):
@@ -257,26 +274,36 @@ def _read_metrics(value: Any, problems: list[Problem]):
     if value is None:
         return metrics, paths
     for index, item in enumerate(_items(value, "podMetrics", problems)):
-        path = f"podMetrics[{index}]"
-        metadata = item.get("metadata") if isinstance(item, Mapping) else None
-        if not isinstance(metadata, Mapping) or not all(
-            isinstance(metadata.get(k), str) and metadata.get(k) for k in ("name", "namespace")
-        ):
-            problems.append({"path": f"{path}.metadata", "message": "needs name and namespace"})
+        # `type(...) is dict` first: what json.loads gives, tested without the Mapping ABC's cost.
+        metadata = item.get("metadata") if type(item) is dict or isinstance(item, Mapping) else None
+        name = namespace = None
+        if type(metadata) is dict or isinstance(metadata, Mapping):
+            name, namespace = metadata.get("name"), metadata.get("namespace")
+        if type(name) is not str or type(namespace) is not str or not name or not namespace:
+            problems.append({"path": f"podMetrics[{index}].metadata", "message": "needs name and namespace"})
             continue
         containers = item.get("containers")
-        if not isinstance(containers, list) or not all(
-            isinstance(c, Mapping) and isinstance(c.get("name"), str) and isinstance(c.get("usage", {}), Mapping)
-            for c in containers
-        ):
-            problems.append({"path": f"{path}.containers", "message": "must be a list of {name, usage}"})
+        if type(containers) is not list or not all(map(_is_usage, containers)):
+            problems.append({"path": f"podMetrics[{index}].containers", "message": "must be a list of {name, usage}"})
             continue
-        key = (metadata["namespace"], metadata["name"])
+        key = (namespace, name)
         if key in metrics:
-            problems.append({"path": path, "message": f"duplicates {paths[key]} ({key[0]}/{key[1]})"})
+            message = f"duplicates {paths[key]} ({namespace}/{name})"
+            problems.append({"path": f"podMetrics[{index}]", "message": message})
             continue
-        metrics[key], paths[key] = item, path
+        metrics[key], paths[key] = item, f"podMetrics[{index}]"
     return metrics, paths
+
+
+def _is_usage(container: Any) -> bool:
+    """A PodMetrics container: {name, usage}."""
+    if type(container) is not dict and not isinstance(container, Mapping):
+        return False
+    usage = container.get("usage", _NO_USAGE)
+    return type(container.get("name")) is str and (type(usage) is dict or isinstance(usage, Mapping))
+
+
+_NO_USAGE: Mapping[str, Any] = {}
 
 
 def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
@@ -379,7 +406,7 @@ def _read_alerts(value: Any, problems: list[Problem]) -> tuple[Alert, ...]:
         if pod is not None and (not isinstance(pod, str) or not pod):
             problems.append({"path": f"{path}.pod", "message": "must be a non-empty string"})
         labels = item.get("matchLabels") or {}
-        if not _is_string_map(labels):
+        if not digest.is_string_map(labels):
             problems.append({"path": f"{path}.matchLabels", "message": "must map strings to strings"})
         starts_at = None
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import cerberus
@@ -76,12 +77,12 @@ class Endpoint(NamedTuple):
         return {"scheme": self.scheme, "port": self.port, "path": self.path}
 
 
-def is_enabled(annotations: dict[str, str]) -> bool:
+def is_enabled(annotations: Mapping[str, str]) -> bool:
     """Whether the pod opts in: exactly the string "true"."""
     return annotations.get(ENABLED) == "true"
 
 
-def endpoint(annotations: dict[str, str]) -> Endpoint | str:
+def endpoint(annotations: Mapping[str, str]) -> Endpoint | str:
     """The pod's pprof endpoint, or a message naming every bad annotation and its value."""
     return _endpoint(annotations.get(PORT), annotations.get(PATH), annotations.get(SCHEME))
 

@@ -6,6 +6,12 @@ suffixes and the same quirks, e.g. "ki" refused), so its results equal the clien
 importing `kubernetes.utils` loads the whole client, which a pure layer must not. What the client
 lets through that no API server ever returns (negative, NaN, infinite) is rejected here. Results are
 memoised: requests and limits repeat across replicas, so most look-ups are dictionary hits.
+
+Usage figures do not repeat (every check brings new ones, "123456789n", "104729Ki"), so the forms
+the API server writes, whole digits with an SI or binary suffix, are computed with integers: the
+client's Decimal product is exact for them (at most 28 significant digits; 9 beside a binary
+suffix, whose factor has up to 19), and a Python integer quotient or product converts to the
+nearest float just as that exact Decimal does. Everything else takes the Decimal path.
 """
 
 from __future__ import annotations
@@ -16,6 +22,16 @@ from decimal import Decimal, InvalidOperation
 
 # Powers of the base (1000, or 1024 with a trailing "i") each suffix letter stands for.
 _EXPONENTS = {"n": -3, "u": -2, "m": -1, "K": 1, "k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+# The integer forms: suffix -> (the factor, or the divisor for a fraction of a unit; the most
+# digits for which the client's Decimal product is exact).
+_DECIMAL_DIGITS = 28  # the default Decimal context's precision
+_BINARY_DIGITS = 9  # 1024**6 has 19 digits: 9 + 19 = 28
+_WHOLE = {
+    "": (1, False, _DECIMAL_DIGITS),
+    **{suffix: (1000**-power, True, _DECIMAL_DIGITS) for suffix, power in _EXPONENTS.items() if power < 0},
+    **{suffix: (1000**power, False, _DECIMAL_DIGITS) for suffix, power in _EXPONENTS.items() if power > 0},
+    **{f"{letter}i": (1024 ** _EXPONENTS[letter], False, _BINARY_DIGITS) for letter in "KMGTPE"},
+}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -23,6 +39,9 @@ def parse(quantity: str) -> float:
     """The quantity's value as a float; `ValueError` with a short reason if it is not one."""
     if not isinstance(quantity, str):
         raise ValueError(f"must be a quantity string such as '250m' or '64Mi', not {type(quantity).__name__}")
+    whole = _whole(quantity)
+    if whole is not None:
+        return whole
     try:
         value = parse_decimal(quantity)
     except (ValueError, ArithmeticError) as error:
@@ -31,6 +50,19 @@ def parse(quantity: str) -> float:
     if math.isnan(number) or math.isinf(number) or number < 0:
         raise ValueError(f"{quantity!r} is not a valid quantity (negative, NaN and infinite are not allowed)")
     return number
+
+
+def _whole(quantity: str) -> float | None:
+    """Whole digits with an optional suffix, computed with integers; None for any other form."""
+    digits = quantity.rstrip("nmuKkMGTPEi")
+    suffix = quantity[len(digits) :]
+    form = _WHOLE.get(suffix)
+    if form is None or not digits.isascii() or not digits.isdigit():
+        return None
+    factor, divides, most = form
+    if len(digits.lstrip("0")) > most:
+        return None
+    return int(digits) / factor if divides else float(int(digits) * factor)
 
 
 def parse_decimal(quantity: str) -> Decimal:

@@ -5,11 +5,12 @@ as the HTTP status or as an ERROR event in the stream) means a new LIST that rep
 reports what changed meanwhile; any other failure (API error, dropped connection, timeout) means
 a wait with exponential backoff and jitter, then a WATCH resumed from the last resourceVersion
 seen, so no change is missed and nothing is listed again. The operator builds its pod cache
-(`PodCache`, slimmed to what reconcile reads) and its ProfilingConfig watch (`ConfigWatch`) here.
+(`PodCache`, a digest of what reconcile reads per pod) and its ProfilingConfig watch
+(`ConfigWatch`) here.
 
 Everything is plain JSON read with `_preload_content=False`: the client's model objects would cost
 several times the memory. Cached objects are shared with callers and must be treated as
-read-only; slimmed pods even share their label and resource maps with each other.
+read-only; pod digests even share their label maps and containers with each other.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -31,6 +32,9 @@ from kubernetes.client.exceptions import ApiException
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_list, open_response
 from kprof_lib.spec import crd
+from kprof_lib.state import digest
+from kprof_lib.state.digest import PodDigest
+from kprof_lib.state.errors import StateError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ _KEPT_ANNOTATION_PREFIX = "profiling.io/"
 # closes watches at once cannot make the informer spin.
 _MIN_QUIET_WATCH_SECONDS = 1.0
 
-ChangeCallback = Callable[[str, dict[str, Any]], None]
+T = TypeVar("T")  # what the cache holds per object: the object, or what `slim` makes of it
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class WatchError(RuntimeError):
     """The API server ended a watch with an ERROR event other than 410 Gone."""
 
 
-class Informer:
+class Informer(Generic[T]):
     """A cache of one collection (e.g. `/api/v1/pods`, every namespace), kept current by a daemon
     thread after `start()`.
 
@@ -98,7 +102,7 @@ class Informer:
         api_client: ApiClient,
         path: str,
         *,
-        slim: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        slim: Callable[[dict[str, Any]], T] | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = 500,
@@ -117,9 +121,9 @@ class Informer:
         self._request_timeout = request_timeout
 
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[str, dict[str, Any]]] = {}  # namespace -> name -> object
+        self._objects: dict[str, dict[str, T]] = {}  # namespace -> name -> object
         self._resource_version: str | None = None
-        self._callbacks: list[ChangeCallback] = []
+        self._callbacks: list[Callable[[str, T], None]] = []
         self._synced = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,7 +138,7 @@ class Informer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> Informer:
+    def start(self) -> Informer[T]:
         if self._thread is not None:
             return self
         self._stopping.clear()
@@ -168,7 +172,7 @@ class Informer:
         """The resourceVersion the next watch resumes from."""
         return self._resource_version
 
-    def on_change(self, callback: ChangeCallback) -> None:
+    def on_change(self, callback: Callable[[str, T], None]) -> None:
         """Call `callback(event_type, obj)` (ADDED, MODIFIED, DELETED) for every change, on the
         informer's thread: it must return quickly and not raise (exceptions are logged). The first
         LIST reports every object as ADDED; a relist reports the differences it found."""
@@ -176,14 +180,14 @@ class Informer:
 
     # ----------------------------------------------------------------- reads
 
-    def items(self, namespace: str | None = None) -> list[dict[str, Any]]:
+    def items(self, namespace: str | None = None) -> list[T]:
         """A snapshot of the cached objects, of one namespace or of all (None)."""
         with self._lock:
             if namespace is None:
                 return [obj for names in self._objects.values() for obj in names.values()]
             return list(self._objects.get(namespace, {}).values())
 
-    def get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(self, namespace: str | None, name: str) -> T | None:
         with self._lock:
             return self._objects.get(namespace or "", {}).get(name)
 
@@ -228,7 +232,7 @@ class Informer:
                 self._stopping.wait(delay)
 
     def _list(self) -> None:
-        objects: dict[str, dict[str, dict[str, Any]]] = {}
+        objects: dict[str, dict[str, T]] = {}
         query: list[tuple[str, str]] = [*self._selectors, ("limit", str(self._page_size))]
         token: str | None = None
         resource_version: str | None = None
@@ -240,13 +244,12 @@ class Informer:
                 raise _Expired(f"LIST {self.path}: 410 Gone ({exc.message})") from None
             item_api_version = page.get("apiVersion")
             item_kind = (page.get("kind") or "").removesuffix("List")
-            for obj in kept:
+            for namespace, name, obj in kept:
                 # Typed lists leave apiVersion/kind out of their items; watch events carry them.
                 if item_api_version and item_kind and not self._slim:
                     obj.setdefault("apiVersion", item_api_version)
                     obj.setdefault("kind", item_kind)
-                metadata = obj.get("metadata") or {}
-                objects.setdefault(metadata.get("namespace") or "", {})[metadata.get("name", "")] = obj
+                objects.setdefault(namespace, {})[name] = obj
             metadata = page.get("metadata") or {}
             resource_version = resource_version or metadata.get("resourceVersion")
             token = metadata.get("continue")
@@ -256,18 +259,20 @@ class Informer:
                 break
         self._replace(objects, resource_version)
 
-    def _page(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """One LIST page: its fields and its objects, each slimmed as soon as it is decoded
-        (reads.get_list), so that the full objects of a page never exist all at once."""
-        kept: list[dict[str, Any]] = []
+    def _page(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:
+        """One LIST page: its fields and its objects (namespace, name, what is cached), each slimmed
+        as soon as it is decoded (reads.get_list), so that the full objects of a page never exist
+        all at once."""
+        kept: list[tuple[str, str, Any]] = []
         slim = self._slim
 
         def keep(item: dict[str, Any]) -> None:
-            kept.append(slim(item) if slim else item)
+            metadata = item.get("metadata") or {}
+            kept.append((metadata.get("namespace") or "", metadata.get("name", ""), slim(item) if slim else item))
 
         return get_list(self._api, self.path, keep, query, timeout=self._request_timeout), kept
 
-    def _replace(self, objects: dict[str, dict[str, dict[str, Any]]], resource_version: str | None) -> None:
+    def _replace(self, objects: dict[str, dict[str, T]], resource_version: str | None) -> None:
         with self._lock:
             old, self._objects = self._objects, objects
             self._resource_version = resource_version
@@ -286,7 +291,7 @@ class Informer:
                 before = previous.get(name)
                 if before is None:
                     self._emit(ADDED, obj)
-                elif _version(before) != _version(obj) or (_version(obj) is None and before != obj):
+                elif self._version(before) != self._version(obj) or (self._version(obj) is None and before != obj):
                     self._emit(MODIFIED, obj)
 
     def _watch(self) -> tuple[int, float]:
@@ -342,8 +347,8 @@ class Informer:
         if event_type not in (ADDED, MODIFIED, DELETED):
             log.warning("%s: ignoring a watch event of type %r", self.path, event_type)
             return
-        if self._slim:
-            obj = self._slim(obj)
+        # Without `slim` the cache holds the objects themselves (T is their dict).
+        cached = cast(T, self._slim(obj) if self._slim else obj)
         namespace, name = metadata.get("namespace") or "", metadata.get("name", "")
         with self._lock:
             if event_type == DELETED:
@@ -353,13 +358,17 @@ class Informer:
                     if not names:
                         del self._objects[namespace]
             else:
-                self._objects.setdefault(namespace, {})[name] = obj
+                self._objects.setdefault(namespace, {})[name] = cached
             if resource_version:
                 self._resource_version = resource_version
         self.events += 1
-        self._emit(event_type, obj)
+        self._emit(event_type, cached)
 
-    def _emit(self, event_type: str, obj: dict[str, Any]) -> None:
+    def _version(self, obj: Any) -> str | None:
+        """The resourceVersion of a cached object."""
+        return (obj.get("metadata") or {}).get("resourceVersion")
+
+    def _emit(self, event_type: str, obj: Any) -> None:
         for callback in self._callbacks:
             try:
                 callback(event_type, obj)
@@ -367,18 +376,21 @@ class Informer:
                 log.exception("%s: change callback failed on %s", self.path, event_type)
 
 
-class PodCache(Informer):
-    """The operator's `PodSource`: every pod of every namespace (or those a selector picks),
-    slimmed to the fields reconcile reads."""
+class PodCache(Informer[PodDigest]):
+    """The operator's `PodSource`: every pod of every namespace (or those a selector picks), each
+    kept as a `PodDigest` made once when its event arrives (`digest_pod`)."""
 
     def __init__(self, api_client: ApiClient, **options: Any) -> None:
-        options.setdefault("slim", slim_pod)
+        options.setdefault("slim", digest_pod)
         super().__init__(api_client, PODS_PATH, **options)
+
+    def _version(self, obj: Any) -> str | None:
+        return obj.resource_version if isinstance(obj, PodDigest) else super()._version(obj)
 
     pods = Informer.items
 
 
-class ConfigWatch(Informer):
+class ConfigWatch(Informer[dict[str, Any]]):
     """Every ProfilingConfig in the cluster, kept whole; `on_change` tells the operator when one is
     added, changed or deleted."""
 
@@ -391,59 +403,47 @@ class ConfigWatch(Informer):
 # ----------------------------------------------------------------- slimming
 
 
-def slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
-    """The pod reduced to what reconcile and the executor read: metadata (name, namespace, uid,
-    resourceVersion, labels, the `profiling.io/` annotations, deletionTimestamp, ownerReferences'
-    kind/name/controller), containers' and init containers' name, resources (and restartPolicy for
-    init containers), status.phase and status.podIP. About a twentieth of a full pod; what pods of
-    one workload have in common (labels, owners, the whole slimmed spec) is stored once and shared."""
+def digest_pod(pod: dict[str, Any]) -> PodDigest:
+    """The pod as the digest reconcile decides with (kprof_lib.state.digest): metadata, the
+    `profiling.io/` annotations, phase and IP, requests and limits summed into numbers. About a
+    quarter of the pod slimmed to the same fields as JSON; what pods of one workload have in common
+    (labels, annotations, containers, service) is stored once and shared. A pod whose quantities do
+    not parse (no API server writes such a pod) keeps its spec, for reconcile to name the field."""
     metadata = pod.get("metadata") or {}
-    slim_metadata: dict[str, Any] = {}
-    for key in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp"):
-        if metadata.get(key) is not None:
-            slim_metadata[key] = _intern(metadata[key])
-    labels = metadata.get("labels")
-    if labels:
-        slim_metadata["labels"] = _shared(labels)
     annotations = {
         key: value
         for key, value in (metadata.get("annotations") or {}).items()
         if key.startswith(_KEPT_ANNOTATION_PREFIX)
     }
-    if annotations:
-        slim_metadata["annotations"] = _shared(annotations)
-    owners = metadata.get("ownerReferences")
-    if owners:
-        slim_metadata["ownerReferences"] = _shared(
-            [{k: owner[k] for k in ("kind", "name", "controller") if k in owner} for owner in owners]
-        )
-
-    spec = pod.get("spec") or {}
-    slim_spec: dict[str, Any] = {"containers": [_slim_container(c, False) for c in spec.get("containers") or ()]}
-    if spec.get("initContainers"):
-        slim_spec["initContainers"] = [_slim_container(c, True) for c in spec["initContainers"]]
-    # The replicas of a workload have the same containers: one spec for all of them.
-    slim_spec = _shared(slim_spec)
-
-    status = pod.get("status") or {}
-    slim_status = {key: _intern(status[key]) for key in ("phase", "podIP") if status.get(key) is not None}
-    return {"metadata": slim_metadata, "spec": slim_spec, "status": slim_status}
-
-
-def _slim_container(container: dict[str, Any], init: bool) -> dict[str, Any]:
-    slim: dict[str, Any] = {"name": _intern(container.get("name", ""))}
-    if init and container.get("restartPolicy") is not None:
-        slim["restartPolicy"] = _intern(container["restartPolicy"])
-    resources = container.get("resources") or {}
-    kept = {key: resources[key] for key in ("requests", "limits") if resources.get(key)}
-    if kept:
-        slim["resources"] = _shared(kept)
-    return slim
+    slim = {
+        "metadata": {**metadata, "labels": _shared(metadata.get("labels") or {}), "annotations": _shared(annotations)},
+        "status": pod.get("status") or {},
+        "spec": pod.get("spec") or {},
+    }
+    try:
+        found = digest.from_pod(slim, "pod")
+    except StateError as error:
+        log.warning("pod %s/%s: %s; left alone", metadata.get("namespace"), metadata.get("name"), error)
+        version = metadata.get("resourceVersion")
+        return PodDigest(metadata.get("namespace", ""), metadata.get("name", ""), resource_version=version)
+    try:
+        containers = found.containers_of("pod")
+    except StateError:
+        log.warning("pod %s/%s: its resources do not parse", found.namespace, found.name)
+        found.source = {"spec": slim["spec"]}
+    else:
+        found.containers = _SHARED_CONTAINERS.setdefault(containers, containers)
+        if len(_SHARED_CONTAINERS) > _SHARED_LIMIT:
+            _SHARED_CONTAINERS.clear()
+    # Only what pods share is interned: interned strings outlive the pods that churn.
+    found.namespace, found.service = _intern(found.namespace), _intern(found.service)
+    return found
 
 
-# Shared read-only values, by their JSON text. Bounded: cleared when a cluster has more distinct
-# values than any realistic fleet of workloads would produce.
+# Shared read-only values, by their JSON text (containers by value). Bounded: cleared when a
+# cluster has more distinct values than any realistic fleet of workloads would produce.
 _SHARED: dict[str, Any] = {}
+_SHARED_CONTAINERS: dict[tuple[digest.Container, ...], tuple[digest.Container, ...]] = {}
 _SHARED_LIMIT = 50_000
 
 
@@ -503,7 +503,3 @@ def _cut(response: Any) -> None:
     """Shut the watch's socket (urllib3's `shutdown`): the thread blocked on it sees the stream end now."""
     with contextlib.suppress(Exception):
         response.shutdown()
-
-
-def _version(obj: dict[str, Any]) -> str | None:
-    return (obj.get("metadata") or {}).get("resourceVersion")

@@ -26,7 +26,9 @@ from typing import Any
 from kprof_lib.execution.ports import CaptureError, ProfileRequest, Transport
 from kprof_lib.planning import selection
 from kprof_lib.spec.model import Spec
-from kprof_lib.state import optin
+from kprof_lib.state import digest, optin
+from kprof_lib.state.digest import PodDigest
+from kprof_lib.state.errors import StateError
 
 log = logging.getLogger("kprof.goroutines")
 
@@ -54,31 +56,29 @@ def request_for(namespace: str, pod: str, pod_ip: str, endpoint: optin.Endpoint)
     )
 
 
-def requests_for(spec: Spec, pods: Iterable[Mapping[str, Any]]) -> list[ProfileRequest]:
-    """The requests for the pods of `pods` (as the API returns them) that `spec` selects and that
-    can be profiled: opted in, running with an IP, valid endpoint annotations. The others get no
-    count; reconcile says why they are left alone."""
+def requests_for(spec: Spec, pods: Iterable[PodDigest | Mapping[str, Any]]) -> list[ProfileRequest]:
+    """The requests for the pods of `pods` (digests, or v1 Pods as the API returns them) that
+    `spec` selects and that can be profiled: opted in, running with an IP, valid endpoint
+    annotations. The others get no count; reconcile says why they are left alone."""
     wanted = spec.namespace
     labels_match = selection.compile_label_selector(spec.label_selector)
     found = []
-    for pod in pods:
-        metadata = pod.get("metadata") or {}
-        status = pod.get("status") or {}
-        annotations = metadata.get("annotations") or {}
-        pod_ip = status.get("podIP") if isinstance(status, dict) else None
+    for index, item in enumerate(pods):
+        try:
+            pod = item if isinstance(item, PodDigest) else digest.from_pod(item, f"pods[{index}]")
+        except (StateError, KeyError, AttributeError, TypeError):
+            continue  # not a pod reconcile could read either: it says so
         if (
-            not selection.namespace_matches(wanted, metadata.get("namespace", ""))
-            or not labels_match(metadata.get("labels") or {})
-            or not optin.is_enabled(annotations)
-            or status.get("phase") != "Running"
-            or metadata.get("deletionTimestamp")
-            or not isinstance(pod_ip, str)
-            or not pod_ip
+            not selection.namespace_matches(wanted, pod.namespace)
+            or not labels_match(pod.labels)
+            or not pod.enabled
+            or not pod.running
+            or not pod.pod_ip
         ):
             continue
-        endpoint = optin.endpoint(annotations)
+        endpoint = optin.endpoint(pod.annotations)
         if isinstance(endpoint, optin.Endpoint):
-            found.append(request_for(metadata["namespace"], metadata["name"], pod_ip, endpoint))
+            found.append(request_for(pod.namespace, pod.name, pod.pod_ip, endpoint))
     return found
 
 

@@ -2,7 +2,7 @@
 wakes the check of every config that may select the pod at once, instead of leaving it to the
 config's next interval. Reconcile still decides (one capture per distinct value, by the history's
 captureNowValue); this only saves the wait. `app.Operator` gives it every change of the pod watch
-cache, on the cache's thread: it is cheap (a dictionary look-up per event, the configs looked at
+cache (pod digests), on the cache's thread: it is cheap (a dictionary look-up per event, the configs looked at
 only when a value changed) and never raises; a woken check runs at once, or as soon as the one in
 progress ends (`ConfigScheduler.run_now`).
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from kprof_lib.planning import selection
 from kprof_lib.state import optin
+from kprof_lib.state.digest import PodDigest
 
 log = logging.getLogger("kprof.operator.requests")
 
@@ -43,10 +44,9 @@ class CaptureNowWakeups:
         self._seen: dict[str, str] = {}  # "namespace/pod" -> the capture-now value last seen
         self._lock = threading.Lock()
 
-    def __call__(self, event_type: str, pod: dict[str, Any]) -> None:
-        metadata = pod.get("metadata") or {}
-        key = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
-        value = (metadata.get("annotations") or {}).get(optin.CAPTURE_NOW) or None
+    def __call__(self, event_type: str, pod: PodDigest) -> None:
+        key = pod.key
+        value = pod.annotations.get(optin.CAPTURE_NOW) or None
         with self._lock:
             previous = self._seen.pop(key, None)
             if value is not None and event_type != DELETED:
@@ -54,18 +54,17 @@ class CaptureNowWakeups:
         if value is None or value == previous or event_type == DELETED or not self._active():
             return
         try:
-            for config_key in self.selecting(metadata):
+            for config_key in self.selecting(pod.namespace, pod.labels):
                 if self._wake(config_key):
                     extra = {"config": config_key, "pod": key, "action": "wake", "reason": "requested"}
                     log.info("checking %s at once: %s=%s on %s", config_key, optin.CAPTURE_NOW, value, key, extra=extra)
         except Exception:  # a wake-up that fails costs the wait for the next check, nothing more
             log.exception("capture-now wake-up for %s failed", key, extra={"pod": key, "action": "wake"})
 
-    def selecting(self, metadata: dict[str, Any]) -> list[str]:
-        """The configs that take capture-now (on by default) and select the pod: its namespace as
-        the tenancy rules give it (a config outside the cluster-wide namespaces selects its own),
-        its labels by the label selector."""
-        namespace, labels = metadata.get("namespace", ""), metadata.get("labels") or {}
+    def selecting(self, namespace: str, labels: Mapping[str, str]) -> list[str]:
+        """The configs that take capture-now (on by default) and select a pod of `namespace` with
+        `labels`: its namespace as the tenancy rules give it (a config outside the cluster-wide
+        namespaces selects its own), its labels by the label selector."""
         found = []
         for config in self._configs():
             spec = config.get("spec") or {}

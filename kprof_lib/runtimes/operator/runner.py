@@ -50,17 +50,13 @@ from kprof_lib.spec import validation
 from kprof_lib.spec.errors import Problem, SpecError
 from kprof_lib.spec.model import Spec
 from kprof_lib.spec.schemas import API_VERSION, KIND
-from kprof_lib.state import cluster, optin
+from kprof_lib.state import cluster
+from kprof_lib.state.digest import PodDigest
 
 log = logging.getLogger("kprof.operator.checks")
 
 READY = statuses.READY
 VALID = statuses.VALID
-
-
-def _opts_in(pod: dict[str, Any]) -> bool:
-    metadata = pod.get("metadata")
-    return isinstance(metadata, dict) and optin.is_enabled(metadata.get("annotations") or {})
 
 
 def kinds_for_run(spec: Spec, kind: str) -> frozenset[str]:
@@ -146,10 +142,10 @@ class CheckRunner:
             # A pod that does not opt in is never captured, whatever else reconcile would say of
             # it: reconcile gets the opted-in pods only (in a big cluster, a tenth of them or
             # fewer), and their PodMetrics only, the others' dropped as they are read.
-            pods = [pod for pod in self.pods.pods(spec.namespace) if _opts_in(pod)]
+            pods = [pod for pod in self.pods.pods(spec.namespace) if pod.enabled]
             state: dict[str, Any] = {"now": cluster.format_time(run.now), "pods": pods}
             if THRESHOLD in kinds and spec.reads_metrics:
-                wanted = {(pod["metadata"].get("namespace"), pod["metadata"].get("name")) for pod in pods}
+                wanted = {(pod.namespace, pod.name) for pod in pods}
                 state["podMetrics"] = self.metrics.pod_metrics(spec.namespace, selector or None, wanted.__contains__)
             state["history"] = self.history.load(run.key)
             if windowed and self.usage_windows is not None:
@@ -224,7 +220,7 @@ class CheckRunner:
 
     # Parts of a run ----------------------------------------------------------------------------
 
-    def _count_goroutines(self, key: str, spec: Spec, pods: list[dict[str, Any]]) -> dict[str, int]:
+    def _count_goroutines(self, key: str, spec: Spec, pods: list[PodDigest]) -> dict[str, int]:
         assert self.goroutine_reader is not None
         name = spec.transport or self.default_transport
         transport = self.transport_for(name)
