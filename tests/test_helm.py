@@ -15,6 +15,7 @@ import yaml
 
 from kprof_lib import __version__, validate_spec
 from kprof_lib.runtimes import rbac
+from kprof_lib.runtimes.operator.settings import Settings
 from kprof_lib.spec import crd, schemas
 from tests.support.manifests import (
     REPO,
@@ -188,6 +189,8 @@ def test_the_default_release():
         "--metrics-addr": ":8080",
         "--transport": "direct",
         "--concurrency": "4",
+        "--cpu-concurrency": "32",
+        "--goroutine-concurrency": "16",
         "--max-profile-bytes": "67108864",
         "--max-inflight-bytes": "268435456",
         "--allowed-destination": "local",
@@ -364,6 +367,65 @@ def test_scheduling_and_extras_reach_the_pod():
     assert "--insecure-skip-tls-verify" not in args_of(operator_container(scenario("defaults")))
     assert args["--retry-period"] == "3"
     assert (args["--log-format"], args["--log-level"]) == ("text", "debug")
+
+
+def mode_container(objects, mode: str):
+    """The one container of the operator's Deployment (mode operator) or of the node agents'
+    DaemonSet (mode node)."""
+    kind = "Deployment" if mode == "operator" else "DaemonSet"
+    [container] = one(objects, kind, "kprof-operator")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+SLOT_FLAGS = ("--concurrency", "--cpu-concurrency", "--goroutine-concurrency")
+
+
+@pytest.mark.parametrize("mode", ["operator", "node"])
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ([], ("4", "32", "16")),
+        (["cpuConcurrency=64", "goroutineConcurrency=1"], ("4", "64", "1")),
+        (["concurrency=2", "cpuConcurrency=1", "goroutineConcurrency=1000000"], ("2", "1", "1000000")),
+    ],
+)
+def test_the_capture_slots_reach_the_operator_and_the_node_agents(mode, sets, expected):
+    container = mode_container(helm_template(OPERATOR_CHART, [f"mode={mode}", *sets]), mode)
+    args = args_of(container)
+    assert tuple(args[flag] for flag in SLOT_FLAGS) == expected
+    parsed = parse_kprof_args(container["args"])
+    assert parsed.command == ("run" if mode == "operator" else "node")
+    assert (parsed.concurrency, parsed.cpu_concurrency, parsed.goroutine_concurrency) == tuple(map(int, expected))
+
+
+@pytest.mark.parametrize("mode", ["operator", "node"])
+def test_the_chart_defaults_for_the_capture_slots_are_kprofs_own(mode):
+    args = args_of(mode_container(helm_template(OPERATOR_CHART, [f"mode={mode}"]), mode))
+    own = Settings()
+    assert tuple(args[flag] for flag in SLOT_FLAGS) == tuple(
+        str(n) for n in (own.concurrency, own.cpu_concurrency, own.goroutine_concurrency)
+    )
+
+
+@pytest.mark.parametrize("mode", ["operator", "node"])
+@pytest.mark.parametrize(
+    ("option", "assignment", "field", "reason"),
+    [
+        ("--set", "cpuConcurrency=0", "/cpuConcurrency", "minimum"),
+        ("--set", "cpuConcurrency=-2", "/cpuConcurrency", "minimum"),
+        ("--set", "cpuConcurrency=lots", "/cpuConcurrency", "want integer"),
+        ("--set-string", "cpuConcurrency=8", "/cpuConcurrency", "want integer"),
+        ("--set", "goroutineConcurrency=0", "/goroutineConcurrency", "minimum"),
+        ("--set", "goroutineConcurrency=many", "/goroutineConcurrency", "want integer"),
+        ("--set-string", "goroutineConcurrency=16", "/goroutineConcurrency", "want integer"),
+    ],
+)
+def test_the_values_schema_refuses_bad_capture_slots_naming_the_value(mode, option, assignment, field, reason):
+    result = helm("template", "kprof", OPERATOR_CHART, "--set", f"mode={mode}", option, assignment, check=False)
+    assert result.returncode != 0, f"{assignment} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if f"at '{field}'" in line]
+    assert reason in line, result.stderr
 
 
 @pytest.mark.parametrize(

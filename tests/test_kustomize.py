@@ -15,6 +15,7 @@ from tests.support.manifests import (
     check_pod_wiring,
     env_of,
     find,
+    helm_template,
     kustomize,
     one,
     parse_kprof_args,
@@ -28,6 +29,8 @@ TARGETS = sorted(path.parent for path in KUSTOMIZE.rglob("kustomization.yaml"))
 TRANSPORTS = {"overlays/proxy-transport": ["proxy"]}
 # Mounts beyond /var/lib/kprof and /tmp.
 EXTRA_MOUNTS = {"overlays/alertmanager-receiver": {"/etc/kprof/alerts/token"}}
+# The flags that size the capture slots; the base passes each explicitly, as the chart does.
+SLOT_FLAGS = {"--concurrency", "--cpu-concurrency", "--goroutine-concurrency"}
 
 
 @pytest.fixture(scope="module", params=TARGETS, ids=lambda p: str(p.relative_to(KUSTOMIZE)))
@@ -101,6 +104,16 @@ def test_the_operator_runs_per_the_contract(rendered):
     assert mounts == {"/var/lib/kprof", "/tmp", *EXTRA_MOUNTS.get(target, ())}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_the_base_passes_the_capture_slots_the_chart_passes_by_default():
+    def slots(container):
+        return [arg for arg in container["args"] if arg.split("=", 1)[0] in SLOT_FLAGS]
+
+    chart = one(helm_template(REPO / "helm/kprof-operator"), "Deployment", "kprof-operator")
+    [chart_container] = chart["spec"]["template"]["spec"]["containers"]
+    expected = ["--concurrency=4", "--cpu-concurrency=32", "--goroutine-concurrency=16"]
+    assert slots(operator(render("base"))) == slots(chart_container) == expected
 
 
 def test_the_alertmanager_overlay_serves_the_receiver_with_the_token_of_its_secret():
