@@ -154,10 +154,10 @@ def test_informer_lists_in_pages_then_watches_adds_modifies_and_deletes(control_
     cache.start()
     try:
         assert cache.wait_synced(WAIT)
-        cache.on_change(lambda kind, obj: changes.append((kind, obj["metadata"]["name"])))
+        cache.on_change(lambda kind, obj: changes.append((kind, obj.name)))
         listed_at = cache.resource_version
         stored = core.list_namespaced_pod(namespace).items
-        assert sorted(p["metadata"]["name"] for p in cache.pods(namespace)) == sorted(p.metadata.name for p in stored)
+        assert sorted(p.name for p in cache.pods(namespace)) == sorted(p.metadata.name for p in stored)
 
         wait_until(lambda: audited.count("watch", "/api/v1/pods?"), "the watch")
         pages = [
@@ -177,8 +177,8 @@ def test_informer_lists_in_pages_then_watches_adds_modifies_and_deletes(control_
 
         # The API server marks a pod for deletion (MODIFIED, deletionTimestamp set) before it goes.
         assert changes == [(ADDED, "new"), (MODIFIED, "seed-1"), (MODIFIED, "seed-0"), (DELETED, "seed-0")]
-        assert cache.get(namespace, "seed-1")["metadata"]["labels"] == {**tag, "tier": "web"}
-        assert {p["metadata"]["name"] for p in cache.pods(namespace)} == {"new", "seed-1", "seed-2", "seed-3", "seed-4"}
+        assert cache.get(namespace, "seed-1").labels == {**tag, "tier": "web"}
+        assert {p.name for p in cache.pods(namespace)} == {"new", "seed-1", "seed-2", "seed-3", "seed-4"}
         assert cache.lists == 1 and cache.relists == 0 and cache.restarts == 0
     finally:
         cache.stop()

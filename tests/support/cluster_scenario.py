@@ -148,9 +148,9 @@ class Run:
         return self.operator.process.poll() is not None
 
 
-# A whole "403" only: neither a random port such as 127.0.0.1:40325 nor the milliseconds of a
-# timestamp such as 21:43:31.403Z is a refusal.
-_FORBIDDEN = re.compile(r"(?<![\d.])403(?!\d)|forbidden", re.IGNORECASE)
+# A whole "403" only: neither a random port such as 127.0.0.1:40325, the milliseconds of a
+# timestamp such as 21:43:31.403Z nor a piece of a hex name such as kprof-nodes-9f403b2 is a refusal.
+_FORBIDDEN = re.compile(r"(?<![\w.])403(?!\w)|forbidden", re.IGNORECASE)
 
 
 def reports_forbidden(line: str) -> bool:

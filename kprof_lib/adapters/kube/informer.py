@@ -406,7 +406,7 @@ class ConfigWatch(Informer[dict[str, Any]]):
 def digest_pod(pod: dict[str, Any]) -> PodDigest:
     """The pod as the digest reconcile decides with (kprof_lib.state.digest): metadata, the
     `profiling.io/` annotations, phase and IP, requests and limits summed into numbers. About a
-    quarter of the pod slimmed to the same fields as JSON; what pods of one workload have in common
+    third of the pod slimmed to the same fields as JSON; what pods of one workload have in common
     (labels, annotations, containers, service) is stored once and shared. A pod whose quantities do
     not parse (no API server writes such a pod) keeps its spec, for reconcile to name the field."""
     metadata = pod.get("metadata") or {}
