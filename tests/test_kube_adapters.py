@@ -284,6 +284,21 @@ def test_a_list_is_decoded_item_by_item(text, fields, items):
     assert seen == (json.loads(text).get("items") or [])
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 16])
+def test_a_list_arriving_in_chunks_is_decoded_as_a_whole_one(size):
+    # Chunks of any size, cut inside numbers, strings, escapes and multi-byte characters.
+    document = {"kind": "PodMetricsList", "metadata": {"resourceVersion": "12345"},
+                "items": [{"name": f"pod-{i}", "usage": {"cpu": f"{i * 7919}n"}, "note": "µs \u00e9 \"ü\" ☃"}
+                          for i in range(40)] + [12345, 6.5e-3, True, None, "x"]}
+    body = json.dumps(document, ensure_ascii=False).encode()
+    seen: list = []
+    fields = decode_list((body[at : at + size] for at in range(0, len(body), size)), seen.append)
+    assert seen == document["items"] and fields == {**document, "items": len(document["items"])}
+    cut = body[:-1]  # the closing brace never comes
+    with pytest.raises(ValueError, match="expected ','"):
+        decode_list((cut[at : at + size] for at in range(0, len(cut), size)), lambda item: None)
+
+
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [

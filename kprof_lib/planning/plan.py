@@ -1,4 +1,4 @@
-"""What reconcile decides, as values: a `Plan` of one frozen `PodDecision` per pod, sorted by
+"""What reconcile decides, as values: a `Plan` of one immutable `PodDecision` per pod, sorted by
 (namespace, pod), with the key layout its captures are stored under. The executor, the check cycle
 and the runtimes read these fields; dicts appear only in `to_dict()`, the JSON of
 schemas/plan.schema.json that `kprof plan -o json` prints. Pure.
