@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
@@ -106,5 +105,5 @@ def test_a_successful_baseline_capture_ends_a_run_of_failures():
     start = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
     failed = History(last_failed=start + dt.timedelta(minutes=5), failing_since=start)
     assert cadence.failing(failed) and cadence.retry_due(failed) == start + dt.timedelta(minutes=10)
-    healthy = dataclasses.replace(failed, last_baseline=start + dt.timedelta(minutes=6))
+    healthy = failed._replace(last_baseline=start + dt.timedelta(minutes=6))
     assert not cadence.failing(healthy) and cadence.retry_due(healthy) is None

@@ -124,7 +124,8 @@ class _Decider:
         self.state = state
         self.labels_match = selection.compile_label_selector(spec.label_selector)
         self.label_verdicts: dict[int, bool] = {}
-        self.label_maps: list[Mapping[str, str]] = []
+        self.endpoints: dict[int, optin.Endpoint | str] = {}
+        self.seen_maps: list[Mapping[str, str]] = []
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
         self.on_demand_interval = spec.on_demand_interval if ON_DEMAND in kinds else None
         # The triggers this check decides, worked out once: a trigger left out costs nothing per pod.
@@ -157,20 +158,29 @@ class _Decider:
             return PodDecision(namespace, name, NONE, "not-enabled")
         if not pod.running or not pod.pod_ip:
             return PodDecision(namespace, name, NONE, "not-running")
-        endpoint = optin.endpoint(annotations)
+        endpoint = self._endpoint(annotations)
         if isinstance(endpoint, str):
             return PodDecision(namespace, name, NONE, "invalid-annotation", message=endpoint)
         self.active_pods += 1
         return self._decide_capture(pod, index, pod.pod_ip, endpoint)
 
+    # The operator's pod cache shares one label map and one annotation map among the replicas of a
+    # workload: what is read from one is worked out once per reconcile (by the map's id; the map
+    # is kept alive meanwhile so that its id is not reused).
+
     def _labels_match(self, labels: Mapping[str, str]) -> bool:
-        """The label selector's verdict, once per label map: the operator's pod cache shares one
-        map among the replicas of a workload."""
         verdict = self.label_verdicts.get(id(labels))
         if verdict is None:
             verdict = self.label_verdicts[id(labels)] = self.labels_match(labels)
-            self.label_maps.append(labels)  # alive while its id is a key
+            self.seen_maps.append(labels)
         return verdict
+
+    def _endpoint(self, annotations: Mapping[str, str]) -> optin.Endpoint | str:
+        endpoint = self.endpoints.get(id(annotations))
+        if endpoint is None:
+            endpoint = self.endpoints[id(annotations)] = optin.endpoint(annotations)
+            self.seen_maps.append(annotations)
+        return endpoint
 
     def _decide_capture(self, pod: digest.PodDigest, index: int, pod_ip: str, endpoint: optin.Endpoint) -> PodDecision:
         namespace, name, annotations, labels = pod.namespace, pod.name, pod.annotations, pod.labels
@@ -310,7 +320,7 @@ class _Decider:
             metrics_key = (pod.namespace, pod.name)
             measured = usage.measure(
                 pod,
-                f"pods[{index}]",
+                index,
                 self.state.metrics.get(metrics_key),
                 self.state.metrics_paths.get(metrics_key, ""),
                 with_limit=triggers.oom is not None,

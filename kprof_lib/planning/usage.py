@@ -29,34 +29,33 @@ NO_METRICS = Usage(False, None, None)
 
 def measure(
     pod: digest.PodDigest,
-    pod_path: str,
+    index: int,
     metrics: dict[str, Any] | None,
     metrics_path: str,
     *,
     with_limit: bool = False,
 ) -> Usage:
-    """The pod's usage (with `with_limit`, its memory limit too); `StateError` naming the path of a
-    malformed container or quantity."""
+    """The usage of the pod at `pods[index]` (with `with_limit`, its memory limit too); `StateError`
+    naming the path of a malformed container or quantity."""
     if metrics is None:
         return NO_METRICS
     reported = metrics["containers"]
+    containers = pod.containers if pod.containers is not None else pod.containers_of(f"pods[{index}]")
     cpu_used = cpu_base = memory_used = memory_base = memory_limit = 0.0
     cpu_counted = memory_counted = matched = False
     limited = with_limit
-    for container in pod.containers_of(pod_path):
-        index = _find(reported, container.name)
-        if index < 0:
+    for container in containers:
+        found = _find(reported, container.name)
+        if found < 0:
             continue
         matched = True
-        usage = reported[index].get("usage") or {}
+        usage = reported[found].get("usage") or {}
         if container.cpu and "cpu" in usage:
-            path = f"{metrics_path}.containers[{index}].usage.cpu"
-            cpu_used += cluster.quantity(usage["cpu"], path)
+            cpu_used += cluster.usage_quantity(usage["cpu"], metrics_path, found, "cpu")
             cpu_base += container.cpu
             cpu_counted = True
         if container.memory and "memory" in usage:
-            path = f"{metrics_path}.containers[{index}].usage.memory"
-            memory_used += cluster.quantity(usage["memory"], path)
+            memory_used += cluster.usage_quantity(usage["memory"], metrics_path, found, "memory")
             memory_base += container.memory
             memory_counted = True
             if limited and container.memory_limit is not None:

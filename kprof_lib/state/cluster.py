@@ -62,8 +62,7 @@ _TIME_KEY_SET = frozenset(TIME_KEYS)
 MAX_WINDOW_SAMPLES = 120
 
 
-@dataclass(frozen=True)
-class History:
+class History(NamedTuple):  # a named tuple: one is read per pod with history, at every check
     last_threshold: dt.datetime | None = None
     last_on_demand: dt.datetime | None = None
     last_baseline: dt.datetime | None = None  # the later of its baseline and healthy captures
@@ -170,7 +169,7 @@ def parse_time(value: Any) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
-    if parsed.tzinfo is None or ("T" not in value.upper() and " " not in value):
+    if parsed.tzinfo is None or ("T" not in value and "t" not in value and " " not in value):
         raise ValueError(f"{value!r} is not an RFC 3339 timestamp with a zone (e.g. 2026-01-02T03:04:05Z)")
     return parsed
 
@@ -439,3 +438,13 @@ def quantity(value: Any, path: str) -> float:
         return quantities.parse(value)
     except (ValueError, TypeError) as error:
         raise StateError([{"path": path, "message": str(error)}]) from None
+
+
+def usage_quantity(value: Any, metrics_path: str, container: int, resource: str) -> float:
+    """A PodMetrics usage figure: `quantity` without the memo in the forms metrics-server writes
+    (new figures every check: a memo would only be filled), the path made only for an error."""
+    if type(value) is str:
+        found = quantities.whole(value)
+        if found is not None:
+            return found
+    return quantity(value, f"{metrics_path}.containers[{container}].usage.{resource}")

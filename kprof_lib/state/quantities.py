@@ -39,7 +39,7 @@ def parse(quantity: str) -> float:
     """The quantity's value as a float; `ValueError` with a short reason if it is not one."""
     if not isinstance(quantity, str):
         raise ValueError(f"must be a quantity string such as '250m' or '64Mi', not {type(quantity).__name__}")
-    whole = _whole(quantity)
+    whole = _whole_form(quantity)
     if whole is not None:
         return whole
     try:
@@ -52,8 +52,23 @@ def parse(quantity: str) -> float:
     return number
 
 
-def _whole(quantity: str) -> float | None:
-    """Whole digits with an optional suffix, computed with integers; None for any other form."""
+def whole(quantity: str) -> float | None:
+    """`parse` of whole digits with an optional suffix, computed with integers, not memoised (for
+    figures that do not repeat); None for any other form, which `parse` then reads."""
+    # The two forms metrics-server writes, first: CPU in nanocores, memory in KiB.
+    last = quantity[-1:]
+    if last == "n":
+        digits = quantity[:-1]
+        if digits.isdigit() and digits.isascii() and len(digits) <= _DECIMAL_DIGITS:
+            return int(digits) / 1_000_000_000
+    elif last == "i" and quantity[-2:-1] == "K":
+        digits = quantity[:-2]
+        if digits.isdigit() and digits.isascii() and len(digits) <= _BINARY_DIGITS:
+            return float(int(digits) * 1024)
+    return _whole_form(quantity)
+
+
+def _whole_form(quantity: str) -> float | None:
     digits = quantity.rstrip("nmuKkMGTPEi")
     suffix = quantity[len(digits) :]
     form = _WHOLE.get(suffix)
