@@ -242,17 +242,15 @@ def test_a_bad_digest_names_every_field():
         "kind": "PodDigest", "namespace": "", "name": "p", "labels": {"a": 1}, "running": "yes",
         "containers": [{"name": "app", "cpu": -1, "memory": "10Mi"}, "app"],
     }  # fmt: skip
+    each = [
+        ("namespace", "is required (a non-empty string)"),
+        ("labels", "must map strings to strings"),
+        ("running", "must be true or false"),
+        ("containers[0].cpu", "must be a number >= 0 (cores, bytes) or null"),
+        ("containers[0].memory", "must be a number >= 0 (cores, bytes) or null"),
+        ("containers[1]", "must be an object with a name"),
+    ]
+    # Every problem of every bad digest, in order: pods[1], then pods[2].
     assert errors({"now": "2026-11-25T10:00:00Z", "pods": [pod("q"), bad, bad]}) == [
-        {"path": "pods[1].namespace", "message": "is required (a non-empty string)"},
-        {"path": "pods[1].labels", "message": "must map strings to strings"},
-        {"path": "pods[1].running", "message": "must be true or false"},
-        {"path": "pods[1].containers[0].cpu", "message": "must be a number >= 0 (cores, bytes) or null"},
-        {"path": "pods[1].containers[0].memory", "message": "must be a number >= 0 (cores, bytes) or null"},
-        {"path": "pods[1].containers[1]", "message": "must be an object with a name"},
-        {"path": "pods[2].namespace", "message": "is required (a non-empty string)"},
-        {"path": "pods[2].labels", "message": "must map strings to strings"},
-        {"path": "pods[2].running", "message": "must be true or false"},
-        {"path": "pods[2].containers[0].cpu", "message": "must be a number >= 0 (cores, bytes) or null"},
-        {"path": "pods[2].containers[0].memory", "message": "must be a number >= 0 (cores, bytes) or null"},
-        {"path": "pods[2].containers[1]", "message": "must be an object with a name"},
+        {"path": f"pods[{index}].{field}", "message": message} for index in (1, 2) for field, message in each
     ]

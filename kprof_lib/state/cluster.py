@@ -15,11 +15,11 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from kprof_lib.spec.errors import Problem
 from kprof_lib.state import digest, quantities
-from kprof_lib.state.errors import StateError
+from kprof_lib.state.errors import StateError, raise_at
 
 THRESHOLD_KEY = "lastThresholdCapture"
 ON_DEMAND_KEY = "lastOnDemandCapture"
@@ -140,9 +140,9 @@ class ClusterState:
             return []
         path = f"usageWindow[{key!r}]"
         if not isinstance(samples, list):
-            raise_state_error(path, "must be a list of samples, oldest first")
+            raise_at(path, "must be a list of samples, oldest first")
         if len(samples) > MAX_WINDOW_SAMPLES:
-            raise_state_error(path, f"holds {len(samples)} samples; at most {MAX_WINDOW_SAMPLES}")
+            raise_at(path, f"holds {len(samples)} samples; at most {MAX_WINDOW_SAMPLES}")
         found: list[Sample] = []
         for index in range(len(samples) - 1, -1, -1):  # newest first, up to `size` before now
             if len(found) == size:
@@ -157,7 +157,7 @@ class ClusterState:
         """The pod's goroutine count read at this check; None: not read."""
         count = self.goroutines.get(key)
         if count is not None and (type(count) is not int or count < 0):
-            raise_state_error(f"goroutines[{key!r}]", f"must be a whole number of goroutines >= 0, not {count!r}")
+            raise_at(f"goroutines[{key!r}]", f"must be a whole number of goroutines >= 0, not {count!r}")
         return count
 
 
@@ -231,9 +231,8 @@ def _read_pods(items: list[Any], problems: list[Problem]) -> list[digest.PodDige
     for index, pod in enumerate(items):
         path = f"pods[{index}]"
         if type(pod) is not digest.PodDigest:
-            found = len(problems)
-            pod = _read_pod(pod, path, problems)
-            if pod is None or len(problems) > found:
+            pod = _read_pod(pod, path, problems)  # None: its problems are listed
+            if pod is None:
                 continue
         first = seen.setdefault((pod.namespace, pod.name), index)
         if first != index:
@@ -369,19 +368,19 @@ def _keyed(value: Any, path: str, problems: list[Problem]) -> Mapping[str, Any]:
 
 def _sample(value: Any, path: str, now: dt.datetime) -> Sample:
     if not isinstance(value, Mapping):
-        raise_state_error(path, "must be an object with time, cpuCores, memoryBytes, goroutines")
+        raise_at(path, "must be an object with time, cpuCores, memoryBytes, goroutines")
     try:
         offset = (parse_time(value.get("time")) - now).total_seconds()
     except ValueError as error:
-        raise_state_error(f"{path}.time", str(error))
+        raise_at(f"{path}.time", str(error))
     cpu, memory, goroutines = (value.get(name) for name in ("cpuCores", "memoryBytes", "goroutines"))
     for name, number, kinds in (("cpuCores", cpu, (int, float)), ("memoryBytes", memory, (int, float))):
         if number is not None and (
             isinstance(number, bool) or not isinstance(number, kinds) or not 0 <= number < math.inf
         ):
-            raise_state_error(f"{path}.{name}", "must be a number >= 0 or null")
+            raise_at(f"{path}.{name}", "must be a number >= 0 or null")
     if goroutines is not None and (type(goroutines) is not int or goroutines < 0):
-        raise_state_error(f"{path}.goroutines", "must be a whole number >= 0 or null")
+        raise_at(f"{path}.goroutines", "must be a whole number >= 0 or null")
     return Sample(offset, cpu, memory, goroutines)
 
 
@@ -427,24 +426,11 @@ def _read_alerts(value: Any, problems: list[Problem]) -> tuple[Alert, ...]:
     return tuple(alerts)
 
 
-def raise_state_error(path: str, message: str) -> NoReturn:
-    """Raises a `StateError` with one problem: for checks made where a field is read."""
-    raise StateError([{"path": path, "message": message}])
-
-
-def quantity(value: Any, path: str) -> float:
-    """A quantity read from the cluster state; `StateError` naming `path` if it is not one."""
-    try:
-        return quantities.parse(value)
-    except (ValueError, TypeError) as error:
-        raise StateError([{"path": path, "message": str(error)}]) from None
-
-
 def usage_quantity(value: Any, metrics_path: str, container: int, resource: str) -> float:
-    """A PodMetrics usage figure: `quantity` without the memo in the forms metrics-server writes
-    (new figures every check: a memo would only be filled), the path made only for an error."""
+    """A PodMetrics usage figure: without the memo in the forms metrics-server writes (new figures
+    every check: a memo would only be filled), the path made only for an error."""
     if type(value) is str:
         found = quantities.whole(value)
         if found is not None:
             return found
-    return quantity(value, f"{metrics_path}.containers[{container}].usage.{resource}")
+    return quantities.parse_at(value, f"{metrics_path}.containers[{container}].usage.{resource}")

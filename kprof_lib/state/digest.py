@@ -6,8 +6,8 @@ A cluster state's `pods` may hold three forms, mixed:
 - digests in JSON, `{"kind": "PodDigest", ...}` (schemas/cluster_state.schema.json,
   `$defs/podDigest`: requests and limits summed into numbers already), read by `from_json`, every
   field checked and named by its path;
-- `PodDigest` objects, made once per watch event by the operator's pod cache (`from_pod` with
-  `read_containers=True`) and trusted as they are: the pod was checked when it was digested.
+- `PodDigest` objects, made once per watch event by the operator's pod cache (`from_pod`, its
+  containers read at once) and trusted as they are: the pod was checked when it was digested.
 
 A digest takes about a third of the memory of the pod slimmed to the same fields as JSON (403 vs
 1,118 bytes a pod for 10,000 realistic pods, by tracemalloc; what pods share stored once), which is
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from kprof_lib.spec.errors import Problem
 from kprof_lib.state import naming, optin, quantities
-from kprof_lib.state.errors import StateError
+from kprof_lib.state.errors import StateError, raise_at
 
 KIND = "PodDigest"
 
@@ -126,17 +126,17 @@ class PodDigest:
 _EMPTY: Mapping[str, str] = {}
 
 
-def from_pod(pod: Mapping[str, Any], path: str, *, read_containers: bool = False) -> PodDigest:
+def from_pod(pod: Mapping[str, Any], path: str) -> PodDigest:
     """The digest of a v1 Pod whose metadata `cluster.read` checked (name, namespace, string maps);
-    its containers read now with `read_containers`, else when the pod is measured."""
+    its containers are read by `containers_of`, when the pod is measured."""
     metadata = pod["metadata"]
     status = pod.get("status") or {}
     if not isinstance(status, Mapping):
-        _error(f"{path}.status", "must be an object")
+        raise_at(f"{path}.status", "must be an object")
     pod_ip = status.get("podIP") or None
     if pod_ip is not None and not isinstance(pod_ip, str):
-        _error(f"{path}.status.podIP", "must be a string")
-    digest = PodDigest(
+        raise_at(f"{path}.status.podIP", "must be a string")
+    return PodDigest(
         metadata["namespace"],
         metadata["name"],
         uid=metadata.get("uid"),
@@ -149,24 +149,21 @@ def from_pod(pod: Mapping[str, Any], path: str, *, read_containers: bool = False
         resource_version=metadata.get("resourceVersion"),
         source=pod,
     )
-    if read_containers:
-        digest.containers_of(path)
-    return digest
 
 
 def _containers(pod: Mapping[str, Any], path: str) -> tuple[Container, ...]:
     spec = pod.get("spec") or {}
     if not isinstance(spec, Mapping):
-        _error(f"{path}.spec", "must be an object (a Pod's spec)")
+        raise_at(f"{path}.spec", "must be an object (a Pod's spec)")
     found = []
     for group in ("containers", "initContainers"):
         containers = spec.get(group) or []
         if not isinstance(containers, list):
-            _error(f"{path}.spec.{group}", "must be a list of containers")
+            raise_at(f"{path}.spec.{group}", "must be a list of containers")
         for index, container in enumerate(containers):
             where = f"{path}.spec.{group}[{index}]"
             if not isinstance(container, Mapping) or not isinstance(container.get("name"), str):
-                _error(where, "must be a container with a name")
+                raise_at(where, "must be a container with a name")
             if group == "initContainers" and container.get("restartPolicy") != "Always":
                 continue
             found.append(_container(container, where))
@@ -178,16 +175,16 @@ def _container(container: Mapping[str, Any], path: str) -> Container:
     requests = resources.get("requests") or {} if isinstance(resources, Mapping) else None
     limits = resources.get("limits") or {} if isinstance(resources, Mapping) else None
     if not isinstance(requests, Mapping) or not isinstance(limits, Mapping):
-        _error(f"{path}.resources", "must hold requests and limits objects")
+        raise_at(f"{path}.resources", "must hold requests and limits objects")
     bases: list[float | None] = []
     for resource in ("cpu", "memory"):
         if resource in requests:
-            bases.append(_quantity(requests[resource], f"{path}.resources.requests.{resource}"))
+            bases.append(quantities.parse_at(requests[resource], f"{path}.resources.requests.{resource}"))
         elif resource in limits:
-            bases.append(_quantity(limits[resource], f"{path}.resources.limits.{resource}"))
+            bases.append(quantities.parse_at(limits[resource], f"{path}.resources.limits.{resource}"))
         else:
             bases.append(None)
-    limit = _quantity(limits["memory"], f"{path}.resources.limits.memory") if "memory" in limits else None
+    limit = quantities.parse_at(limits["memory"], f"{path}.resources.limits.memory") if "memory" in limits else None
     return Container(container["name"], bases[0], bases[1], limit)
 
 
@@ -248,14 +245,3 @@ def from_json(item: Mapping[str, Any], path: str) -> PodDigest:
 
 def is_string_map(value: Any) -> bool:
     return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-
-
-def _quantity(value: Any, path: str) -> float:
-    try:
-        return quantities.parse(value)
-    except (ValueError, TypeError) as error:
-        _error(path, str(error))
-
-
-def _error(path: str, message: str) -> NoReturn:
-    raise StateError([{"path": path, "message": message}])

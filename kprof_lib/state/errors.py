@@ -5,6 +5,8 @@ path, like `SpecError`.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from kprof_lib.spec.errors import InputError
 
 
@@ -12,3 +14,8 @@ class StateError(InputError):
     """A cluster state that is not what the Kubernetes API and metrics-server return."""
 
     subject = "cluster state"
+
+
+def raise_at(path: str, message: str) -> NoReturn:
+    """Raises a `StateError` with one problem: for checks made where a field is read."""
+    raise StateError([{"path": path, "message": message}])

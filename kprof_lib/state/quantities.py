@@ -19,6 +19,9 @@ from __future__ import annotations
 import functools
 import math
 from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kprof_lib.state.errors import raise_at
 
 # Powers of the base (1000, or 1024 with a trailing "i") each suffix letter stands for.
 _EXPONENTS = {"n": -3, "u": -2, "m": -1, "K": 1, "k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
@@ -39,9 +42,9 @@ def parse(quantity: str) -> float:
     """The quantity's value as a float; `ValueError` with a short reason if it is not one."""
     if not isinstance(quantity, str):
         raise ValueError(f"must be a quantity string such as '250m' or '64Mi', not {type(quantity).__name__}")
-    whole = _whole_form(quantity)
-    if whole is not None:
-        return whole
+    number = whole(quantity)
+    if number is not None:
+        return number
     try:
         value = parse_decimal(quantity)
     except (ValueError, ArithmeticError) as error:
@@ -55,20 +58,6 @@ def parse(quantity: str) -> float:
 def whole(quantity: str) -> float | None:
     """`parse` of whole digits with an optional suffix, computed with integers, not memoised (for
     figures that do not repeat); None for any other form, which `parse` then reads."""
-    # The two forms metrics-server writes, first: CPU in nanocores, memory in KiB.
-    last = quantity[-1:]
-    if last == "n":
-        digits = quantity[:-1]
-        if digits.isdigit() and digits.isascii() and len(digits) <= _DECIMAL_DIGITS:
-            return int(digits) / 1_000_000_000
-    elif last == "i" and quantity[-2:-1] == "K":
-        digits = quantity[:-2]
-        if digits.isdigit() and digits.isascii() and len(digits) <= _BINARY_DIGITS:
-            return float(int(digits) * 1024)
-    return _whole_form(quantity)
-
-
-def _whole_form(quantity: str) -> float | None:
     digits = quantity.rstrip("nmuKkMGTPEi")
     suffix = quantity[len(digits) :]
     form = _WHOLE.get(suffix)
@@ -78,6 +67,15 @@ def _whole_form(quantity: str) -> float | None:
     if len(digits.lstrip("0")) > most:
         return None
     return int(digits) / factor if divides else float(int(digits) * factor)
+
+
+def parse_at(value: Any, path: str) -> float:
+    """`parse` of a quantity read from the cluster state at `path`; `StateError` naming it if the
+    value is not a quantity."""
+    try:
+        return parse(value)
+    except (ValueError, TypeError) as error:  # TypeError: unhashable, from the memo
+        raise_at(path, str(error))
 
 
 def parse_decimal(quantity: str) -> Decimal:

@@ -385,7 +385,7 @@ class PodCache(Informer[PodDigest]):
         super().__init__(api_client, PODS_PATH, **options)
 
     def _version(self, obj: Any) -> str | None:
-        return obj.resource_version if isinstance(obj, PodDigest) else super()._version(obj)
+        return obj.resource_version
 
     pods = Informer.items
 
