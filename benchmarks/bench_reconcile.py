@@ -2,11 +2,14 @@
 `json.loads` of the same document, measured in the same run. Target: ratio <= 0.2, i.e. deciding
 costs at most a fifth of merely reading the input.
 
-Two forms of the same pods are decided: the v1 Pods as decoded (what a script passes), and the
-digests the operator's pod cache holds (`digest_pod`, made untimed, as the cache makes them when a
-watch event arrives), each beside the same PodMetrics and history. Both are divided by json.loads
-of the v1 document (the cluster's state as the API gives it); the digests are also divided by
-json.loads of their own JSON form (`PodDigest.to_json`), the smallest document that carries them.
+Three forms of the same state are decided: the v1 Pods and PodMetrics as decoded (what a script
+passes); the digests the operator's pod cache holds (`digest_pod`, made untimed, as the cache makes
+them when a watch event arrives) beside the same PodMetrics; and those digests beside the
+PodMetrics read into `PodUsage` records, as the operator's metrics reader gives them. That reading
+happens at every check, so it is timed too (`usage_of` over the just-decoded items) and printed
+beside, with the sum. Each is divided by json.loads of the v1 document (the cluster's state as the
+API gives it); the digests also by json.loads of their own JSON form (`PodDigest.to_json`), the
+smallest document that carries them.
 
 Measured fairly: every repetition has PodMetrics of its own (fresh usage figures, as every check
 cycle brings, so nothing parsed in one repetition is found cached in the next), every side runs
@@ -29,6 +32,7 @@ import time
 
 from kprof_lib import reconcile
 from kprof_lib.adapters.kube.informer import digest_pod
+from kprof_lib.state.podusage import usage_of
 from tests.support.pods import ENABLED, pod, pod_metrics
 
 SPEC = {
@@ -102,6 +106,11 @@ def digest_text(text: str) -> str:
     return json.dumps(state)
 
 
+def read_usage(items: list[dict]) -> list:
+    """What the operator's metrics reader does to each PodMetrics as it is decoded."""
+    return [usage_of(item) for item in items]
+
+
 def timed(run, gc_on: bool) -> float:
     """Seconds of `run()`, after a full collection, under one GC setting."""
     gc.collect()
@@ -118,7 +127,9 @@ def timed(run, gc_on: bool) -> float:
 
 def measure(texts: list[tuple[str, str]], gc_on: bool) -> dict[str, list[float]]:
     """Seconds of each side for each (v1, digest) document, interleaved, under one GC setting."""
-    times: dict[str, list[float]] = {"loads": [], "loads digests": [], "pods": [], "digests": []}
+    times: dict[str, list[float]] = {
+        side: [] for side in ("loads", "loads digests", "pods", "digests", "read usage", "usage")
+    }
     for text, digests in texts:
         times["loads"].append(timed(functools.partial(json.loads, text), gc_on))
         times["loads digests"].append(timed(functools.partial(json.loads, digests), gc_on))
@@ -126,6 +137,13 @@ def measure(texts: list[tuple[str, str]], gc_on: bool) -> dict[str, list[float]]
         times["pods"].append(timed(functools.partial(reconcile, SPEC, state), gc_on))
         state["pods"] = [digest_pod(p) for p in state["pods"]["items"]]  # as the pod cache holds them
         times["digests"].append(timed(functools.partial(reconcile, SPEC, state), gc_on))
+        state = json.loads(text)  # fresh PodMetrics, as just decoded by the reader
+        state["pods"] = [digest_pod(p) for p in state["pods"]["items"]]
+        items = state["podMetrics"]["items"]
+        times["read usage"].append(timed(functools.partial(read_usage, items), gc_on))
+        state["podMetrics"] = read_usage(items)
+        del items
+        times["usage"].append(timed(functools.partial(reconcile, SPEC, state), gc_on))
         del state
     return times
 
@@ -144,6 +162,8 @@ def main() -> None:
     plan = reconcile(SPEC, first)
     first["pods"] = [digest_pod(p) for p in first["pods"]["items"]]
     assert reconcile(SPEC, first).to_dict() == plan.to_dict(), "digests decide as their pods"
+    first["podMetrics"] = read_usage(first["podMetrics"]["items"])
+    assert reconcile(SPEC, first).to_dict() == plan.to_dict(), "PodUsage decides as its PodMetrics"
     per_pod = len(texts[0][0]) / args.pods / 1024
     print(f"pods: {args.pods}  document: {len(texts[0][0]) / 1e6:.1f} MB ({per_pod:.1f} KiB/pod with its metrics)")
     print(f"  with digests for pods: {len(texts[0][1]) / 1e6:.1f} MB")
@@ -158,7 +178,11 @@ def main() -> None:
         print(
             f"  reconcile over v1 Pods {ms['pods']}: ÷ json.loads {times['pods'] / times['loads']:.3f}\n"
             f"  reconcile over digests {ms['digests']}: ÷ json.loads {times['digests'] / times['loads']:.3f}, "
-            f"÷ json.loads of the digest document {times['digests'] / times['loads digests']:.3f}  (target <= 0.2)"
+            f"÷ json.loads of the digest document {times['digests'] / times['loads digests']:.3f}\n"
+            f"  reconcile over digests and PodUsage {ms['usage']}: ÷ json.loads "
+            f"{times['usage'] / times['loads']:.3f}  (target <= 0.2)\n"
+            f"    PodMetrics read into PodUsage by the reader {ms['read usage']}; the two together "
+            f"÷ json.loads {(times['usage'] + times['read usage']) / times['loads']:.3f}"
         )
 
 

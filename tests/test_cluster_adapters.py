@@ -545,14 +545,11 @@ def test_pod_metrics_are_one_list_per_namespace_with_the_selector_pushed_to_the_
     in_mine = metrics.pod_metrics(mine, selector)
     everywhere = metrics.pod_metrics(None, selector)
 
-    assert [m["metadata"]["name"] for m in in_mine] == ["web-1"]
-    [container] = in_mine[0]["containers"]
-    assert container["name"] == "app" and set(container["usage"]) == {"cpu", "memory"}
-    assert {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in everywhere} >= {
-        (mine, "web-1"),
-        (other, "web-3"),
-    }
-    assert not {m["metadata"]["name"] for m in everywhere} & {"web-2", "api-1"}
+    assert [m.name for m in in_mine] == ["web-1"]
+    [(name, cpu, memory)] = in_mine[0].containers
+    assert name == "app" and cpu is not None and cpu >= 0 and memory is not None and memory > 0
+    assert {(m.namespace, m.name) for m in everywhere} >= {(mine, "web-1"), (other, "web-3")}
+    assert not {m.name for m in everywhere} & {"web-2", "api-1"}
     made = [(verb, uri.split("?")[0], query_of(uri)) for verb, uri, _ in audited.requests()[before:]]
     assert made == [
         ("list", f"/apis/metrics.k8s.io/v1beta1/namespaces/{mine}/pods", {"labelSelector": selector}),

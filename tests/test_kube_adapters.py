@@ -33,6 +33,8 @@ from kprof_lib.adapters.kube.selectors import to_selector_string
 from kprof_lib.planning import conditions
 from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.state.digest import Container, PodDigest
+from kprof_lib.state.errors import StateError
+from kprof_lib.state.podusage import PodUsage, usage_of
 from tests.kube_emulator import Fault
 from tests.support.controlplane import ControlPlane
 from tests.support.pods import ENABLED, pod, pod_metrics
@@ -368,18 +370,16 @@ def test_pod_metrics_errors_name_the_api_path(kube_front, kube_api):
         metrics.pod_metrics(None, "app=x")
 
 
-def test_pod_metrics_are_cut_to_what_reconcile_reads_and_decide_the_same(kube_front, kube_api):
+def test_pod_metrics_are_read_into_numbers_and_decide_the_same(kube_front, kube_api):
     names = ["checkout-1", "checkout-2"]
     for index, name in enumerate(names):
         kube_front.set_pod_metrics("shop", name, {"app": {"cpu": f"{100 + index}m", "memory": "64Mi"}})
     read = MetricsServer(kube_api).pod_metrics("shop", None)
-    assert sorted(read, key=lambda m: m["metadata"]["name"]) == [
-        {"metadata": {"name": name, "namespace": "shop"},
-         "containers": [{"name": "app", "usage": {"cpu": f"{100 + index}m", "memory": "64Mi"}}]}
-        for index, name in enumerate(names)
+    assert sorted(read) == [
+        PodUsage("shop", name, (("app", (100 + index) / 1000, 64 * 1024.0**2,),)) for index, name in enumerate(names)
     ]
     # Those of the pods not wanted are dropped as they are read.
-    assert [m["metadata"]["name"] for m in MetricsServer(kube_api).pod_metrics(
+    assert [m.name for m in MetricsServer(kube_api).pod_metrics(
         "shop", None, {("shop", "checkout-2")}.__contains__)] == ["checkout-2"]
     full = pod_metrics("checkout-1", "shop", {"app": {"cpu": "300m", "memory": "64Mi"}})
     pods = [pod("checkout-1", "shop", annotations=ENABLED)]
@@ -388,7 +388,13 @@ def test_pod_metrics_are_cut_to_what_reconcile_reads_and_decide_the_same(kube_fr
     def plan(metrics):
         return reconcile(spec, {"now": "2026-11-25T10:00:00Z", "pods": pods, "podMetrics": metrics}).to_dict()
 
-    assert plan([slim_metrics(full)]) == plan([full])
+    assert plan([usage_of(full)]) == plan([slim_metrics(full)]) == plan([full])
+    assert plan([usage_of(full)])["results"][0]["observed"] == {"cpuPercent": 120.0, "memoryPercent": 50.0}
+    # What a PodUsage cannot hold (a quantity that is not one) stays a PodMetrics, for reconcile to name.
+    bad = pod_metrics("checkout-1", "shop", {"app": {"cpu": "lots", "memory": "64Mi"}})
+    assert usage_of(bad) is bad
+    with pytest.raises(StateError, match=r"podMetrics\[0\]\.containers\[0\]\.usage\.cpu"):
+        plan([slim_metrics(bad)])
     # What is not shaped like a PodMetrics goes on as it is, for reconcile to name.
     assert slim_metrics({"metadata": "x"}) == {"metadata": "x"} and slim_metrics(3) == 3
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from kprof_lib.state.digest import PodDigest
+from kprof_lib.state.podusage import PodUsage
 
 PPROF_CONTENT_TYPE = "application/octet-stream"
 
@@ -242,7 +243,8 @@ class PodSource(Protocol):
 
 
 class MetricsSource(Protocol):
-    """PodMetrics as metrics-server returns them (cut to the fields reconcile reads). One LIST per
+    """PodMetrics as metrics-server returns them, each as a `PodUsage` (or, when not well-formed, cut
+to the fields reconcile reads, for it to report). One LIST per
     call: the label selector (a string in the API's syntax, e.g. "tier in (web),!canary") is pushed
     to the server; `wanted`, when given, says which pods' ((namespace, name)) to keep, the others
     being dropped as they are read. Raises on API errors (the check then fails and is retried at
@@ -253,7 +255,7 @@ class MetricsSource(Protocol):
         namespace: str | None,
         label_selector: str | None,
         wanted: Callable[[tuple[str, str]], bool] | None = None,
-    ) -> list[dict]: ...
+    ) -> list[PodUsage | dict]: ...
 
 
 class HistoryStore(Protocol):

@@ -34,7 +34,9 @@ Cost: what the spec does not enable costs nothing per pod (no window read, no al
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from kprof_lib.planning import cadence, selection, usage
@@ -86,7 +88,7 @@ def reconcile(spec: Any, cluster_state: Any, *, kinds: Collection[str] = KINDS) 
     limit = valid.triggers.max_captures_per_minute
     if limit is not None:
         results = _rate_limited(results, limit, state)
-    results.sort(key=lambda d: (d.namespace, d.pod))
+    results.sort(key=_BY_POD)
     return Plan(now=state.now_text, spec=valid, results=tuple(results), active_pods=decide.active_pods)
 
 
@@ -123,11 +125,18 @@ class _Decider:
         self.spec = spec
         self.state = state
         self.labels_match = selection.compile_label_selector(spec.label_selector)
+        self.namespace = spec.namespace
         self.label_verdicts: dict[int, bool] = {}
-        self.endpoints: dict[int, optin.Endpoint | str] = {}
+        self.endpoints: dict[int, optin.Endpoint | str | None] = {}
+        self.label_views: dict[int, Mapping[str, str]] = {}
         self.seen_maps: list[Mapping[str, str]] = []
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
-        self.on_demand_interval = spec.on_demand_interval if ON_DEMAND in kinds else None
+        # A pod is due on demand when its last on-demand capture is at or before this moment.
+        self.on_demand_since = (
+            state.now - dt.timedelta(seconds=spec.on_demand_interval)
+            if ON_DEMAND in kinds and spec.on_demand_interval is not None
+            else None
+        )
         # The triggers this check decides, worked out once: a trigger left out costs nothing per pod.
         checks = THRESHOLD in kinds
         self.triggers = spec.triggers
@@ -149,38 +158,41 @@ class _Decider:
 
     def __call__(self, index: int, pod: digest.PodDigest) -> PodDecision:
         namespace, name = pod.namespace, pod.name
-        if not selection.namespace_matches(self.spec.namespace, namespace):
+        if self.namespace is not None and self.namespace != namespace:
             return PodDecision(namespace, name, NONE, "namespace-mismatch")
-        if not self._labels_match(pod.labels):
+        labels = pod.labels
+        verdict = self.label_verdicts.get(id(labels))
+        if verdict is None:
+            verdict = self.label_verdicts[id(labels)] = self.labels_match(labels)
+            self.seen_maps.append(labels)
+        if not verdict:
             return PodDecision(namespace, name, NONE, "label-mismatch")
         annotations = pod.annotations
-        if not optin.is_enabled(annotations):
+        if id(annotations) in self.endpoints:
+            endpoint = self.endpoints[id(annotations)]
+        else:
+            endpoint = self.endpoints[id(annotations)] = optin.endpoint_if_enabled(annotations)
+            self.seen_maps.append(annotations)
+        if endpoint is None:
             return PodDecision(namespace, name, NONE, "not-enabled")
         if not pod.running or not pod.pod_ip:
             return PodDecision(namespace, name, NONE, "not-running")
-        endpoint = self._endpoint(annotations)
-        if isinstance(endpoint, str):
+        if type(endpoint) is str:
             return PodDecision(namespace, name, NONE, "invalid-annotation", message=endpoint)
         self.active_pods += 1
         return self._decide_capture(pod, index, pod.pod_ip, endpoint)
 
     # The operator's pod cache shares one label map and one annotation map among the replicas of a
     # workload: what is read from one is worked out once per reconcile (by the map's id; the map
-    # is kept alive meanwhile so that its id is not reused).
+    # is kept alive meanwhile, in seen_maps, so that its id is not reused).
 
-    def _labels_match(self, labels: Mapping[str, str]) -> bool:
-        verdict = self.label_verdicts.get(id(labels))
-        if verdict is None:
-            verdict = self.label_verdicts[id(labels)] = self.labels_match(labels)
+    def _label_view(self, labels: Mapping[str, str]) -> Mapping[str, str]:
+        """A read-only view of a pod's labels for its capture decision, one per shared map."""
+        view = self.label_views.get(id(labels))
+        if view is None:
+            view = self.label_views[id(labels)] = MappingProxyType(labels)
             self.seen_maps.append(labels)
-        return verdict
-
-    def _endpoint(self, annotations: Mapping[str, str]) -> optin.Endpoint | str:
-        endpoint = self.endpoints.get(id(annotations))
-        if endpoint is None:
-            endpoint = self.endpoints[id(annotations)] = optin.endpoint(annotations)
-            self.seen_maps.append(annotations)
-        return endpoint
+        return view
 
     def _decide_capture(self, pod: digest.PodDigest, index: int, pod_ip: str, endpoint: optin.Endpoint) -> PodDecision:
         namespace, name, annotations, labels = pod.namespace, pod.name, pod.annotations, pod.labels
@@ -215,9 +227,8 @@ class _Decider:
             measured, sample = self._usage_findings(pod, index, key, history, found)
 
         reasons = found.reasons
-        if self.on_demand_interval is not None and cadence.is_on_demand_due(
-            history.last_on_demand, self.on_demand_interval, now
-        ):
+        since = self.on_demand_since
+        if since is not None and (history.last_on_demand is None or history.last_on_demand <= since):
             reasons.append(ON_DEMAND)
         interval = self.spec.baseline_interval
         if (
@@ -239,7 +250,7 @@ class _Decider:
         observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
         uid = pod.uid
         message = "; ".join(found.notes) if found.notes else None
-        retry = cadence.retry_due(history)
+        retry = None if history.last_failed is None else cadence.retry_due(history)
         if reasons and retry is not None and now < retry:
             assert history.last_failed is not None
             return PodDecision(
@@ -276,7 +287,7 @@ class _Decider:
                 observed=observed,
                 thresholds=self.thresholds,
                 service=pod.service,
-                labels=dict(labels),
+                labels=self._label_view(labels),
                 failing=retry is not None,
                 sample=sample,
                 alert=alert_name,
@@ -481,6 +492,7 @@ class _Found:
             self.reasons.extend(fired)
 
 
+_BY_POD = operator.itemgetter(0, 1)  # a decision's (namespace, pod)
 _NO_HISTORY = cluster.History()  # a pod never captured (most of them): one value, not one per pod
 # The order in which the reasons a pod could not be decided for are said (the first found).
 _NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)

@@ -1,8 +1,9 @@
 """A pod's CPU and memory usage as percentages of its requests (or limits where no request is set).
 
-Usage comes from its PodMetrics; containers are matched by name. A container with neither a request
-nor a limit for a resource is left out of both sums for that resource. Regular containers count, and
-so do init containers with `restartPolicy: Always` (native sidecars, which run beside the app).
+Usage comes from its PodUsage (or its PodMetrics, read into one here); containers are matched by
+name. A container with neither a request nor a limit for a resource is left out of both sums for
+that resource. Regular containers count, and so do init containers with `restartPolicy: Always`
+(native sidecars, which run beside the app).
 The same sums in cores and bytes are the pod's sample for the triggers' windows, and, when asked,
 the memory limit they run into (time-to-OOM): the sum of the counted containers' memory limits,
 None unless every one of them has one.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from kprof_lib.state import cluster, digest
+from kprof_lib.state import digest, podusage
 
 
 class Usage(NamedTuple):
@@ -30,32 +31,39 @@ NO_METRICS = Usage(False, None, None)
 def measure(
     pod: digest.PodDigest,
     index: int,
-    metrics: dict[str, Any] | None,
+    metrics: podusage.PodUsage | dict[str, Any] | None,
     metrics_path: str,
     *,
     with_limit: bool = False,
 ) -> Usage:
-    """The usage of the pod at `pods[index]` (with `with_limit`, its memory limit too); `StateError`
-    naming the path of a malformed container or quantity."""
+    """The usage of the pod at `pods[index]` (with `with_limit`, its memory limit too) from its
+    PodUsage or PodMetrics (at `metrics_path`); `StateError` naming the path of a malformed container
+    or quantity."""
     if metrics is None:
         return NO_METRICS
-    reported = metrics["containers"]
+    if type(metrics) is not podusage.PodUsage:
+        metrics = podusage.usage_at(metrics, metrics_path)
+    reported = metrics.containers
     containers = pod.containers if pod.containers is not None else pod.containers_of(f"pods[{index}]")
     cpu_used = cpu_base = memory_used = memory_base = memory_limit = 0.0
     cpu_counted = memory_counted = matched = False
     limited = with_limit
     for container in containers:
-        found = _find(reported, container.name)
-        if found < 0:
+        name = container.name
+        # Pods have one to a few containers: a scan costs less than building a map per pod.
+        for found in reported:
+            if found[0] == name:
+                break
+        else:
             continue
         matched = True
-        usage = reported[found].get("usage") or {}
-        if container.cpu and "cpu" in usage:
-            cpu_used += cluster.usage_quantity(usage["cpu"], metrics_path, found, "cpu")
+        _, cpu, memory = found
+        if container.cpu and cpu is not None:
+            cpu_used += cpu
             cpu_base += container.cpu
             cpu_counted = True
-        if container.memory and "memory" in usage:
-            memory_used += cluster.usage_quantity(usage["memory"], metrics_path, found, "memory")
+        if container.memory and memory is not None:
+            memory_used += memory
             memory_base += container.memory
             memory_counted = True
             if limited and container.memory_limit is not None:
@@ -72,12 +80,3 @@ def measure(
         memory_used if memory_counted else None,
         memory_limit if limited and memory_counted and memory_limit > 0 else None,
     )
-
-
-def _find(reported: list[dict[str, Any]], name: str) -> int:
-    """The index of the container `name` in a PodMetrics' containers; -1 if it has none. Pods have
-    one to a few containers: a scan costs less than building a map per pod."""
-    for index, container in enumerate(reported):
-        if container["name"] == name:
-            return index
-    return -1

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from kprof_lib.spec.errors import Problem
-from kprof_lib.state import digest, quantities
+from kprof_lib.state import digest, podusage
 from kprof_lib.state.errors import StateError, raise_at
 
 THRESHOLD_KEY = "lastThresholdCapture"
@@ -123,7 +123,7 @@ class ClusterState:
     now: dt.datetime
     now_text: str
     pods: list[digest.PodDigest]
-    metrics: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[tuple[str, str], podusage.PodUsage | dict[str, Any]] = field(default_factory=dict)
     metrics_paths: dict[tuple[str, str], str] = field(default_factory=dict)
     history: dict[str, History] = field(default_factory=dict)
     # "namespace/pod" -> its samples as given; checked by `window()` when a trigger reads them.
@@ -226,6 +226,10 @@ def _items(value: Any, path: str, problems: list[Problem]) -> list[Any]:
 def _read_pods(items: list[Any], problems: list[Problem]) -> list[digest.PodDigest]:
     """Every pod as a digest: v1 Pods (metadata checked here, the rest where it is read), digests
     in JSON (checked whole) and `PodDigest` objects (trusted)."""
+    if all(type(pod) is digest.PodDigest for pod in items) and len(items) == len(
+        {(pod.namespace, pod.name) for pod in items}
+    ):
+        return list(items)  # the pod cache's digests, each pod once: nothing to check
     pods: list[digest.PodDigest] = []
     seen: dict[tuple[str, str], int] = {}
     for index, pod in enumerate(items):
@@ -267,26 +271,30 @@ def _read_pod(pod: Any, path: str, problems: list[Problem]) -> digest.PodDigest 
 
 
 def _read_metrics(value: Any, problems: list[Problem]):
-    metrics: dict[tuple[str, str], dict[str, Any]] = {}
+    metrics: dict[tuple[str, str], podusage.PodUsage | dict[str, Any]] = {}
     paths: dict[tuple[str, str], str] = {}
     if value is None:
         return metrics, paths
     for index, item in enumerate(_items(value, "podMetrics", problems)):
-        # `type(...) is dict` first: what json.loads gives, tested without the Mapping ABC's cost.
-        metadata = item.get("metadata") if type(item) is dict or isinstance(item, Mapping) else None
-        name = namespace = None
-        if type(metadata) is dict or isinstance(metadata, Mapping):
-            name, namespace = metadata.get("name"), metadata.get("namespace")
-        if type(name) is not str or type(namespace) is not str or not name or not namespace:
-            problems.append({"path": f"podMetrics[{index}].metadata", "message": "needs name and namespace"})
-            continue
-        containers = item.get("containers")
-        if type(containers) is not list or not all(map(_is_usage, containers)):
-            problems.append({"path": f"podMetrics[{index}].containers", "message": "must be a list of {name, usage}"})
-            continue
-        key = (namespace, name)
+        if type(item) is podusage.PodUsage:  # trusted: made by usage_of from a checked PodMetrics
+            key = (item.namespace, item.name)
+        else:
+            # `type(...) is dict` first: what json.loads gives, tested without the Mapping ABC's cost.
+            metadata = item.get("metadata") if type(item) is dict or isinstance(item, Mapping) else None
+            name = namespace = None
+            if type(metadata) is dict or isinstance(metadata, Mapping):
+                name, namespace = metadata.get("name"), metadata.get("namespace")
+            if type(name) is not str or type(namespace) is not str or not name or not namespace:
+                problems.append({"path": f"podMetrics[{index}].metadata", "message": "needs name and namespace"})
+                continue
+            containers = item.get("containers")
+            if type(containers) is not list or not all(map(_is_usage, containers)):
+                message = "must be a list of {name, usage}"
+                problems.append({"path": f"podMetrics[{index}].containers", "message": message})
+                continue
+            key = (namespace, name)
         if key in metrics:
-            message = f"duplicates {paths[key]} ({namespace}/{name})"
+            message = f"duplicates {paths[key]} ({key[0]}/{key[1]})"
             problems.append({"path": f"podMetrics[{index}]", "message": message})
             continue
         metrics[key], paths[key] = item, f"podMetrics[{index}]"
@@ -311,6 +319,9 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
     if not isinstance(value, Mapping):
         problems.append({"path": "history", "message": "must be an object keyed namespace/pod"})
         return history
+    # The executor records the plan's `now` for every pod a check captured: a history holds few
+    # distinct times, each parsed once.
+    parsed: dict[str, dt.datetime] = {}
     for key, entry in value.items():
         path = f"history[{key!r}]"
         if not isinstance(key, str) or key.count("/") != 1 or not all(key.split("/")):
@@ -325,10 +336,15 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
         for field_name, raw in entry.items():  # an entry holds a few of the many keys
             if raw is None or field_name not in _TIME_KEY_SET:
                 continue
-            try:
-                times[field_name] = parse_time(raw)
-            except ValueError as error:
-                problems.append({"path": f"{path}.{field_name}", "message": str(error)})
+            moment = parsed.get(raw) if type(raw) is str else None
+            if moment is None:
+                try:
+                    moment = parse_time(raw)
+                except ValueError as error:
+                    problems.append({"path": f"{path}.{field_name}", "message": str(error)})
+                    continue
+                parsed[raw] = moment
+            times[field_name] = moment
         baselines = [t for t in (times.get(BASELINE_KEY), times.get(HEALTHY_TIME_KEY)) if t is not None]
         workload = entry.get(WORKLOAD_KEY)
         capture_now = entry.get(CAPTURE_NOW_KEY)
@@ -424,13 +440,3 @@ def _read_alerts(value: Any, problems: list[Problem]) -> tuple[Alert, ...]:
                 )
             )
     return tuple(alerts)
-
-
-def usage_quantity(value: Any, metrics_path: str, container: int, resource: str) -> float:
-    """A PodMetrics usage figure: without the memo in the forms metrics-server writes (new figures
-    every check: a memo would only be filled), the path made only for an error."""
-    if type(value) is str:
-        found = quantities.whole(value)
-        if found is not None:
-            return found
-    return quantities.parse_at(value, f"{metrics_path}.containers[{container}].usage.{resource}")

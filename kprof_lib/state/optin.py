@@ -87,6 +87,11 @@ def endpoint(annotations: Mapping[str, str]) -> Endpoint | str:
     return _endpoint(annotations.get(PORT), annotations.get(PATH), annotations.get(SCHEME))
 
 
+def endpoint_if_enabled(annotations: Mapping[str, str]) -> Endpoint | str | None:
+    """`endpoint` of a pod that opts in; None for one that does not."""
+    return endpoint(annotations) if is_enabled(annotations) else None
+
+
 @functools.lru_cache(maxsize=4096)
 def _endpoint(port: Any, path: Any, scheme: Any) -> Endpoint | str:
     document = {key: value for key, value in ((PORT, port), (PATH, path), (SCHEME, scheme)) if value is not None}

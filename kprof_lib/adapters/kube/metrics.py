@@ -1,9 +1,11 @@
 """PodMetrics from metrics-server (the `metrics.k8s.io/v1beta1` API), the operator's
 `MetricsSource`: one LIST per namespace a ProfilingConfig selects (or one cluster-wide LIST), with
 the label selector pushed to the server, never a GET per pod. Each PodMetrics is cut to what
-reconcile reads (name, namespace, containers' names and usage) as soon as it is decoded, so a
-cluster-wide list of 100,000 never exists whole. Failures come out as `MetricsUnavailable` naming
-the API path and status, so a check that cannot see usage says why.
+reconcile reads as soon as it is decoded, so a cluster-wide list of 100,000 never exists whole: a
+`PodUsage` (name, namespace, each container's usage in numbers, read while the item is fresh in
+memory), or, for one that is not well-formed, the PodMetrics slimmed, for reconcile to report.
+Failures come out as `MetricsUnavailable` naming the API path and status, so a check that cannot
+see usage says why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kubernetes.client import ApiClient
 
 from kprof_lib.adapters.kube import errors
 from kprof_lib.adapters.kube.reads import get_list
+from kprof_lib.state.podusage import PodUsage, usage_of
 
 METRICS_API = "/apis/metrics.k8s.io/v1beta1"
 
@@ -41,7 +44,7 @@ class MetricsServer:
         namespace: str | None,
         label_selector: str | None,
         wanted: Callable[[tuple[str, str]], bool] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[PodUsage | dict[str, Any]]:
         """The PodMetrics of `namespace` (None: every namespace) whose pod labels match
         `label_selector` (the API's selector syntax; None or "" matches all); with `wanted`, only
         those of the pods it says yes to ((namespace, name)), the others dropped as they are read.
@@ -51,13 +54,13 @@ class MetricsServer:
         items: list[Any] = []
 
         def keep(item: Any) -> None:
-            slim = slim_metrics(item)
-            metadata = slim.get("metadata") if isinstance(slim, dict) else None
+            metadata = item.get("metadata") if isinstance(item, dict) else None
             if wanted is not None and isinstance(metadata, dict):
                 namespace, name = metadata.get("namespace"), metadata.get("name")
                 if isinstance(namespace, str) and isinstance(name, str) and not wanted((namespace, name)):
                     return
-            items.append(slim)
+            usage = usage_of(item)
+            items.append(usage if type(usage) is PodUsage else slim_metrics(item))
 
         try:
             document = get_list(self._api, path, keep, query, self._timeout)
