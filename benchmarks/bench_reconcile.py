@@ -46,7 +46,7 @@ SPEC = {
 
 def build_state(count: int, round_: int = 0) -> dict:
     """Pods in 10 namespaces and 50 Deployments; 80% opt in; varied usage (other figures for each
-    `round_`); some with history."""
+    `round_`); some with history; listed as the API server lists them."""
     pods, metrics, history = [], [], {}
     for i in range(count):
         namespace = f"team-{i % 10}"
@@ -91,6 +91,9 @@ def build_state(count: int, round_: int = 0) -> dict:
                 "lastThresholdCapture": "2026-11-25T09:58:00Z",
                 "lastOnDemandCapture": "2026-11-25T09:55:00Z",
             }
+    # In the order the API server lists pods (its storage's key order: namespace, then name), which
+    # the operator's pod cache keeps from its first LIST.
+    pods.sort(key=lambda item: (item["metadata"]["namespace"], item["metadata"]["name"]))
     return {
         "now": "2026-11-25T10:00:00Z",
         "pods": {"kind": "List", "apiVersion": "v1", "items": pods},

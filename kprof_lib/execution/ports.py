@@ -6,7 +6,7 @@ Contracts are stated here, once: what each method returns, what it raises, and w
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -255,7 +255,7 @@ to the fields reconcile reads, for it to report). One LIST per
         namespace: str | None,
         label_selector: str | None,
         wanted: Callable[[tuple[str, str]], bool] | None = None,
-    ) -> list[PodUsage | dict]: ...
+    ) -> Sequence[PodUsage | dict]: ...
 
 
 class HistoryStore(Protocol):

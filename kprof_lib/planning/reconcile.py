@@ -73,6 +73,7 @@ from kprof_lib.planning.plan import (
 from kprof_lib.spec import validation
 from kprof_lib.spec.model import Spec
 from kprof_lib.state import cluster, digest, optin
+from kprof_lib.state.podusage import PodUsage
 
 
 def reconcile(spec: Any, cluster_state: Any, *, kinds: Collection[str] = KINDS) -> Plan:
@@ -146,6 +147,9 @@ class _Decider:
         self.checks_metrics = checks and spec.reads_metrics
         self.checks_usage = self.checks_metrics or self.goroutines is not None
         self.uses_window = checks and spec.triggers.uses_window
+        self.with_limit = spec.triggers.oom is not None
+        # The triggers that read the window (spikes, the memory trend) or the goroutine count.
+        self.trends = spec.triggers.spike is not None or self.with_limit or self.goroutines is not None
         self.active_pods = 0
         # (namespace, workload) -> its latest baseline or healthy capture, from every pod's history;
         # a workload is added once this reconcile picks one of its pods for a baseline.
@@ -177,7 +181,7 @@ class _Decider:
             return PodDecision(namespace, name, NONE, "not-enabled")
         if not pod.running or not pod.pod_ip:
             return PodDecision(namespace, name, NONE, "not-running")
-        if type(endpoint) is str:
+        if isinstance(endpoint, str):
             return PodDecision(namespace, name, NONE, "invalid-annotation", message=endpoint)
         self.active_pods += 1
         return self._decide_capture(pod, index, pod.pod_ip, endpoint)
@@ -247,7 +251,8 @@ class _Decider:
         if len(reasons) > 1:
             reasons.sort(key=RANK.__getitem__)
         crossed = tuple(sorted(found.crossed, key=RANK.__getitem__) if len(found.crossed) > 1 else found.crossed)
-        observed = Usage(_round(measured.cpu_percent), _round(measured.memory_percent))
+        cpu, memory = measured.cpu_percent, measured.memory_percent
+        observed = Usage(None if cpu is None else round(cpu, 2), None if memory is None else round(memory, 2))
         uid = pod.uid
         message = "; ".join(found.notes) if found.notes else None
         retry = None if history.last_failed is None else cadence.retry_due(history)
@@ -271,28 +276,30 @@ class _Decider:
                 # heap first (what a leak shows), and the spec's types when another reason wants them.
                 oom_types = self.triggers.oom.profile_types
                 types = oom_types if reasons == [OOM_RISK] else tuple(dict.fromkeys((*oom_types, *types)))
+            # Every field by position, in PodDecision's order: a named tuple binds 21 keywords
+            # one name at a time (1.0 µs a decision here, against 0.4 µs).
             return PodDecision(
                 namespace,
                 name,
                 CAPTURE,
                 reasons[0],
-                uid=uid,
-                reasons=tuple(reasons),
-                crossed=crossed,
-                message=message,
-                pod_ip=pod_ip,
-                endpoint=endpoint,
-                profile_types=types,
-                cpu_profile_seconds=self.spec.cpu_profile_seconds,
-                observed=observed,
-                thresholds=self.thresholds,
-                service=pod.service,
-                labels=self._label_view(labels),
-                failing=retry is not None,
-                sample=sample,
-                alert=alert_name,
-                request_value=request_value,
-                alert_fingerprints=fingerprints if ALERT in reasons else (),
+                uid,
+                tuple(reasons),
+                crossed,
+                message,
+                pod_ip,
+                endpoint,
+                types,  # profile_types
+                self.spec.cpu_profile_seconds,
+                observed,
+                self.thresholds,
+                pod.service,
+                self._label_view(labels),
+                retry is not None,  # failing
+                sample,
+                alert_name,
+                request_value,
+                fingerprints if ALERT in reasons else (),  # alert_fingerprints
             )
         if found.held:
             reason = COOLDOWN
@@ -329,13 +336,10 @@ class _Decider:
         measured = usage.NO_METRICS
         if self.checks_metrics:
             metrics_key = (pod.namespace, pod.name)
-            measured = usage.measure(
-                pod,
-                index,
-                self.state.metrics.get(metrics_key),
-                self.state.metrics_paths.get(metrics_key, ""),
-                with_limit=triggers.oom is not None,
-            )
+            metrics = self.state.metrics.get(metrics_key)
+            # A PodUsage has no path: nothing in it can be wrong.
+            path = "" if metrics is None or type(metrics) is PodUsage else self.state.metrics_paths[metrics_key]
+            measured = usage.measure(pod, index, metrics, path, with_limit=self.with_limit)
             if not measured.matched:
                 found.undecided.add(NO_METRICS)
             elif measured.cpu_percent is None and measured.memory_percent is None:
@@ -379,6 +383,8 @@ class _Decider:
             found.family(
                 threshold_family, self._cooling(history.last_threshold, triggers.threshold_cooldown), "threshold"
             )
+        if not self.trends:
+            return measured, sample
 
         spike_family: list[str] = []
         spikes = triggers.spike
@@ -498,6 +504,3 @@ _NO_HISTORY = cluster.History()  # a pod never captured (most of them): one valu
 _NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)
 MIB = 1024 * 1024
 
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)

@@ -41,7 +41,7 @@ def measure(
     or quantity."""
     if metrics is None:
         return NO_METRICS
-    if type(metrics) is not podusage.PodUsage:
+    if not isinstance(metrics, podusage.PodUsage):
         metrics = podusage.usage_at(metrics, metrics_path)
     reported = metrics.containers
     containers = pod.containers if pod.containers is not None else pod.containers_of(f"pods[{index}]")

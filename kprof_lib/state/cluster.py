@@ -12,6 +12,7 @@ goroutine count are checked only when a trigger reads them. Every problem names 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,6 +175,9 @@ def parse_time(value: Any) -> dt.datetime:
     return parsed
 
 
+# Memoised: the times a plan's messages give (cooldowns until, failures at) are those of the
+# history, whose entries share the few `now`s of the checks that captured.
+@functools.lru_cache(maxsize=4096)
 def format_time(moment: dt.datetime) -> str:
     """`moment` as the API writes times: RFC 3339 in UTC, whole seconds (2026-01-02T03:04:05Z)."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -275,9 +279,18 @@ def _read_metrics(value: Any, problems: list[Problem]):
     paths: dict[tuple[str, str], str] = {}
     if value is None:
         return metrics, paths
-    for index, item in enumerate(_items(value, "podMetrics", problems)):
+    items = _items(value, "podMetrics", problems)
+    if all(type(item) is podusage.PodUsage for item in items):
+        metrics = {(item.namespace, item.name): item for item in items}
+        if len(metrics) == len(items):
+            return metrics, paths  # what the operator's reader gives, each pod once: nothing to check
+        metrics = {}
+    for index, item in enumerate(items):
         if type(item) is podusage.PodUsage:  # trusted: made by usage_of from a checked PodMetrics
             key = (item.namespace, item.name)
+            if key not in metrics:
+                metrics[key] = item  # no path: nothing in it can be wrong
+                continue
         else:
             # `type(...) is dict` first: what json.loads gives, tested without the Mapping ABC's cost.
             metadata = item.get("metadata") if type(item) is dict or isinstance(item, Mapping) else None
@@ -294,11 +307,16 @@ def _read_metrics(value: Any, problems: list[Problem]):
                 continue
             key = (namespace, name)
         if key in metrics:
-            message = f"duplicates {paths[key]} ({key[0]}/{key[1]})"
+            first = paths.get(key) or f"podMetrics[{_index_of(items, metrics[key])}]"
+            message = f"duplicates {first} ({key[0]}/{key[1]})"
             problems.append({"path": f"podMetrics[{index}]", "message": message})
             continue
         metrics[key], paths[key] = item, f"podMetrics[{index}]"
     return metrics, paths
+
+
+def _index_of(items: list[Any], item: Any) -> int:
+    return next(index for index, candidate in enumerate(items) if candidate is item)
 
 
 def _is_usage(container: Any) -> bool:
@@ -323,16 +341,17 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
     # distinct times, each parsed once.
     parsed: dict[str, dt.datetime] = {}
     for key, entry in value.items():
-        path = f"history[{key!r}]"
-        if not isinstance(key, str) or key.count("/") != 1 or not all(key.split("/")):
-            problems.append({"path": path, "message": "keys must be namespace/pod"})
+        # Exactly one "/", with a namespace before it and a pod after it.
+        if not isinstance(key, str) or key.count("/") != 1 or key[0] == "/" or key[-1] == "/":
+            problems.append({"path": f"history[{key!r}]", "message": "keys must be namespace/pod"})
             continue
         if entry is None:
             continue
-        if not isinstance(entry, Mapping):
-            problems.append({"path": path, "message": f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"})
+        if type(entry) is not dict and not isinstance(entry, Mapping):
+            message = f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"
+            problems.append({"path": f"history[{key!r}]", "message": message})
             continue
-        times = {}
+        times = {}  # paths are made for a problem only: most entries have none
         for field_name, raw in entry.items():  # an entry holds a few of the many keys
             if raw is None or field_name not in _TIME_KEY_SET:
                 continue
@@ -341,7 +360,7 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
                 try:
                     moment = parse_time(raw)
                 except ValueError as error:
-                    problems.append({"path": f"{path}.{field_name}", "message": str(error)})
+                    problems.append({"path": f"history[{key!r}].{field_name}", "message": str(error)})
                     continue
                 parsed[raw] = moment
             times[field_name] = moment
@@ -349,25 +368,27 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
         workload = entry.get(WORKLOAD_KEY)
         capture_now = entry.get(CAPTURE_NOW_KEY)
         if capture_now is not None and not isinstance(capture_now, str):
-            problems.append({"path": f"{path}.{CAPTURE_NOW_KEY}", "message": "must be a string"})
+            problems.append({"path": f"history[{key!r}].{CAPTURE_NOW_KEY}", "message": "must be a string"})
             capture_now = None
-        fingerprints = entry.get(FINGERPRINTS_KEY) or []
+        fingerprints = entry.get(FINGERPRINTS_KEY) or ()
         if fingerprints and (not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints)):
-            problems.append({"path": f"{path}.{FINGERPRINTS_KEY}", "message": "must be a list of strings"})
-            fingerprints = []
+            message = "must be a list of strings"
+            problems.append({"path": f"history[{key!r}].{FINGERPRINTS_KEY}", "message": message})
+            fingerprints = ()
+        # By position, in History's order (a named tuple binds keywords one name at a time).
         history[key] = History(
-            last_threshold=times.get(THRESHOLD_KEY),
-            last_on_demand=times.get(ON_DEMAND_KEY),
-            last_baseline=max(baselines) if baselines else None,
-            workload=workload if isinstance(workload, str) else None,
-            last_failed=times.get(FAILED_KEY),
-            failing_since=times.get(FAILING_SINCE_KEY),
-            last_spike=times.get(SPIKE_KEY),
-            last_oom=times.get(OOM_KEY),
-            last_alert=times.get(ALERT_KEY),
-            last_requested=times.get(REQUESTED_KEY),
-            capture_now_value=capture_now,
-            alert_fingerprints=tuple(fingerprints[-MAX_FINGERPRINTS:]),
+            times.get(THRESHOLD_KEY),
+            times.get(ON_DEMAND_KEY),
+            max(baselines) if baselines else None,
+            workload if isinstance(workload, str) else None,
+            times.get(FAILED_KEY),
+            times.get(FAILING_SINCE_KEY),
+            times.get(SPIKE_KEY),
+            times.get(OOM_KEY),
+            times.get(ALERT_KEY),
+            times.get(REQUESTED_KEY),
+            capture_now,
+            tuple(fingerprints[-MAX_FINGERPRINTS:]) if fingerprints else (),
         )
     return history
 

@@ -45,7 +45,7 @@ def usage_at(item: Mapping[str, Any], path: str) -> PodUsage:
                 number = quantities.parse_at(value, f"{path}.containers[{index}].usage.{resource}")
             figures.append(number)
         containers.append(tuple(figures))
-    return PodUsage(metadata["namespace"], metadata["name"], tuple(containers))  # type: ignore[arg-type]
+    return PodUsage(metadata["namespace"], metadata["name"], tuple(containers))
 
 
 def usage_of(item: Any) -> PodUsage | Any:
