@@ -125,6 +125,8 @@ class ClusterState:
     now_text: str
     pods: list[digest.PodDigest]
     metrics: dict[tuple[str, str], podusage.PodUsage | dict[str, Any]] = field(default_factory=dict)
+    # Each PodMetrics' path, for the problems found where it is read (a PodUsage may have none:
+    # nothing in it can be wrong).
     metrics_paths: dict[tuple[str, str], str] = field(default_factory=dict)
     history: dict[str, History] = field(default_factory=dict)
     # "namespace/pod" -> its samples as given; checked by `window()` when a trigger reads them.
@@ -288,9 +290,6 @@ def _read_metrics(value: Any, problems: list[Problem]):
     for index, item in enumerate(items):
         if type(item) is podusage.PodUsage:  # trusted: made by usage_of from a checked PodMetrics
             key = (item.namespace, item.name)
-            if key not in metrics:
-                metrics[key] = item  # no path: nothing in it can be wrong
-                continue
         else:
             # `type(...) is dict` first: what json.loads gives, tested without the Mapping ABC's cost.
             metadata = item.get("metadata") if type(item) is dict or isinstance(item, Mapping) else None
@@ -307,16 +306,11 @@ def _read_metrics(value: Any, problems: list[Problem]):
                 continue
             key = (namespace, name)
         if key in metrics:
-            first = paths.get(key) or f"podMetrics[{_index_of(items, metrics[key])}]"
-            message = f"duplicates {first} ({key[0]}/{key[1]})"
+            message = f"duplicates {paths[key]} ({key[0]}/{key[1]})"
             problems.append({"path": f"podMetrics[{index}]", "message": message})
             continue
         metrics[key], paths[key] = item, f"podMetrics[{index}]"
     return metrics, paths
-
-
-def _index_of(items: list[Any], item: Any) -> int:
-    return next(index for index, candidate in enumerate(items) if candidate is item)
 
 
 def _is_usage(container: Any) -> bool:
