@@ -151,6 +151,7 @@ class _Decider:
         # The triggers that read the window (spikes, the memory trend) or the goroutine count.
         self.trends = spec.triggers.spike is not None or self.with_limit or self.goroutines is not None
         self.active_pods = 0
+        self.cooled_since: dict[int, dt.datetime] = {}
         # (namespace, workload) -> its latest baseline or healthy capture, from every pod's history;
         # a workload is added once this reconcile picks one of its pods for a baseline.
         self.baselines: dict[tuple[str, str], dt.datetime] = {}
@@ -323,9 +324,12 @@ class _Decider:
 
     def _cooling(self, last: dt.datetime | None, cooldown: int) -> dt.datetime | None:
         """Until when a family whose last capture was at `last` cools down; None: it does not."""
-        if last is None or (self.state.now - last).total_seconds() >= cooldown:
+        if last is None:
             return None
-        return last + dt.timedelta(seconds=cooldown)
+        since = self.cooled_since.get(cooldown)
+        if since is None:  # a family that last captured at `since` or before has cooled down
+            since = self.cooled_since[cooldown] = self.state.now - dt.timedelta(seconds=cooldown)
+        return None if last <= since else last + dt.timedelta(seconds=cooldown)
 
     def _usage_findings(
         self, pod: digest.PodDigest, index: int, key: str, history: cluster.History, found: _Found

@@ -48,8 +48,7 @@ def measure(
     cpu_used = cpu_base = memory_used = memory_base = memory_limit = 0.0
     cpu_counted = memory_counted = matched = False
     limited = with_limit
-    for container in containers:
-        name = container.name
+    for name, cpu_of, memory_of, memory_limit_of in containers:
         # Pods have one to a few containers: a scan costs less than building a map per pod.
         for found in reported:
             if found[0] == name:
@@ -58,16 +57,16 @@ def measure(
             continue
         matched = True
         _, cpu, memory = found
-        if container.cpu and cpu is not None:
+        if cpu_of and cpu is not None:
             cpu_used += cpu
-            cpu_base += container.cpu
+            cpu_base += cpu_of
             cpu_counted = True
-        if container.memory and memory is not None:
+        if memory_of and memory is not None:
             memory_used += memory
-            memory_base += container.memory
+            memory_base += memory_of
             memory_counted = True
-            if limited and container.memory_limit is not None:
-                memory_limit += container.memory_limit
+            if limited and memory_limit_of is not None:
+                memory_limit += memory_limit_of
             else:
                 limited = False
     if not matched:
