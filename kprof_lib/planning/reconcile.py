@@ -253,7 +253,9 @@ class _Decider:
             reasons.sort(key=RANK.__getitem__)
         crossed = tuple(sorted(found.crossed, key=RANK.__getitem__) if len(found.crossed) > 1 else found.crossed)
         cpu, memory = measured.cpu_percent, measured.memory_percent
-        observed = Usage(None if cpu is None else round(cpu, 2), None if memory is None else round(memory, 2))
+        observed = _new_tuple(
+            Usage, (None if cpu is None else round(cpu, 2), None if memory is None else round(memory, 2))
+        )
         uid = pod.uid
         message = "; ".join(found.notes) if found.notes else None
         retry = None if history.last_failed is None else cadence.retry_due(history)
@@ -277,30 +279,33 @@ class _Decider:
                 # heap first (what a leak shows), and the spec's types when another reason wants them.
                 oom_types = self.triggers.oom.profile_types
                 types = oom_types if reasons == [OOM_RISK] else tuple(dict.fromkeys((*oom_types, *types)))
-            # Every field by position, in PodDecision's order: a named tuple binds 21 keywords
-            # one name at a time (1.0 µs a decision here, against 0.4 µs).
-            return PodDecision(
-                namespace,
-                name,
-                CAPTURE,
-                reasons[0],
-                uid,
-                tuple(reasons),
-                crossed,
-                message,
-                pod_ip,
-                endpoint,
-                types,  # profile_types
-                self.spec.cpu_profile_seconds,
-                observed,
-                self.thresholds,
-                pod.service,
-                self._label_view(labels),
-                retry is not None,  # failing
-                sample,
-                alert_name,
-                request_value,
-                fingerprints if ALERT in reasons else (),  # alert_fingerprints
+            # Every field, in PodDecision's order, given to tuple.__new__: the named tuple's own
+            # __new__ binds 21 arguments one name at a time (0.4 µs a decision, against 0.12).
+            return _new_tuple(
+                PodDecision,
+                (
+                    namespace,
+                    name,
+                    CAPTURE,
+                    reasons[0],
+                    uid,
+                    tuple(reasons),
+                    crossed,
+                    message,
+                    pod_ip,
+                    endpoint,
+                    types,  # profile_types
+                    self.spec.cpu_profile_seconds,
+                    observed,
+                    self.thresholds,
+                    pod.service,
+                    self._label_view(labels),
+                    retry is not None,  # failing
+                    sample,
+                    alert_name,
+                    request_value,
+                    fingerprints if ALERT in reasons else (),  # alert_fingerprints
+                ),
             )
         if found.held:
             reason = COOLDOWN
@@ -503,8 +508,8 @@ class _Found:
 
 
 _BY_POD = operator.itemgetter(0, 1)  # a decision's (namespace, pod)
+_new_tuple = tuple.__new__  # a named tuple from all of its fields, without its generated __new__
 _NO_HISTORY = cluster.History()  # a pod never captured (most of them): one value, not one per pod
 # The order in which the reasons a pod could not be decided for are said (the first found).
 _NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)
 MIB = 1024 * 1024
-

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -56,7 +57,6 @@ TIME_KEYS = (
     FAILED_KEY,
     FAILING_SINCE_KEY,
 )
-_TIME_KEY_SET = frozenset(TIME_KEYS)
 
 # At most this many samples per pod in `usageWindow` (the schema's maxItems; spec.triggers.windowSamples
 # is at most as many).
@@ -91,6 +91,30 @@ class History(NamedTuple):  # a named tuple: one is read per pod with history, a
             self.last_failed,
         )
         return {moment for moment in times if moment is not None}
+
+
+# Where each history key goes among History's fields (a baseline and a healthy capture both go to
+# last_baseline, which keeps the later).
+_TIME_SLOTS = {
+    key: History._fields.index(field)
+    for key, field in (
+        (THRESHOLD_KEY, "last_threshold"),
+        (ON_DEMAND_KEY, "last_on_demand"),
+        (BASELINE_KEY, "last_baseline"),
+        (HEALTHY_TIME_KEY, "last_baseline"),
+        (FAILED_KEY, "last_failed"),
+        (FAILING_SINCE_KEY, "failing_since"),
+        (SPIKE_KEY, "last_spike"),
+        (OOM_KEY, "last_oom"),
+        (ALERT_KEY, "last_alert"),
+        (REQUESTED_KEY, "last_requested"),
+    )
+}
+assert set(_TIME_SLOTS) == set(TIME_KEYS)
+_WORKLOAD_SLOT = History._fields.index("workload")
+_CAPTURE_NOW_SLOT = History._fields.index("capture_now_value")
+_FINGERPRINTS_SLOT = History._fields.index("alert_fingerprints")
+_NO_FIELDS = tuple(History())
 
 
 class Sample(NamedTuple):
@@ -232,9 +256,8 @@ def _items(value: Any, path: str, problems: list[Problem]) -> list[Any]:
 def _read_pods(items: list[Any], problems: list[Problem]) -> list[digest.PodDigest]:
     """Every pod as a digest: v1 Pods (metadata checked here, the rest where it is read), digests
     in JSON (checked whole) and `PodDigest` objects (trusted)."""
-    if all(type(pod) is digest.PodDigest for pod in items) and len(items) == len(
-        {(pod.namespace, pod.name) for pod in items}
-    ):
+    # map() over C-level callables: the whole list is looked at without a bytecode step per pod.
+    if set(map(type, items)) <= _DIGEST_TYPE and len(items) == len(set(map(_NAMESPACE_AND_NAME, items))):
         return list(items)  # the pod cache's digests, each pod once: nothing to check
     pods: list[digest.PodDigest] = []
     seen: dict[tuple[str, str], int] = {}
@@ -282,8 +305,8 @@ def _read_metrics(value: Any, problems: list[Problem]):
     if value is None:
         return metrics, paths
     items = _items(value, "podMetrics", problems)
-    if all(type(item) is podusage.PodUsage for item in items):
-        metrics = {(item.namespace, item.name): item for item in items}
+    if set(map(type, items)) <= _USAGE_TYPE:
+        metrics = dict(zip(map(_NAMESPACE_AND_NAME, items), items, strict=True))
         if len(metrics) == len(items):
             return metrics, paths  # what the operator's reader gives, each pod once: nothing to check
         metrics = {}
@@ -311,6 +334,11 @@ def _read_metrics(value: Any, problems: list[Problem]):
             continue
         metrics[key], paths[key] = item, f"podMetrics[{index}]"
     return metrics, paths
+
+
+_DIGEST_TYPE = frozenset({digest.PodDigest})
+_USAGE_TYPE = frozenset({podusage.PodUsage})
+_NAMESPACE_AND_NAME = operator.attrgetter("namespace", "name")  # of a PodDigest or a PodUsage
 
 
 def _is_usage(container: Any) -> bool:
@@ -345,9 +373,10 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
             message = f"must be an object with {THRESHOLD_KEY} and {ON_DEMAND_KEY}"
             problems.append({"path": f"history[{key!r}]", "message": message})
             continue
-        times = {}  # paths are made for a problem only: most entries have none
+        fields: list[Any] = list(_NO_FIELDS)  # History's, by position; paths are made for a problem only
         for field_name, raw in entry.items():  # an entry holds a few of the many keys
-            if raw is None or field_name not in _TIME_KEY_SET:
+            slot = _TIME_SLOTS.get(field_name)
+            if slot is None or raw is None:
                 continue
             moment = parsed.get(raw) if type(raw) is str else None
             if moment is None:
@@ -357,33 +386,27 @@ def _read_history(value: Any, problems: list[Problem]) -> dict[str, History]:
                     problems.append({"path": f"history[{key!r}].{field_name}", "message": str(error)})
                     continue
                 parsed[raw] = moment
-            times[field_name] = moment
-        baselines = [t for t in (times.get(BASELINE_KEY), times.get(HEALTHY_TIME_KEY)) if t is not None]
+            if fields[slot] is None or moment > fields[slot]:  # of a baseline and a healthy capture, the later
+                fields[slot] = moment
         workload = entry.get(WORKLOAD_KEY)
+        if isinstance(workload, str):
+            fields[_WORKLOAD_SLOT] = workload
         capture_now = entry.get(CAPTURE_NOW_KEY)
-        if capture_now is not None and not isinstance(capture_now, str):
-            problems.append({"path": f"history[{key!r}].{CAPTURE_NOW_KEY}", "message": "must be a string"})
-            capture_now = None
-        fingerprints = entry.get(FINGERPRINTS_KEY) or ()
-        if fingerprints and (not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints)):
-            message = "must be a list of strings"
-            problems.append({"path": f"history[{key!r}].{FINGERPRINTS_KEY}", "message": message})
-            fingerprints = ()
-        # By position, in History's order (a named tuple binds keywords one name at a time).
-        history[key] = History(
-            times.get(THRESHOLD_KEY),
-            times.get(ON_DEMAND_KEY),
-            max(baselines) if baselines else None,
-            workload if isinstance(workload, str) else None,
-            times.get(FAILED_KEY),
-            times.get(FAILING_SINCE_KEY),
-            times.get(SPIKE_KEY),
-            times.get(OOM_KEY),
-            times.get(ALERT_KEY),
-            times.get(REQUESTED_KEY),
-            capture_now,
-            tuple(fingerprints[-MAX_FINGERPRINTS:]) if fingerprints else (),
-        )
+        if capture_now is not None:
+            if isinstance(capture_now, str):
+                fields[_CAPTURE_NOW_SLOT] = capture_now
+            else:
+                problems.append({"path": f"history[{key!r}].{CAPTURE_NOW_KEY}", "message": "must be a string"})
+        fingerprints = entry.get(FINGERPRINTS_KEY)
+        if fingerprints:
+            if isinstance(fingerprints, list) and all(isinstance(f, str) for f in fingerprints):
+                fields[_FINGERPRINTS_SLOT] = tuple(fingerprints[-MAX_FINGERPRINTS:])
+            else:
+                message = "must be a list of strings"
+                problems.append({"path": f"history[{key!r}].{FINGERPRINTS_KEY}", "message": message})
+        # tuple.__new__ skips the named tuple's generated __new__ (its argument binding): the
+        # fields are all there, in order.
+        history[key] = tuple.__new__(History, fields)
     return history
 
 
