@@ -65,6 +65,8 @@ def chart_kubeconfig(control_plane, kprof_release, tmp_path_factory):
         ('{"msg": "listening", "address": "127.0.0.1:40325"}', False),
         ('{"ts": "2026-12-01T21:43:31.403Z", "msg": "reject"}', False),
         ('{"msg": "took 0.403 s"}', False),
+        ('{"msg": "stored", "detail": "s3://kprof-nodes-9f403b2/a", "bytes": 403}', False),
+        ('{"msg": "refused", "status": 403}', True),
     ],
 )
 def test_a_log_line_reports_a_refusal_only_for_a_403_or_forbidden(line, refused):

@@ -327,12 +327,18 @@ def test_the_operator_captures_before_the_oom_when_goroutines_leak_and_on_reques
         restarted = None
         try:
             operator.wait_ready()
-            oom = wait_until(
-                lambda: [
+
+            def oom_captures() -> list[dict[str, Any]]:
+                found = [
                     d for d in captures_of(profiles, namespace, "memory-1") if d["metadata"]["reason"] == "oom-risk"
-                ],
+                ]
+                # Both profiles of the capture, or none yet: its heap profile is stored before the other.
+                return found if len(found) >= 2 else []
+
+            oom = wait_until(
+                oom_captures,
                 150,
-                lambda: f"no oom-risk capture of memory-1:\n{operator.output()}",
+                lambda: f"no oom-risk capture of memory-1 with both profiles:\n{operator.output()}",
             )
             # (Its memory climbs a little too, with the goroutines' stacks: the capture's reasons
             # hold goroutine-threshold, whichever comes first in precedence.)

@@ -153,8 +153,18 @@ class Run:
 _FORBIDDEN = re.compile(r"(?<![\w.])403(?!\w)|forbidden", re.IGNORECASE)
 
 
+# Fields of a JSON log record that hold a size, where 403 is a number like any other.
+_SIZES = ("bytes",)
+
+
 def reports_forbidden(line: str) -> bool:
     """Whether an operator log line reports an API server's 403 / Forbidden answer."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        line = json.dumps({key: value for key, value in record.items() if key not in _SIZES})
     return _FORBIDDEN.search(line) is not None
 
 
