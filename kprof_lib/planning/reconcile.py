@@ -253,7 +253,7 @@ class _Decider:
             reasons.sort(key=RANK.__getitem__)
         crossed = tuple(sorted(found.crossed, key=RANK.__getitem__) if len(found.crossed) > 1 else found.crossed)
         cpu, memory = measured.cpu_percent, measured.memory_percent
-        observed = _new_tuple(
+        observed = tuple.__new__(
             Usage, (None if cpu is None else round(cpu, 2), None if memory is None else round(memory, 2))
         )
         uid = pod.uid
@@ -281,7 +281,7 @@ class _Decider:
                 types = oom_types if reasons == [OOM_RISK] else tuple(dict.fromkeys((*oom_types, *types)))
             # Every field, in PodDecision's order, given to tuple.__new__: the named tuple's own
             # __new__ binds 21 arguments one name at a time (0.4 µs a decision, against 0.12).
-            return _new_tuple(
+            return tuple.__new__(
                 PodDecision,
                 (
                     namespace,
@@ -508,7 +508,6 @@ class _Found:
 
 
 _BY_POD = operator.itemgetter(0, 1)  # a decision's (namespace, pod)
-_new_tuple = tuple.__new__  # a named tuple from all of its fields, without its generated __new__
 _NO_HISTORY = cluster.History()  # a pod never captured (most of them): one value, not one per pod
 # The order in which the reasons a pod could not be decided for are said (the first found).
 _NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)

@@ -96,8 +96,8 @@ class History(NamedTuple):  # a named tuple: one is read per pod with history, a
 # Where each history key goes among History's fields (a baseline and a healthy capture both go to
 # last_baseline, which keeps the later).
 _TIME_SLOTS = {
-    key: History._fields.index(field)
-    for key, field in (
+    key: History._fields.index(name)
+    for key, name in (
         (THRESHOLD_KEY, "last_threshold"),
         (ON_DEMAND_KEY, "last_on_demand"),
         (BASELINE_KEY, "last_baseline"),
