@@ -34,7 +34,6 @@ Cost: what the spec does not enable costs nothing per pod (no window read, no al
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -89,7 +88,9 @@ def reconcile(spec: Any, cluster_state: Any, *, kinds: Collection[str] = KINDS) 
     limit = valid.triggers.max_captures_per_minute
     if limit is not None:
         results = _rate_limited(results, limit, state)
-    results.sort(key=_BY_POD)
+    # By (namespace, pod): no two decisions share them (cluster.read refuses duplicate pods), so the
+    # decisions compare by those first two fields alone.
+    results.sort()
     return Plan(now=state.now_text, spec=valid, results=tuple(results), active_pods=decide.active_pods)
 
 
@@ -125,11 +126,14 @@ class _Decider:
     def __init__(self, spec: Spec, state: cluster.ClusterState, kinds: Collection[str]):
         self.spec = spec
         self.state = state
+        self.now = state.now
+        self.history = state.history
+        self.metrics = state.metrics
         self.labels_match = selection.compile_label_selector(spec.label_selector)
         self.namespace = spec.namespace
-        self.label_verdicts: dict[int, bool] = {}
+        # A shared label map's read-only view for the capture decisions; None: the selector does not match.
+        self.label_views: dict[int, Mapping[str, str] | None] = {}
         self.endpoints: dict[int, optin.Endpoint | str | None] = {}
-        self.label_views: dict[int, Mapping[str, str]] = {}
         self.seen_maps: list[Mapping[str, str]] = []
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
         # A pod is due on demand when its last on-demand capture is at or before this moment.
@@ -155,22 +159,26 @@ class _Decider:
         # (namespace, workload) -> its latest baseline or healthy capture, from every pod's history;
         # a workload is added once this reconcile picks one of its pods for a baseline.
         self.baselines: dict[tuple[str, str], dt.datetime] = {}
-        for key, entry in state.history.items():
+        for key, entry in state.history.items() if spec.baseline_interval is not None else ():
             if entry.workload and entry.last_baseline is not None:
                 where = (key.split("/", 1)[0], entry.workload)
                 if where not in self.baselines or entry.last_baseline > self.baselines[where]:
                     self.baselines[where] = entry.last_baseline
+
+    # The operator's pod cache shares one label map and one annotation map among the replicas of a
+    # workload: what is read from one is worked out once per reconcile (by the map's id; the map
+    # is kept alive meanwhile, in seen_maps, so that its id is not reused).
 
     def __call__(self, index: int, pod: digest.PodDigest) -> PodDecision:
         namespace, name = pod.namespace, pod.name
         if self.namespace is not None and self.namespace != namespace:
             return PodDecision(namespace, name, NONE, "namespace-mismatch")
         labels = pod.labels
-        verdict = self.label_verdicts.get(id(labels))
-        if verdict is None:
-            verdict = self.label_verdicts[id(labels)] = self.labels_match(labels)
+        view = self.label_views.get(id(labels), _UNSEEN)
+        if view is _UNSEEN:
+            view = self.label_views[id(labels)] = MappingProxyType(labels) if self.labels_match(labels) else None
             self.seen_maps.append(labels)
-        if not verdict:
+        if view is None:
             return PodDecision(namespace, name, NONE, "label-mismatch")
         annotations = pod.annotations
         if id(annotations) in self.endpoints:
@@ -185,30 +193,21 @@ class _Decider:
         if isinstance(endpoint, str):
             return PodDecision(namespace, name, NONE, "invalid-annotation", message=endpoint)
         self.active_pods += 1
-        return self._decide_capture(pod, index, pod.pod_ip, endpoint)
+        return self._decide_capture(pod, index, pod.pod_ip, endpoint, view)
 
-    # The operator's pod cache shares one label map and one annotation map among the replicas of a
-    # workload: what is read from one is worked out once per reconcile (by the map's id; the map
-    # is kept alive meanwhile, in seen_maps, so that its id is not reused).
-
-    def _label_view(self, labels: Mapping[str, str]) -> Mapping[str, str]:
-        """A read-only view of a pod's labels for its capture decision, one per shared map."""
-        view = self.label_views.get(id(labels))
-        if view is None:
-            view = self.label_views[id(labels)] = MappingProxyType(labels)
-            self.seen_maps.append(labels)
-        return view
-
-    def _decide_capture(self, pod: digest.PodDigest, index: int, pod_ip: str, endpoint: optin.Endpoint) -> PodDecision:
-        namespace, name, annotations, labels = pod.namespace, pod.name, pod.annotations, pod.labels
+    def _decide_capture(
+        self, pod: digest.PodDigest, index: int, pod_ip: str, endpoint: optin.Endpoint, labels: Mapping[str, str]
+    ) -> PodDecision:
+        """The decision about a selected pod; `labels` is the read-only view of its labels."""
+        namespace, name = pod.namespace, pod.name
         key = f"{namespace}/{name}"
-        history = self.state.history.get(key) or _NO_HISTORY
-        now = self.state.now
+        history = self.history.get(key) or _NO_HISTORY
+        now = self.now
         found = _Found()
         request_value = alert_name = None
         fingerprints: tuple[str, ...] = ()
         if self.capture_now:
-            value = annotations.get(optin.CAPTURE_NOW)
+            value = pod.annotations.get(optin.CAPTURE_NOW)
             if value and value != history.capture_now_value:
                 request_value = value
                 found.fire(REQUESTED, f"capture-now={optin.shown(value)}")
@@ -299,7 +298,7 @@ class _Decider:
                     observed,
                     self.thresholds,
                     pod.service,
-                    self._label_view(labels),
+                    labels,
                     retry is not None,  # failing
                     sample,
                     alert_name,
@@ -336,6 +335,30 @@ class _Decider:
             since = self.cooled_since[cooldown] = self.state.now - dt.timedelta(seconds=cooldown)
         return None if last <= since else last + dt.timedelta(seconds=cooldown)
 
+    def _thresholds(
+        self, measured: usage.Usage, goroutines: int | None, history: cluster.History, found: _Found
+    ) -> None:
+        """The threshold family (CPU, memory, goroutines) of one pod, into `found`."""
+        crossed: list[str] = []
+        thresholds = self.thresholds
+        if thresholds is not None:
+            cpu, memory = measured.cpu_percent, measured.memory_percent
+            if cpu is not None and cpu >= thresholds.cpu_percent:
+                crossed.append(CPU_THRESHOLD)
+            if memory is not None and memory >= thresholds.memory_percent:
+                crossed.append(MEMORY_THRESHOLD)
+        gauge = self.goroutines
+        if (
+            gauge is not None
+            and gauge.threshold is not None
+            and goroutines is not None
+            and goroutines >= gauge.threshold
+        ):
+            crossed.append(GOROUTINE_THRESHOLD)
+            found.notes.append(f"goroutines {goroutines} >= {gauge.threshold}")
+        if crossed:
+            found.family(crossed, self._cooling(history.last_threshold, self.triggers.threshold_cooldown), "threshold")
+
     def _usage_findings(
         self, pod: digest.PodDigest, index: int, key: str, history: cluster.History, found: _Found
     ) -> tuple[usage.Usage, dict[str, Any] | None]:
@@ -345,19 +368,24 @@ class _Decider:
         measured = usage.NO_METRICS
         if self.checks_metrics:
             metrics_key = (pod.namespace, pod.name)
-            metrics = self.state.metrics.get(metrics_key)
-            # A PodUsage has no path: nothing in it can be wrong.
-            path = "" if metrics is None or type(metrics) is PodUsage else self.state.metrics_paths[metrics_key]
-            measured = usage.measure(pod, index, metrics, path, with_limit=self.with_limit)
+            metrics = self.metrics.get(metrics_key)
+            if metrics is not None:
+                # A PodUsage has no path: nothing in it can be wrong.
+                path = "" if type(metrics) is PodUsage else self.state.metrics_paths[metrics_key]
+                measured = usage.measure(pod, index, metrics, path, with_limit=self.with_limit)
             if not measured.matched:
-                found.undecided.add(NO_METRICS)
+                found.undecided.append(NO_METRICS)
             elif measured.cpu_percent is None and measured.memory_percent is None:
-                found.undecided.add(NO_BASELINE)
+                found.undecided.append(NO_BASELINE)
+        if not self.trends:  # thresholds alone (the usual spec): no goroutine count, no window
+            if measured.matched:
+                self._thresholds(measured, None, history, found)
+            return measured, None
         goroutines = None
         if self.goroutines is not None:
             goroutines = self.state.goroutine_count(key)
             if goroutines is None:
-                found.undecided.add(NO_METRICS)
+                found.undecided.append(NO_METRICS)
                 found.notes.append("goroutines: not read")
         if not measured.matched and goroutines is None:
             return measured, None
@@ -372,28 +400,8 @@ class _Decider:
                 "goroutines": goroutines,
             }
 
-        threshold_family: list[str] = []
-        thresholds = self.thresholds
-        if thresholds is not None:
-            if measured.cpu_percent is not None and measured.cpu_percent >= thresholds.cpu_percent:
-                threshold_family.append(CPU_THRESHOLD)
-            if measured.memory_percent is not None and measured.memory_percent >= thresholds.memory_percent:
-                threshold_family.append(MEMORY_THRESHOLD)
+        self._thresholds(measured, goroutines, history, found)
         gauge = self.goroutines
-        if (
-            gauge is not None
-            and gauge.threshold is not None
-            and goroutines is not None
-            and goroutines >= gauge.threshold
-        ):
-            threshold_family.append(GOROUTINE_THRESHOLD)
-            found.notes.append(f"goroutines {goroutines} >= {gauge.threshold}")
-        if threshold_family:
-            found.family(
-                threshold_family, self._cooling(history.last_threshold, triggers.threshold_cooldown), "threshold"
-            )
-        if not self.trends:
-            return measured, sample
 
         spike_family: list[str] = []
         spikes = triggers.spike
@@ -478,7 +486,7 @@ class _Found:
         self.reasons: list[str] = []
         self.crossed: list[str] = []  # every reason whose condition holds, held back or not
         self.held = False
-        self.undecided: set[str] = set()
+        self.undecided: list[str] = []  # the first in _NONE_ORDER is said
         self.notes: list[str] = []
 
     def fire(self, reason: str, note: str) -> None:
@@ -494,7 +502,7 @@ class _Found:
         if finding.reason is not None:
             family.append(finding.reason)
         if finding.undecided is not None:
-            self.undecided.add(finding.undecided)
+            self.undecided.append(finding.undecided)
         if finding.note is not None:
             self.notes.append(finding.note)
 
@@ -507,7 +515,7 @@ class _Found:
             self.reasons.extend(fired)
 
 
-_BY_POD = operator.itemgetter(0, 1)  # a decision's (namespace, pod)
+_UNSEEN: Any = object()  # a shared map not read yet
 _NO_HISTORY = cluster.History()  # a pod never captured (most of them): one value, not one per pod
 # The order in which the reasons a pod could not be decided for are said (the first found).
 _NONE_ORDER = (NO_METRICS, NO_WINDOW, NO_BASELINE)
