@@ -181,9 +181,8 @@ class _Decider:
         if view is None:
             return PodDecision(namespace, name, NONE, "label-mismatch")
         annotations = pod.annotations
-        if id(annotations) in self.endpoints:
-            endpoint = self.endpoints[id(annotations)]
-        else:
+        endpoint = self.endpoints.get(id(annotations), _UNSEEN)
+        if endpoint is _UNSEEN:
             endpoint = self.endpoints[id(annotations)] = optin.endpoint_if_enabled(annotations)
             self.seen_maps.append(annotations)
         if endpoint is None:
@@ -332,7 +331,7 @@ class _Decider:
             return None
         since = self.cooled_since.get(cooldown)
         if since is None:  # a family that last captured at `since` or before has cooled down
-            since = self.cooled_since[cooldown] = self.state.now - dt.timedelta(seconds=cooldown)
+            since = self.cooled_since[cooldown] = self.now - dt.timedelta(seconds=cooldown)
         return None if last <= since else last + dt.timedelta(seconds=cooldown)
 
     def _thresholds(
