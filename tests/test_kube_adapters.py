@@ -34,7 +34,7 @@ from kprof_lib.planning import conditions
 from kprof_lib.planning.reconcile import reconcile
 from kprof_lib.state.digest import Container, PodDigest
 from kprof_lib.state.errors import StateError
-from kprof_lib.state.podusage import PodUsage, usage_of
+from kprof_lib.state.podusage import record, usage_of
 from tests.kube_emulator import Fault
 from tests.support.controlplane import ControlPlane
 from tests.support.pods import ENABLED, pod, pod_metrics
@@ -376,7 +376,7 @@ def test_pod_metrics_are_read_into_numbers_and_decide_the_same(kube_front, kube_
         kube_front.set_pod_metrics("shop", name, {"app": {"cpu": f"{100 + index}m", "memory": "64Mi"}})
     read = MetricsServer(kube_api).pod_metrics("shop", None)
     assert sorted(read) == [
-        PodUsage("shop", name, (("app", (100 + index) / 1000, 64 * 1024.0**2,),)) for index, name in enumerate(names)
+        record("shop", name, (("app", (100 + index) / 1000, 64 * 1024.0**2),)) for index, name in enumerate(names)
     ]
     # Those of the pods not wanted are dropped as they are read.
     assert [m.name for m in MetricsServer(kube_api).pod_metrics(

@@ -18,6 +18,7 @@ from kprof_lib.planning.plan import PRECEDENCE
 from kprof_lib.spec import schemas
 from kprof_lib.spec.validation import validate_spec
 from kprof_lib.state import cluster
+from kprof_lib.state.podusage import usage_of
 
 PLAN_VALIDATOR = jsonschema.Draft202012Validator(schemas.load("plan"))
 
@@ -108,12 +109,21 @@ def states(draw):
     metrics = [
         {
             "metadata": {"name": p["metadata"]["name"], "namespace": p["metadata"]["namespace"]},
-            "containers": [
-                {
-                    "name": draw(st.sampled_from(["app", "side", "init"])),
-                    "usage": {"cpu": draw(quantities_cpu), "memory": draw(quantities_mem)},
-                }
-            ],
+            # Mostly every container with both figures, as metrics-server reports them; also fewer,
+            # more, reordered or repeated containers and figures left out.
+            "containers": draw(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "name": st.sampled_from(["app", "side", "init"]),
+                            "usage": st.fixed_dictionaries({"cpu": quantities_cpu, "memory": quantities_mem})
+                            | st.fixed_dictionaries({}, optional={"cpu": quantities_cpu, "memory": quantities_mem}),
+                        }
+                    ),
+                    min_size=1,
+                    max_size=3,
+                )
+            ),
         }
         for p in pod_list
         if draw(st.booleans())
@@ -265,6 +275,10 @@ def test_plans_validate_and_only_input_errors_are_raised(spec, state):
     # The same pods as the operator's pod cache holds them (digests), and as their JSON form.
     digests = [digest_pod(copy.deepcopy(pod)) for pod in state["pods"]]
     assert reconcile(spec, {**state, "pods": digests}).to_dict() == plan
+    # Those digests beside the PodMetrics as the operator's reader gives them (PodUsage records,
+    # most pods measured from their sums).
+    records = [usage_of(copy.deepcopy(item)) for item in state["podMetrics"]]
+    assert reconcile(spec, {**state, "pods": digests, "podMetrics": records}).to_dict() == plan
     if all(d.source is None for d in digests):  # the JSON form has numbers: no quantity that does not parse
         assert reconcile(spec, {**state, "pods": [d.to_json() for d in digests]}).to_dict() == plan
     for result in plan["results"]:

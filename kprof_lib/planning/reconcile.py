@@ -134,7 +134,8 @@ class _Decider:
         # A shared label map's read-only view for the capture decisions; None: the selector does not match.
         self.label_views: dict[int, Mapping[str, str] | None] = {}
         self.endpoints: dict[int, optin.Endpoint | str | None] = {}
-        self.seen_maps: list[Mapping[str, str]] = []
+        self.bases: dict[int, usage.Bases | None] = {}
+        self.seen_maps: list[object] = []
         self.thresholds = spec.thresholds if THRESHOLD in kinds else None
         # A pod is due on demand when its last on-demand capture is at or before this moment.
         self.on_demand_since = (
@@ -198,8 +199,7 @@ class _Decider:
         self, pod: digest.PodDigest, index: int, pod_ip: str, endpoint: optin.Endpoint, labels: Mapping[str, str]
     ) -> PodDecision:
         """The decision about a selected pod; `labels` is the read-only view of its labels."""
-        namespace, name = pod.namespace, pod.name
-        key = f"{namespace}/{name}"
+        namespace, name, key = pod.namespace, pod.name, pod.key
         history = self.history.get(key) or _NO_HISTORY
         now = self.now
         found = _Found()
@@ -371,7 +371,12 @@ class _Decider:
             if metrics is not None:
                 # A PodUsage has no path: nothing in it can be wrong.
                 path = "" if type(metrics) is PodUsage else self.state.metrics_paths[metrics_key]
-                measured = usage.measure(pod, index, metrics, path, with_limit=self.with_limit)
+                containers = pod.containers  # None: a v1 Pod's, not read yet
+                summed = self.bases.get(id(containers), _UNSEEN)
+                if summed is _UNSEEN:
+                    summed = self.bases[id(containers)] = None if containers is None else usage.bases(containers)
+                    self.seen_maps.append(containers)
+                measured = usage.measure(pod, index, metrics, path, with_limit=self.with_limit, summed=summed)
             if not measured.matched:
                 found.undecided.append(NO_METRICS)
             elif measured.cpu_percent is None and measured.memory_percent is None:

@@ -257,7 +257,7 @@ def _read_pods(items: list[Any], problems: list[Problem]) -> list[digest.PodDige
     """Every pod as a digest: v1 Pods (metadata checked here, the rest where it is read), digests
     in JSON (checked whole) and `PodDigest` objects (trusted)."""
     # map() over C-level callables: the whole list is looked at without a bytecode step per pod.
-    if set(map(type, items)) <= _DIGEST_TYPE and len(items) == len(set(map(_NAMESPACE_AND_NAME, items))):
+    if set(map(type, items)) <= _DIGEST_TYPE and len(items) == len(set(map(_POD_KEY, items))):
         return list(items)  # the pod cache's digests, each pod once: nothing to check
     pods: list[digest.PodDigest] = []
     seen: dict[tuple[str, str], int] = {}
@@ -338,7 +338,8 @@ def _read_metrics(value: Any, problems: list[Problem]):
 
 _DIGEST_TYPE = frozenset({digest.PodDigest})
 _USAGE_TYPE = frozenset({podusage.PodUsage})
-_NAMESPACE_AND_NAME = operator.attrgetter("namespace", "name")  # of a PodDigest or a PodUsage
+_NAMESPACE_AND_NAME = operator.attrgetter("namespace", "name")  # of a PodUsage
+_POD_KEY = operator.attrgetter("key")  # of a PodDigest: "namespace/pod"
 
 
 def _is_usage(container: Any) -> bool:
